@@ -1,0 +1,69 @@
+// A device's shared WebAssembly.Memory: creation with the layout of layout.ts, the device arena,
+// and hotplug of guest RAM regions into the RAM window. Workers attach to the same memory with
+// the plain MemoryLayout and get a GuestMemory view; only the control thread changes regions.
+import { Arena } from './arena.js';
+import { MemoryError, MemoryErrorCode } from './errors.js';
+import { type Gpa, gpa as toGpa } from './gpa.js';
+import { GuestMemory } from './guest-memory.js';
+import { type LayoutOptions, type MemoryLayout, RAM_ALIGN_BYTES, WASM_PAGE_BYTES, computeLayout } from './layout.js';
+import type { Region } from './region-table.js';
+
+export class DeviceMemory {
+  readonly guest: GuestMemory;
+  /** Allocator for device-private tables in the arena (control path only). */
+  readonly arena: Arena;
+  private readonly ram: Arena;
+  private readonly regionOwned = new Map<Gpa, number>();
+
+  private constructor(readonly memory: WebAssembly.Memory, readonly layout: MemoryLayout) {
+    this.guest = new GuestMemory(memory, layout);
+    this.arena = new Arena(layout.arenaOff, layout.arenaBytes);
+    this.ram = new Arena(layout.ramBase, layout.ramBytes);
+  }
+
+  /** Create a device memory at its final size and an empty region table. */
+  static create(options: LayoutOptions): DeviceMemory {
+    const layout = computeLayout(options);
+    const pages = layout.totalBytes / WASM_PAGE_BYTES;
+    const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+    const dm = new DeviceMemory(memory, layout);
+    dm.guest.regions.init();
+    return dm;
+  }
+
+  /**
+   * Plug in a guest RAM region at guest-physical `start`; its backing is taken from the RAM
+   * window (2 MiB aligned) and zeroed. Returns the region with its host offset.
+   */
+  addRegion(start: number, size: number): Region {
+    const base = toGpa(start);
+    if (!Number.isSafeInteger(size) || size <= 0 || size % 4096 !== 0) {
+      throw new MemoryError(MemoryErrorCode.Overflow, `region size must be a positive multiple of 4096, got ${size}`);
+    }
+    if (base % 4096 !== 0 || !Number.isSafeInteger(base + size)) {
+      throw new MemoryError(MemoryErrorCode.Overflow, `region start must be 4 KiB aligned and end below 2^53`);
+    }
+    const hostOffset = this.ram.alloc(size, RAM_ALIGN_BYTES);
+    const region: Region = { gpa: base, size, hostOffset };
+    try {
+      this.guest.regions.insert(region);
+    } catch (err) {
+      this.ram.release(hostOffset);
+      throw err;
+    }
+    new Uint8Array(this.memory.buffer, hostOffset, size).fill(0);
+    this.regionOwned.set(base, hostOffset);
+    return region;
+  }
+
+  /** Unplug the region that starts at `start`; its backing returns to the RAM window. */
+  removeRegion(start: number): Region {
+    const removed = this.guest.regions.remove(toGpa(start));
+    const hostOffset = this.regionOwned.get(removed.gpa);
+    if (hostOffset !== undefined) {
+      this.ram.release(hostOffset);
+      this.regionOwned.delete(removed.gpa);
+    }
+    return removed;
+  }
+}
