@@ -1,0 +1,151 @@
+// Descriptor chains as the pop kernels hand them over: a record in a buffer in the device's
+// shared memory, already translated to memory offsets. DescriptorChain is a view over one record
+// (no copy); ChainReader and ChainWriter walk its readable and writable parts.
+//
+// Chain record (little-endian), written by splitPop / packedPop and their twins:
+//   0  u16 id          split: head descriptor index; packed: buffer id
+//   2  u16 descCount   descriptors the chain used in the ring (packed: slots to skip)
+//   4  u16 readSegs    device-readable segments, which come first
+//   6  u16 writeSegs   device-writable segments, which follow
+//   8  u32 readBytes   sum of readable lengths
+//   12 u32 writeBytes  sum of writable lengths
+//   16 segments[readSegs + writeSegs], 16 bytes each:
+//        0 u32 offset (in the shared memory)  4 u32 len  8 u64 gpa
+// Zero-length descriptors produce no segment.
+
+export const CHAIN_HEADER_BYTES = 16;
+export const SEGMENT_BYTES = 16;
+
+/** Bytes a chain record of `segments` segments takes. */
+export function chainRecordBytes(segments: number): number {
+  return CHAIN_HEADER_BYTES + segments * SEGMENT_BYTES;
+}
+
+export class DescriptorChain {
+  constructor(
+    private readonly view: DataView,
+    /** Offset of the record in the shared memory. */
+    readonly recordOff: number,
+  ) {}
+
+  get id(): number {
+    return this.view.getUint16(this.recordOff, true);
+  }
+  get descCount(): number {
+    return this.view.getUint16(this.recordOff + 2, true);
+  }
+  get readSegments(): number {
+    return this.view.getUint16(this.recordOff + 4, true);
+  }
+  get writeSegments(): number {
+    return this.view.getUint16(this.recordOff + 6, true);
+  }
+  get readBytes(): number {
+    return this.view.getUint32(this.recordOff + 8, true);
+  }
+  get writeBytes(): number {
+    return this.view.getUint32(this.recordOff + 12, true);
+  }
+  /** Bytes the whole record takes; the next record follows it. */
+  get recordBytes(): number {
+    return chainRecordBytes(this.readSegments + this.writeSegments);
+  }
+
+  /** Segment `i` (readable ones first): its memory offset, length and guest-physical address. */
+  segment(i: number): { offset: number; len: number; gpa: number } {
+    const s = this.recordOff + CHAIN_HEADER_BYTES + i * SEGMENT_BYTES;
+    return {
+      offset: this.view.getUint32(s, true),
+      len: this.view.getUint32(s + 4, true),
+      gpa: this.view.getUint32(s + 8, true) + this.view.getUint32(s + 12, true) * 2 ** 32,
+    };
+  }
+
+  reader(bytes: Uint8Array): ChainReader {
+    return new ChainReader(this, bytes, 0, this.readSegments);
+  }
+
+  writer(bytes: Uint8Array): ChainWriter {
+    return new ChainWriter(this, bytes, this.readSegments, this.readSegments + this.writeSegments);
+  }
+}
+
+/** Sequential reads across a chain's readable segments. */
+export class ChainReader {
+  private seg: number;
+  private pos = 0;
+  private consumed = 0;
+
+  constructor(private readonly chain: DescriptorChain, private readonly bytes: Uint8Array, first: number, private readonly end: number) {
+    this.seg = first;
+  }
+
+  /** Bytes not yet read. */
+  get remaining(): number {
+    return this.chain.readBytes - this.consumed;
+  }
+
+  /** Copy up to dst.length bytes into dst; returns how many were copied. */
+  read(dst: Uint8Array): number {
+    let done = 0;
+    while (done < dst.length && this.seg < this.end) {
+      const { offset, len } = this.chain.segment(this.seg);
+      const n = Math.min(len - this.pos, dst.length - done);
+      dst.set(this.bytes.subarray(offset + this.pos, offset + this.pos + n), done);
+      done += n;
+      this.pos += n;
+      if (this.pos === len) {
+        this.seg++;
+        this.pos = 0;
+      }
+    }
+    this.consumed += done;
+    return done;
+  }
+
+  /** Read exactly n bytes, or return null if the chain has fewer left. */
+  readExact(n: number): Uint8Array | null {
+    if (n > this.remaining) return null;
+    const out = new Uint8Array(n);
+    this.read(out);
+    return out;
+  }
+}
+
+/** Sequential writes across a chain's writable segments. */
+export class ChainWriter {
+  private seg: number;
+  private pos = 0;
+  /** Bytes written so far: the used length to report. */
+  written = 0;
+
+  constructor(private readonly chain: DescriptorChain, private readonly bytes: Uint8Array, first: number, private readonly end: number) {
+    this.seg = first;
+  }
+
+  get remaining(): number {
+    return this.chain.writeBytes - this.written;
+  }
+
+  /**
+   * Copy src into the writable segments; returns how many bytes fit. `onWrite` sees each guest
+   * range written (for the dirty log).
+   */
+  write(src: Uint8Array, onWrite?: (gpa: number, len: number) => void): number {
+    let done = 0;
+    while (done < src.length && this.seg < this.end) {
+      const { offset, len, gpa } = this.chain.segment(this.seg);
+      const n = Math.min(len - this.pos, src.length - done);
+      this.bytes.set(src.subarray(done, done + n), offset + this.pos);
+      onWrite?.(gpa + this.pos, n);
+      done += n;
+      this.pos += n;
+      if (this.pos === len) {
+        this.seg++;
+        this.pos = 0;
+      }
+    }
+    this.written += done;
+    return done;
+  }
+}
