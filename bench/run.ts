@@ -1,20 +1,29 @@
-// npm run bench -- [suite ...]: run the named suites (all when none is named).
+// npm run bench -- [suite ...]: run the named suites (all when none is named); also `vrdma bench`.
+import { pathToFileURL } from 'node:url';
 import { report } from './harness.js';
 import type { BenchRow } from './harness.js';
 
 type Suite = () => Promise<BenchRow[]>;
 
-const suites: Record<string, () => Promise<Suite>> = {
+export const suites: Record<string, () => Promise<Suite>> = {
 };
 
-const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
-const names = wanted.length > 0 ? wanted : Object.keys(suites);
-for (const name of names) {
-  const load = suites[name];
-  if (!load) {
-    console.error(`unknown bench suite "${name}"; known: ${Object.keys(suites).join(', ')}`);
-    process.exit(2);
+/** Run suites by name; returns false (and says why) if a name is unknown. */
+export async function runSuites(wanted: string[]): Promise<boolean> {
+  const names = wanted.length > 0 ? wanted : Object.keys(suites);
+  const unknown = names.filter((n) => !suites[n]);
+  if (unknown.length > 0) {
+    console.error(`unknown bench suite ${unknown.map((n) => `"${n}"`).join(', ')}; known: ${Object.keys(suites).join(', ')}`);
+    return false;
   }
-  const suite = await load();
-  report(await suite());
+  for (const name of names) {
+    const suite = await suites[name]();
+    report(await suite());
+  }
+  return true;
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const ok = await runSuites(process.argv.slice(2).filter((a) => !a.startsWith('-')));
+  process.exitCode = ok ? 0 : 2;
 }
