@@ -5,6 +5,7 @@ import type { BenchRow } from './harness.js';
 type Suite = () => Promise<BenchRow[]>;
 
 const suites: Record<string, () => Promise<Suite>> = {
+  'virtqueue-split': async () => (await import('./virtqueue-split.js')).default,
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
