@@ -187,6 +187,11 @@ export interface Verbs {
   pollCq(cq: number, max: number): WorkCompletion[];
   /** Arm the CQ: the next completion (or next solicited one) raises its event. */
   reqNotifyCq(cq: number, solicitedOnly: boolean): void;
+  /**
+   * Be told when a CQ has new completions to poll, armed or not. The virtio device uses this to
+   * move completions into the guest's CQ virtqueue at once; arming is its own business there.
+   */
+  onCompletion(handler: (cq: number) => void): void;
 
   createQp(options: CreateQpOptions): number;
   modifyQp(qpn: number, attrs: Partial<QpAttributes>, mask: number): void;
