@@ -101,6 +101,7 @@ export interface SendWr {
   sgList: Sge[];
   /** Inline payload (SendFlags.INLINE): the bytes, copied at post time. */
   inline?: Uint8Array;
+  /** ImmDt as a u32 whose big-endian bytes go on the wire. */
   immData?: number;
   invalidateRkey?: number;
   remoteAddr?: number;
@@ -125,7 +126,10 @@ export interface WorkCompletion {
   opcode: WcOpcode;
   vendorErr: number;
   byteLen: number;
-  /** Immediate data (WcFlags.WITH_IMM) or the invalidated rkey (WcFlags.WITH_INV). */
+  /**
+   * Immediate data (WcFlags.WITH_IMM) as a u32 whose big-endian bytes are the ImmDt bytes, or
+   * the invalidated rkey (WcFlags.WITH_INV).
+   */
   immData: number;
   qpNum: number;
   srcQp: number;
@@ -135,6 +139,8 @@ export interface WorkCompletion {
   slid: number;
   sl: number;
   dlidPathBits: number;
+  /** A receive of a message with the solicited event bit (what SOLICITED arming waits for). */
+  solicited?: boolean;
 }
 
 /** R1: a registration whose key and iova are separate from the guest pages it covers. */
@@ -147,6 +153,8 @@ export interface PhysicalRegistration {
   pageShift: 12 | 21;
   /** Guest-physical address of each page, in iova order. */
   pages: readonly Gpa[];
+  /** LOCAL_INV and a peer's SEND_WITH_INV may invalidate it (IBTA 10.6); absent means no. */
+  invalidatable?: boolean;
 }
 
 export interface MrKeys {
@@ -177,9 +185,17 @@ export interface Verbs {
   registerPhysical(pd: number, reg: PhysicalRegistration): MrKeys;
   /** R2: one MR over all guest memory; holes read as zeros and swallow writes. */
   registerAll(pd: number, access: number): MrKeys;
-  /** R2: re-map after hotplug or a new page list; lkey and rkey stay the same. */
-  reregisterPhysical(lkey: number, reg: PhysicalRegistration | 'all-memory'): void;
+  /**
+   * R2: re-map after hotplug or a new page list; lkey and rkey stay the same. `pd`, when given,
+   * moves the MR to that PD (ibv_rereg_mr's IBV_REREG_MR_CHANGE_PD).
+   */
+  reregisterPhysical(lkey: number, reg: PhysicalRegistration | 'all-memory', pd?: number): void;
   deregMr(lkey: number): void;
+  /**
+   * R3: prefetch pages of MRs (ibv_advise_mr; advice and flags as verbs.h numbers them). Optional:
+   * a provider without it cannot take ADVISE_MR, and the device does not offer on-demand paging.
+   */
+  adviseMr?(advice: number, flags: number, sges: readonly Sge[]): void;
 
   createCq(depth: number): number;
   destroyCq(cq: number): void;

@@ -1,0 +1,113 @@
+// Completion queues (docs/device-spec.md §11): CQEs go into the device-writable buffers the driver
+// makes available on the CQ's virtqueue, in the order the device generates them. A CQE with no
+// buffer to go to waits in a backlog of at most `cqe` entries; one more is a CQ overrun (§11.4).
+// Used-buffer notifications are sent only for a CQE that triggers the CQ's arm (§11.3, §5.5).
+import type { DeviceQueue } from '../virtio/queue.js';
+import { CQE_BYTES, NotifyFlag } from './abi.js';
+import { encodeCqe, type Cqe } from './cqe.js';
+
+interface Pending {
+  bytes: Uint8Array;
+  /** Triggers a SOLICITED arm: a receive with the SE bit, or any unsuccessful completion. */
+  solicitedOrError: boolean;
+}
+
+/** What CQ delivery needs from the device. */
+export interface CqSink {
+  /** The CQ's virtqueue, or null while it is not enabled. */
+  queueOf(cq: DeviceCq): DeviceQueue | null;
+  /** Remember to publish this queue's used entries at the end of the pass. */
+  touched(cq: DeviceCq): void;
+  /** Guest memory the device wrote (for the dirty log, R4). */
+  wrote(gpa: number, len: number): void;
+  /** The CQ overran or got a buffer too short for a CQE (§11.4). */
+  overrun(cq: DeviceCq, reason: string): void;
+  readonly memory: Uint8Array;
+}
+
+export class DeviceCq {
+  /** 0, NotifyFlag.SOLICITED or NotifyFlag.NEXT_COMPLETION. */
+  armed = 0;
+  /** Overrun: every later CQE is discarded until the CQ is destroyed. */
+  error = false;
+  /** CQEs written since creation, modulo 2^32 (REQ_NOTIFY_CQ's answer). */
+  cqesWritten = 0;
+  /** A CQE written in this pass triggered the arm: notify when the queue is published. */
+  notifyDue = false;
+  private readonly backlog: Pending[] = [];
+  /** QPs (QPNs) whose send or receive queue completes here: BUSY on destroy, ERR on overrun. */
+  readonly users = new Set<number>();
+
+  constructor(readonly index: number, readonly depth: number, readonly verbsCq: number) {}
+
+  get backlogLength(): number {
+    return this.backlog.length;
+  }
+
+  /** §11.3: NEXT_COMPLETION widens SOLICITED; SOLICITED does not narrow NEXT_COMPLETION. */
+  arm(flags: number): void {
+    if (flags === NotifyFlag.NEXT_COMPLETION || this.armed === 0) this.armed = flags;
+  }
+
+  /** Queue a CQE and write what the queue's buffers take. */
+  deliver(sink: CqSink, cqe: Cqe, solicitedOrError: boolean): void {
+    if (this.error) return;
+    if (this.backlog.length >= this.depth) {
+      sink.overrun(this, `backlog of ${this.depth} CQEs is full`);
+      return;
+    }
+    this.backlog.push({ bytes: encodeCqe(cqe), solicitedOrError });
+    this.drain(sink);
+  }
+
+  /** Write backlogged CQEs into available buffers, in order. May throw VirtioError (ring fault). */
+  drain(sink: CqSink): void {
+    const queue = sink.queueOf(this);
+    if (queue === null) return;
+    while (this.backlog.length > 0 && !this.error) {
+      const chains = queue.pop(this.backlog.length);
+      if (chains.length === 0) break;
+      sink.touched(this);
+      for (const chain of chains) {
+        if (this.error) {
+          queue.addUsed(chain, 0);
+          continue;
+        }
+        if (chain.writeBytes < CQE_BYTES) {
+          queue.addUsed(chain, 0);
+          sink.overrun(this, `CQE buffer of ${chain.writeBytes} writable bytes`);
+          continue;
+        }
+        const next = this.backlog.shift() as Pending;
+        const w = chain.writer(sink.memory);
+        w.write(next.bytes, (gpa, len) => sink.wrote(gpa, len));
+        queue.addUsed(chain, CQE_BYTES);
+        this.cqesWritten = (this.cqesWritten + 1) >>> 0;
+        if (this.armed === NotifyFlag.NEXT_COMPLETION || (this.armed === NotifyFlag.SOLICITED && next.solicitedOrError)) {
+          this.armed = 0;
+          this.notifyDue = true;
+        }
+      }
+    }
+  }
+
+  /** Enter error (§11.4): the backlog and all later CQEs are discarded. */
+  fail(): void {
+    this.error = true;
+    this.backlog.length = 0;
+  }
+
+  /** Give back every buffer still available on the queue, used with length 0 (DESTROY_CQ, §7.5). */
+  returnBuffers(queue: DeviceQueue): number {
+    let n = 0;
+    // Each round takes at least one chain and the ring holds at most `size`: bounded.
+    for (let round = 0; round <= queue.size; round++) {
+      const chains = queue.pop();
+      if (chains.length === 0) break;
+      for (const chain of chains) queue.addUsed(chain, 0);
+      n += chains.length;
+      queue.flush();
+    }
+    return n;
+  }
+}
