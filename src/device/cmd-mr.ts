@@ -56,7 +56,7 @@ function checkTranslation(core: DeviceCore, f: TranslationFields): Translation {
   const indirect = (f.flags & PhysMrFlag.INDIRECT) !== 0;
   if (indirect && (f.listGpa < 0 || f.listGpa % 8 !== 0)) throw invalidArg('list_gpa is not 8-aligned');
   if (!indirect && f.listGpa !== 0) throw invalidArg('list_gpa without INDIRECT');
-  if (f.inline !== null) {
+  if (f.inline !== null && !indirect) {
     for (let i = 0; i < npages; i++) {
       const page = u64n(f.inline.view, f.inline.off + 8 * i);
       if (page >= 0 && page % pageBytes !== 0) throw invalidArg(`page ${i} is not aligned to the page size`);

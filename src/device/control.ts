@@ -88,6 +88,8 @@ function tailCount(core: DeviceCore, cmd: Cmd, fixed: DataView): number {
 export class ControlQueue {
   /** Commands answered, by status (tests and logs). */
   readonly answered = new Map<RdmaStatus, number>();
+  /** Why the last command failed (logs: a DEVICE_ERROR is the host's fault and worth reading). */
+  lastFailure: unknown = null;
 
   constructor(private readonly core: DeviceCore, private readonly datapath: Datapath, private readonly memory: Uint8Array) {}
 
@@ -158,6 +160,7 @@ export class ControlQueue {
       // A broken ring is not the command's fault: it must reach the device (NEEDS_RESET).
       if (err instanceof VirtioError) throw err;
       status = statusOf(err);
+      this.lastFailure = err;
       resp = new Uint8Array(0);
     }
     this.answered.set(status, (this.answered.get(status) ?? 0) + 1);

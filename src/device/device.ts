@@ -134,35 +134,42 @@ export class RdmaDevice {
   private serviceQueue(vq: number): void {
     const { core, datapath, transport } = this;
     const role = transport.map.role(vq);
-    if (role === null) return;
+    const queue = transport.queue(vq);
+    if (role === null || queue === null) return;
+    // Whether the device reads this queue now; if so, it asks for kicks again once it is idle.
+    let reading = true;
     switch (role.kind) {
-      case 'control': {
-        const queue = transport.queue(vq);
-        if (queue !== null && this.control.service(queue, (gpa, len) => this.datapath.sink.wrote(gpa, len))) transport.call(vq);
-        return;
-      }
+      case 'control':
+        if (this.control.service(queue, (gpa, len) => this.datapath.sink.wrote(gpa, len))) transport.call(vq);
+        break;
       case 'cq': {
         const cq = core.cqs[role.index];
         if (cq !== null) datapath.serviceCq(cq);
-        return;
+        // CQE buffers wait in the ring until a CQE is due: kicks matter only with a backlog.
+        reading = cq !== null && cq.backlogLength > 0 && !cq.error;
+        break;
       }
       case 'sq':
       case 'rq': {
         const qp = core.qpByIndex[role.index];
-        if (qp === null) return;
-        if (role.kind === 'sq') datapath.serviceSq(qp);
+        if (qp === null) reading = false;
+        else if (role.kind === 'sq') datapath.serviceSq(qp);
         else datapath.serviceRq(qp);
-        return;
+        break;
       }
       case 'srq': {
         const srq = core.srqs[role.index];
         if (srq !== null) datapath.serviceSrq(srq);
-        return;
+        reading = srq !== null && !srq.error;
+        break;
       }
       case 'event':
         datapath.drainEvents();
-        return;
+        reading = this.events.pendingCount > 0;
+        break;
     }
+    // virtio 1.2 2.7.10: going idle, ask for the next kick; buffers that raced in get another pass.
+    if (reading && queue.enableNotification()) transport.setPending(vq);
   }
 
   /** §13.2: stop everything of this device; QPs send nothing more. */

@@ -111,9 +111,9 @@ export interface QpAttr {
 export function readQpAttr(v: DataView, off: number): QpAttr & { reservedZero: boolean; ahAttr: AhAttr & { reservedZero: boolean } } {
   const b = (i: number) => v.getUint8(off + i);
   const u32 = (i: number) => v.getUint32(off + i, true);
-  const cap = readQpCap(v, off + 40);
+  const { reserved: capReserved, ...cap } = readQpCap(v, off + 40);
   const ah = readAhAttr(v, off + 64);
-  let reservedZero = v.getUint16(off + 14, true) === 0 && cap.reserved === 0 && ah.reservedZero;
+  let reservedZero = v.getUint16(off + 14, true) === 0 && capReserved === 0 && ah.reservedZero;
   for (let i = 104; i < 120; i++) if (b(i) !== 0) reservedZero = false;
   return {
     qpState: b(0), curQpState: b(1), pathMtu: b(2), maxRdAtomic: b(3), maxDestRdAtomic: b(4), minRnrTimer: b(5),

@@ -1,0 +1,172 @@
+// Guest-side objects that own virtqueues: work rings (send, receive, SRQ queues: WQE slots in
+// guest memory, one chain per WQE) and completion queues (64-byte CQE buffers the device fills).
+import { CQE_BYTES } from '../../device/abi.js';
+import { type Cqe, decodeCqe } from '../../device/cqe.js';
+import type { RdmaTransport } from '../../device/transport.js';
+import type { Arena } from '../../memory/arena.js';
+import { gpa } from '../../memory/gpa.js';
+import type { GuestMemory } from '../../memory/guest-memory.js';
+import { GuestError, GuestErrorCode } from './errors.js';
+import type { GuestBuffer, GuestRing } from './ring.js';
+
+/** What queue objects need from the device they belong to. */
+export interface QueueHost {
+  readonly transport: RdmaTransport;
+  readonly guest: GuestMemory;
+  readonly alloc: Arena;
+}
+
+interface Slot {
+  slot: number;
+  wrId: bigint;
+  /** Guest buffers allocated for this one chain (pieces beyond the slot): released when used. */
+  own: number[];
+}
+
+/**
+ * A send, receive or SRQ queue: WQEs written into fixed-size slots in guest memory, one readable
+ * descriptor each, offered in posting order; a used chain frees its slot.
+ */
+export class WqeRing {
+  private readonly base: number;
+  private readonly freeSlots: number[];
+  private readonly inUse = new Map<number, Slot>();
+  private nextToken = 0;
+  /** wr_ids of returned chains, in used-ring order (takeReturned()). */
+  private returned: bigint[] = [];
+
+  constructor(private readonly host: QueueHost, readonly vq: number, readonly ring: GuestRing, readonly slotBytes: number) {
+    this.base = host.alloc.alloc(slotBytes * ring.size, 64);
+    this.freeSlots = Array.from({ length: ring.size }, (_, i) => ring.size - 1 - i);
+    ring.disableCallbacks();
+  }
+
+  /** WQEs posted and not yet returned. */
+  get outstanding(): number {
+    return this.inUse.size;
+  }
+
+  /** Offer WQEs (already encoded); kicks if the device wants it. Throws RingFull if they do not all fit. */
+  post(wqes: readonly { bytes: Uint8Array; wrId: bigint }[]): void {
+    this.reclaim();
+    if (wqes.length > this.freeSlots.length || wqes.length > this.ring.numFree) {
+      throw new GuestError(GuestErrorCode.RingFull, `queue ${this.vq} has room for ${Math.min(this.freeSlots.length, this.ring.numFree)} WQEs`);
+    }
+    for (const w of wqes) this.add([w.bytes], w.wrId);
+    if (this.ring.publish()) this.host.transport.kick(this.vq);
+  }
+
+  /** Offer one chain of arbitrary readable pieces (hostile tests); returns false if full. */
+  postRaw(pieces: readonly Uint8Array[], wrId = 0n): boolean {
+    this.reclaim();
+    if (this.ring.numFree < pieces.length || this.freeSlots.length === 0) return false;
+    this.add(pieces, wrId);
+    if (this.ring.publish()) this.host.transport.kick(this.vq);
+    return true;
+  }
+
+  private add(pieces: readonly Uint8Array[], wrId: bigint): void {
+    const token = this.nextToken++ & 0x7fffffff;
+    const buffers: GuestBuffer[] = [];
+    const own: number[] = [];
+    const slot = this.freeSlots.pop() as number;
+    let slotUsed = false;
+    for (const bytes of pieces) {
+      let at: number;
+      if (!slotUsed && bytes.length <= this.slotBytes) {
+        at = this.base + slot * this.slotBytes;
+        slotUsed = true;
+      } else {
+        at = this.host.alloc.alloc(Math.max(1, bytes.length), 8);
+        own.push(at);
+      }
+      if (bytes.length > 0) this.host.guest.write(gpa(at), bytes);
+      buffers.push({ gpa: at, len: bytes.length });
+    }
+    this.ring.add(buffers, [], token);
+    this.inUse.set(token, { slot, wrId, own });
+  }
+
+  /** Collect used chains: their slots are free again. Returns how many came back. */
+  reclaim(): number {
+    const used = this.ring.collect();
+    for (const u of used) {
+      const slot = this.inUse.get(u.token);
+      if (slot === undefined) continue;
+      this.inUse.delete(u.token);
+      this.freeSlots.push(slot.slot);
+      this.returned.push(slot.wrId);
+      for (const at of slot.own) this.host.alloc.release(at);
+    }
+    return used.length;
+  }
+
+  /** wr_ids of chains the device returned since the last call, in used-ring order. */
+  takeReturned(): bigint[] {
+    this.reclaim();
+    const out = this.returned;
+    this.returned = [];
+    return out;
+  }
+
+  dispose(): void {
+    for (const slot of this.inUse.values()) for (const at of slot.own) this.host.alloc.release(at);
+    this.inUse.clear();
+    this.host.alloc.release(this.base);
+    this.ring.dispose();
+  }
+}
+
+/** The guest side of a CQ's completion queue: CQE buffers, reposted as they are consumed. */
+export class CqeRing {
+  private readonly base: number;
+  /** CQEs consumed since creation (compare with REQ_NOTIFY_CQ's cqes_written). */
+  consumed = 0;
+  /** Buffers the device returned empty (destroy, or a buffer too short). */
+  returnedEmpty = 0;
+
+  constructor(private readonly host: QueueHost, readonly vq: number, readonly ring: GuestRing, buffers: number, readonly bufferBytes = CQE_BYTES) {
+    this.base = host.alloc.alloc(bufferBytes * buffers, 64);
+    for (let i = 0; i < buffers; i++) this.offer(i);
+    if (this.ring.publish()) host.transport.kick(vq);
+  }
+
+  private offer(i: number): void {
+    if (!this.ring.add([], [{ gpa: this.base + i * this.bufferBytes, len: this.bufferBytes }], i)) {
+      throw new GuestError(GuestErrorCode.RingFull, `completion queue ${this.vq} is full`);
+    }
+  }
+
+  /** Read up to `max` CQEs, in order, and offer their buffers again. */
+  poll(max = Infinity): Cqe[] {
+    const out: Cqe[] = [];
+    for (const u of this.pollRaw(max)) {
+      if (u.len >= CQE_BYTES) {
+        out.push(decodeCqe(u.bytes));
+        this.consumed = (this.consumed + 1) >>> 0;
+      } else {
+        this.returnedEmpty++;
+      }
+    }
+    return out;
+  }
+
+  /** Used buffers in order with the bytes the device wrote (a copy); the buffers are offered again. */
+  pollRaw(max = Infinity): { len: number; bytes: Uint8Array }[] {
+    const used = this.ring.collect(max);
+    const out = used.map((u) => ({ len: u.len, bytes: this.host.guest.slice(gpa(this.base + u.token * this.bufferBytes), this.bufferBytes).slice() }));
+    for (const u of used) this.offer(u.token);
+    if (used.length > 0 && this.ring.publish()) this.host.transport.kick(this.vq);
+    return out;
+  }
+
+  /** Collect without reposting (the CQ is going away). */
+  drain(): number {
+    return this.ring.collect().length;
+  }
+
+  dispose(): void {
+    this.host.alloc.release(this.base);
+    this.ring.dispose();
+  }
+}
