@@ -136,6 +136,9 @@ export class Datapath {
         e.cqe = deviceCqe(d.wrId, d.error.status, CqeOpcode.Recv, d.error.vendorErr, qp.qpn);
         e.wqeError = true;
         wq.halted = true;
+        // Earlier receives may wait for messages forever: enter ERR now, so the provider flushes
+        // them and they complete (before this one, in posting order).
+        this.moveToErr(qp);
         continue;
       }
       e.lkeys = d.lkeys;
