@@ -8,7 +8,7 @@ import { writeAhAttr, writeQpAttr } from '../../src/device/structs.js';
 import { RdmaCommandError } from '../../src/guest/rdma/errors.js';
 import { ahAttr, qpAttr } from '../../src/guest/rdma/device.js';
 import { QpState } from '../../src/nic/qp-state.js';
-import { DATA_AREA, RC, SECOND_IP, UD, rig, toRts, type Rig } from './harness.js';
+import { DATA_AREA, RC, SECOND_IP, UD, rig, snapshot, toRts, type Rig } from './harness.js';
 import { VerbsError, VerbsErrorCode } from '../../src/nic/errors.js';
 
 function bytes(size: number, fill: (v: DataView) => void): Uint8Array {
@@ -17,16 +17,6 @@ function bytes(size: number, fill: (v: DataView) => void): Uint8Array {
   return b;
 }
 const u32s = (...xs: number[]) => bytes(4 * xs.length, (v) => xs.forEach((x, i) => v.setUint32(4 * i, x >>> 0, true)));
-
-/** Everything a failed command must leave unchanged. */
-export function snapshot(r: Rig): string {
-  const c = r.device.core;
-  const qps = [...c.qps.values()].map((q) => `${q.qpn}@${q.index}:${q.state}:${q.sgidIndex}:${q.qkey}`);
-  const mrs = [...c.mrs.values()].map((m) => `${m.handle}:${m.pd}:${m.access}:${m.invalidatable}:${m.lkey}`);
-  const cqs = c.cqs.map((q) => (q === null ? '-' : `${q.armed}/${q.cqesWritten}/${q.error}`));
-  const srqs = c.srqs.map((s) => (s === null ? '-' : `${s.handle}:${s.limit}`));
-  return [r.verbs.census(), [...c.pds.keys()], mrs, [...c.ahs.keys()], cqs, qps, srqs, c.gids, c.inFlight.size].map((x) => JSON.stringify(x)).join(' | ');
-}
 
 interface World {
   pd: number;

@@ -77,3 +77,14 @@ export async function toRts(qp: GuestQp, type = RC): Promise<void> {
 export function pollAll(cq: GuestCq) {
   return cq.poll();
 }
+
+/** Everything a failed command must leave unchanged. */
+export function snapshot(r: Rig): string {
+  const c = r.device.core;
+  const qps = [...c.qps.values()].map((q) => `${q.qpn}@${q.index}:${q.state}:${q.sgidIndex}:${q.qkey}`);
+  const mrs = [...c.mrs.values()].map((m) => `${m.handle}:${m.pd}:${m.access}:${m.invalidatable}:${m.lkey}`);
+  const cqs = c.cqs.map((q) => (q === null ? '-' : `${q.armed}/${q.cqesWritten}/${q.error}`));
+  const srqs = c.srqs.map((s) => (s === null ? '-' : `${s.handle}:${s.limit}`));
+  return [r.verbs.census(), [...c.pds.keys()], mrs, [...c.ahs.keys()], cqs, qps, srqs, c.gids, c.inFlight.size].map((x) => JSON.stringify(x)).join(' | ');
+}
+
