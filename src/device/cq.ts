@@ -2,6 +2,7 @@
 // makes available on the CQ's virtqueue, in the order the device generates them. A CQE with no
 // buffer to go to waits in a backlog of at most `cqe` entries; one more is a CQ overrun (§11.4).
 // Used-buffer notifications are sent only for a CQE that triggers the CQ's arm (§11.3, §5.5).
+import type { DescriptorChain } from '../virtio/chain.js';
 import type { DeviceQueue } from '../virtio/queue.js';
 import { CQE_BYTES, NotifyFlag } from './abi.js';
 import { encodeCqe, type Cqe } from './cqe.js';
@@ -64,30 +65,38 @@ export class DeviceCq {
   drain(sink: CqSink): void {
     const queue = sink.queueOf(this);
     if (queue === null) return;
-    while (this.backlog.length > 0 && !this.error) {
+    // Each round takes at least one buffer, and the ring holds at most `size` of them.
+    for (let round = 0; round <= queue.size && this.backlog.length > 0 && !this.error; round++) {
       const chains = queue.pop(this.backlog.length);
-      if (chains.length === 0) break;
-      sink.touched(this);
-      for (const chain of chains) {
-        if (this.error) {
-          queue.addUsed(chain, 0);
-          continue;
-        }
-        if (chain.writeBytes < CQE_BYTES) {
-          queue.addUsed(chain, 0);
-          sink.overrun(this, `CQE buffer of ${chain.writeBytes} writable bytes`);
-          continue;
-        }
-        const next = this.backlog.shift() as Pending;
-        const w = chain.writer(sink.memory);
-        w.write(next.bytes, (gpa, len) => sink.wrote(gpa, len));
-        queue.addUsed(chain, CQE_BYTES);
-        this.cqesWritten = (this.cqesWritten + 1) >>> 0;
-        if (this.armed === NotifyFlag.NEXT_COMPLETION || (this.armed === NotifyFlag.SOLICITED && next.solicitedOrError)) {
-          this.armed = 0;
-          this.notifyDue = true;
-        }
+      if (chains.length === 0) {
+        // Out of buffers with CQEs waiting: ask for a kick when the driver posts more; if some
+        // raced in meanwhile, take them now (virtio 1.2 2.7.10).
+        if (queue.enableNotification()) continue;
+        break;
       }
+      sink.touched(this);
+      for (const chain of chains) this.write(sink, queue, chain);
+    }
+  }
+
+  private write(sink: CqSink, queue: DeviceQueue, chain: DescriptorChain): void {
+    if (this.error) {
+      queue.addUsed(chain, 0);
+      return;
+    }
+    if (chain.writeBytes < CQE_BYTES) {
+      queue.addUsed(chain, 0);
+      sink.overrun(this, `CQE buffer of ${chain.writeBytes} writable bytes`);
+      return;
+    }
+    const next = this.backlog.shift() as Pending;
+    const w = chain.writer(sink.memory);
+    w.write(next.bytes, (gpa, len) => sink.wrote(gpa, len));
+    queue.addUsed(chain, CQE_BYTES);
+    this.cqesWritten = (this.cqesWritten + 1) >>> 0;
+    if (this.armed === NotifyFlag.NEXT_COMPLETION || (this.armed === NotifyFlag.SOLICITED && next.solicitedOrError)) {
+      this.armed = 0;
+      this.notifyDue = true;
     }
   }
 

@@ -340,10 +340,12 @@ export class Datapath {
       const role = transport.map.role(vq);
       if (role?.kind === 'cq') {
         const cq = this.core.cqs[role.index];
-        // Completion queues interrupt only for a CQE that triggered the arm (§11.3).
+        // Completion queues interrupt exactly for a CQE that triggered the arm (§5.5, §11.3):
+        // arming is their suppression, so the ring's own (used_event, which an unarmed CQE would
+        // use up) does not apply.
         if (cq !== null && cq.notifyDue) {
           cq.notifyDue = false;
-          if (wants) transport.call(vq);
+          transport.call(vq);
         }
       } else if (wants) {
         transport.call(vq);

@@ -31,9 +31,13 @@ export class EventQueue {
     let used = false;
     const record = new Uint8Array(EVENT_BYTES);
     const view = new DataView(record.buffer);
-    while (this.pending.size > 0) {
+    for (let round = 0; round <= queue.size && this.pending.size > 0; round++) {
       const chains = queue.pop(this.pending.size);
-      if (chains.length === 0) break;
+      if (chains.length === 0) {
+        // Events wait: ask for a kick when buffers come (virtio 1.2 2.7.10).
+        if (queue.enableNotification()) continue;
+        break;
+      }
       used = true;
       for (const chain of chains) {
         const next = this.pending.entries().next();

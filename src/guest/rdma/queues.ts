@@ -126,7 +126,7 @@ export class CqeRing {
   returnedEmpty = 0;
 
   constructor(private readonly host: QueueHost, readonly vq: number, readonly ring: GuestRing, buffers: number, readonly bufferBytes = CQE_BYTES) {
-    this.base = host.alloc.alloc(bufferBytes * buffers, 64);
+    this.base = host.alloc.alloc(bufferBytes * Math.max(1, buffers), 64);
     for (let i = 0; i < buffers; i++) this.offer(i);
     if (this.ring.publish()) host.transport.kick(vq);
   }
