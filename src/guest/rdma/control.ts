@@ -105,7 +105,13 @@ export class ControlChannel {
       if (this.ring.enableCallbacks()) continue;
       const left = deadline - Date.now();
       if (left <= 0) throw new GuestError(GuestErrorCode.Timeout, `no answer within ${this.timeoutMs} ms`);
-      await call.waitAsync(seen, left);
+      // Atomics.waitAsync alone does not keep Node's event loop alive: hold a timer meanwhile.
+      const keepAlive = setTimeout(() => {}, left);
+      try {
+        await call.waitAsync(seen, left);
+      } finally {
+        clearTimeout(keepAlive);
+      }
     }
   }
 }

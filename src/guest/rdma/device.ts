@@ -92,7 +92,8 @@ export class RdmaGuest implements QueueHost {
     readonly alloc: Arena,
     readonly features: bigint,
     readonly config: DeviceConfig,
-    private readonly controlRing: GuestRing,
+    /** The control queue's ring (tests that break rings reach it here). */
+    readonly controlRing: GuestRing,
     timeoutMs: number,
     eventQueueSize: number,
   ) {
