@@ -113,7 +113,6 @@ export class RdmaTransport {
     if (value === 0) {
       this.onReset?.();
       for (let q = 0; q < this.slots.length; q++) this.dropQueue(q);
-      Atomics.store(this.pendingWords, 0, 0);
       for (let i = 0; i < this.pendingWords.length; i++) Atomics.store(this.pendingWords, i, 0);
     }
     return this.status.write(value);

@@ -136,6 +136,15 @@ describe('virtio-rdma commands: success paths', () => {
     await gsi.destroy();
   });
 
+  it('runs the same over the TypeScript twin of the ring kernels', async () => {
+    const r = rig({ device: { engine: 'ts' } });
+    const { cq, qp } = await basicQp(r);
+    await toRts(qp);
+    qp.postSend([{ wrId: 3n, opcode: 2, flags: 2 }]);
+    r.verbs.completeSend(qp.qpn);
+    assert.deepEqual(cq.poll().map((c) => c.wrId), [3n]);
+  });
+
   it('REQ_NOTIFY_CQ returns cqes_written', async () => {
     const r = rig();
     const cq = await r.guest.createCq(4);
