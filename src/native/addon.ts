@@ -1,0 +1,95 @@
+// Loader of the optional native addon (native/, docs/native.md): what JavaScript cannot do.
+// Everything in vrdma works without it, so loading never throws: nativeStatus() says either
+// { available: true, addon } or { available: false, reason } with a reason a person can act on.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { NativeError, NativeErrorCode } from './errors.js';
+
+/** Must equal kAbiVersion in native/src/addon.cc; a different number means a stale build. */
+export const NATIVE_ABI_VERSION = 1;
+
+/**
+ * The addon's exports. Byte arguments are any TypedArray or DataView, over an ArrayBuffer or a
+ * SharedArrayBuffer (a device's Wasm memory); offsets and lengths are in bytes and checked against
+ * the view. Failed system calls throw system errors (errors.ts, isSystemError).
+ */
+export interface NativeAddon {
+  readonly abiVersion: number;
+
+  /** zlib's crc32 of data[offset, offset+length), continuing `seed` (default 0). */
+  crc32(data: ArrayBufferView, offset: number, length: number, seed?: number): number;
+  /**
+   * The CRC of the range repeated `iterations` times, as `iterations` chained passes in one call:
+   * lets a benchmark amortise the JS->C call (tens of ns) over many passes.
+   */
+  crc32Loop(data: ArrayBufferView, offset: number, length: number, iterations: number): number;
+
+  /**
+   * assembly/region.ts regionTranslate in C: offset of [gpa, gpa+len) through the region table at
+   * `tableOff` in `memory` (a view over the whole device memory), or ST_OUT_OF_RANGE/ST_OVERFLOW.
+   */
+  regionLookup(memory: ArrayBufferView, tableOff: number, gpa: number, len: number): number;
+  /** out[i] = regionLookup(memory, tableOff, gpas[i], lens[i]); returns the count. */
+  regionLookupBatch(memory: ArrayBufferView, tableOff: number, gpas: Float64Array, lens: Float64Array, out: Float64Array): number;
+}
+
+export type NativeStatus =
+  | { readonly available: true; readonly addon: NativeAddon; readonly path: string }
+  | { readonly available: false; readonly reason: string; readonly path: string };
+
+/** Where `npm run build:native` puts the addon (dist/src/native/addon.js -> native/build/Release). */
+export function defaultAddonPath(): string {
+  return fileURLToPath(new URL('../../../native/build/Release/vrdma_native.node', import.meta.url));
+}
+
+const BUILD_HINT = 'run "npm run build:native" (needs g++, make, python3 and Node\'s headers)';
+
+/** Load the addon at `path`; never throws. */
+export function loadNativeFrom(path: string): NativeStatus {
+  if (process.platform !== 'linux') {
+    return { available: false, path, reason: `native addon is Linux-only (this platform is ${process.platform})` };
+  }
+  if (!existsSync(path)) {
+    return { available: false, path, reason: `native addon not built: ${path} does not exist; ${BUILD_HINT}` };
+  }
+  let addon: NativeAddon;
+  try {
+    addon = createRequire(import.meta.url)(path) as NativeAddon;
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    return { available: false, path, reason: `native addon at ${path} failed to load (${message}); ${BUILD_HINT}` };
+  }
+  if (addon.abiVersion !== NATIVE_ABI_VERSION) {
+    return {
+      available: false,
+      path,
+      reason: `native addon at ${path} is a stale build (ABI ${String(addon.abiVersion)}, expected ${NATIVE_ABI_VERSION}); ${BUILD_HINT}`,
+    };
+  }
+  return { available: true, addon, path };
+}
+
+let cached: NativeStatus | undefined;
+
+/**
+ * The addon at its default path, loaded once. VRDMA_NATIVE_DISABLE=1 turns it off, to run
+ * everything as on a host without it.
+ */
+export function nativeStatus(): NativeStatus {
+  if (cached === undefined) {
+    const path = defaultAddonPath();
+    cached =
+      process.env.VRDMA_NATIVE_DISABLE === '1'
+        ? { available: false, path, reason: 'native addon disabled by VRDMA_NATIVE_DISABLE=1' }
+        : loadNativeFrom(path);
+  }
+  return cached;
+}
+
+/** The addon, or a NativeError(Unavailable) carrying the reason. */
+export function requireNative(): NativeAddon {
+  const status = nativeStatus();
+  if (!status.available) throw new NativeError(NativeErrorCode.Unavailable, status.reason);
+  return status.addon;
+}
