@@ -13,7 +13,9 @@
         "src/addon.cc",
         "src/common.cc",
         "src/crc32.cc",
-        "src/region.cc"
+        "src/region.cc",
+        "src/fd.cc",
+        "src/eventfd.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],

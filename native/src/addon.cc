@@ -11,6 +11,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("abiVersion", Napi::Number::New(env, kAbiVersion));
   vrdma::RegisterCrc32(env, exports);
   vrdma::RegisterRegion(env, exports);
+  vrdma::RegisterFd(env, exports);
+  vrdma::RegisterEventFd(env, exports);
   return exports;
 }
 

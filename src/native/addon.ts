@@ -32,6 +32,21 @@ export interface NativeAddon {
   regionLookup(memory: ArrayBufferView, tableOff: number, gpa: number, len: number): number;
   /** out[i] = regionLookup(memory, tableOff, gpas[i], lens[i]); returns the count. */
   regionLookupBatch(memory: ArrayBufferView, tableOff: number, gpas: Float64Array, lens: Float64Array, out: Float64Array): number;
+
+  /** close(2) any fd the addon made or received. */
+  closeFd(fd: number): void;
+  /** poll(2) on one fd: revents, or 0 on timeout. Blocks up to timeoutMs (-1: forever); pass 0 on the event loop. */
+  pollFd(fd: number, events: number, timeoutMs: number): number;
+  /** Whether the fd has FD_CLOEXEC; throws a system error EBADF for a closed fd. */
+  fdCloexec(fd: number): boolean;
+  readonly poll: { readonly POLLIN: number; readonly POLLOUT: number; readonly POLLERR: number; readonly POLLHUP: number };
+
+  /** A new eventfd (EFD_NONBLOCK | EFD_CLOEXEC) with the given initial counter (default 0). */
+  eventfdCreate(initial?: number): number;
+  /** Add `value` (default 1) to the counter; false if it would overflow (nothing written). */
+  eventfdWrite(fd: number, value?: number): boolean;
+  /** The counter, reset to 0 by the read; 0 if nothing was signalled. */
+  eventfdRead(fd: number): number;
 }
 
 export type NativeStatus =
