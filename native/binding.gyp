@@ -15,7 +15,8 @@
         "src/crc32.cc",
         "src/region.cc",
         "src/fd.cc",
-        "src/eventfd.cc"
+        "src/eventfd.cc",
+        "src/mapping.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],

@@ -13,6 +13,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vrdma::RegisterRegion(env, exports);
   vrdma::RegisterFd(env, exports);
   vrdma::RegisterEventFd(env, exports);
+  vrdma::RegisterMapping(env, exports);
   return exports;
 }
 

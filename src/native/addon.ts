@@ -47,6 +47,20 @@ export interface NativeAddon {
   eventfdWrite(fd: number, value?: number): boolean;
   /** The counter, reset to 0 by the read; 0 if nothing was signalled. */
   eventfdRead(fd: number): number;
+
+  /** An anonymous memory file (memfd_create, MFD_CLOEXEC), as a VMM backs guest RAM with. */
+  memfdCreate(name: string): number;
+  /** The host page size in bytes; mappings are made in whole pages. */
+  pageSize(): number;
+  /**
+   * Map fd[fileOffset, +length) shared, read-write, over the first `length` bytes of `view`, a
+   * Uint8Array over a shared WebAssembly.Memory's buffer at the target offset: both then see the
+   * same pages. The view's start, fileOffset and length must be page-aligned, the range inside the
+   * view and the file. A refused mapping leaves the memory as it was.
+   */
+  mapIntoMemory(view: Uint8Array, fd: number, fileOffset: number, length: number): void;
+  /** Put private zero pages back over the first `length` bytes of `view` (same rules). */
+  unmapFromMemory(view: Uint8Array, length: number): void;
 }
 
 export type NativeStatus =
