@@ -16,7 +16,8 @@
         "src/region.cc",
         "src/fd.cc",
         "src/eventfd.cc",
-        "src/mapping.cc"
+        "src/mapping.cc",
+        "src/unix_socket.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],

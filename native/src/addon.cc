@@ -14,6 +14,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vrdma::RegisterFd(env, exports);
   vrdma::RegisterEventFd(env, exports);
   vrdma::RegisterMapping(env, exports);
+  vrdma::RegisterUnixSocket(env, exports);
   return exports;
 }
 

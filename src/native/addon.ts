@@ -61,6 +61,29 @@ export interface NativeAddon {
   mapIntoMemory(view: Uint8Array, fd: number, fileOffset: number, length: number): void;
   /** Put private zero pages back over the first `length` bytes of `view` (same rules). */
   unmapFromMemory(view: Uint8Array, length: number): void;
+
+  /** A listening AF_UNIX stream socket bound to `path` (non-blocking, close-on-exec). */
+  unixListen(path: string, backlog?: number): number;
+  /** A socket connected to the listener at `path`. */
+  unixConnect(path: string): number;
+  /** The next pending connection, or -1 if none. */
+  unixAccept(fd: number): number;
+  /** Two connected AF_UNIX stream sockets. */
+  unixSocketPair(): [number, number];
+  /** sendmsg with `fds` as SCM_RIGHTS on the first byte: bytes sent, or -1 if it would block. */
+  unixSendMsg(fd: number, data: ArrayBufferView, offset: number, length: number, fds?: number[]): number;
+  /** recvmsg; see UnixReceived. At most `maxFds` (default 16, max 253) fds are accepted. */
+  unixRecvMsg(fd: number, data: ArrayBufferView, offset: number, length: number, maxFds?: number): UnixReceived;
+}
+
+/** What unixRecvMsg got. The caller owns every fd in `fds` and must close those it did not expect. */
+export interface UnixReceived {
+  /** Bytes received; 0 at end of stream, -1 when nothing was ready. */
+  readonly bytes: number;
+  /** Descriptors that arrived with the bytes, close-on-exec. */
+  readonly fds: number[];
+  /** More fds were sent than maxFds: the rest were closed; treat it as a protocol error. */
+  readonly controlTruncated: boolean;
 }
 
 export type NativeStatus =
