@@ -17,7 +17,8 @@
         "src/fd.cc",
         "src/eventfd.cc",
         "src/mapping.cc",
-        "src/unix_socket.cc"
+        "src/unix_socket.cc",
+        "src/udp.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],

@@ -15,6 +15,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vrdma::RegisterEventFd(env, exports);
   vrdma::RegisterMapping(env, exports);
   vrdma::RegisterUnixSocket(env, exports);
+  vrdma::RegisterUdp(env, exports);
   return exports;
 }
 

@@ -74,6 +74,23 @@ export interface NativeAddon {
   unixSendMsg(fd: number, data: ArrayBufferView, offset: number, length: number, fds?: number[]): number;
   /** recvmsg; see UnixReceived. At most `maxFds` (default 16, max 253) fds are accepted. */
   unixRecvMsg(fd: number, data: ArrayBufferView, offset: number, length: number, maxFds?: number): UnixReceived;
+
+  /** A non-blocking UDP socket bound to a dotted IPv4 address and port (0: any free port). */
+  udpBind(address: string, port: number): number;
+  /** The IPv4 address (a host-order number) and port a UDP socket is bound to. */
+  udpLocalAddress(fd: number): { ipv4: number; port: number };
+  /**
+   * sendmmsg: send `count` datagrams described by `desc` (udp.DESC_WORDS words each:
+   * [offset, length, ipv4, port]) from `data`; returns how many were taken (0: buffer full).
+   */
+  udpSendMany(fd: number, data: ArrayBufferView, desc: Uint32Array, count: number): number;
+  /**
+   * recvmmsg: receive up to `count` datagrams into the slots `desc` names ([offset, capacity, -, -])
+   * and rewrite each filled entry to [offset, length, ipv4, port | flags]; returns how many arrived.
+   */
+  udpRecvMany(fd: number, data: ArrayBufferView, desc: Uint32Array, count: number): number;
+  /** Batch descriptor words per datagram, the truncation flag, and the most datagrams per call. */
+  readonly udp: { readonly DESC_WORDS: number; readonly TRUNCATED: number; readonly MAX_BATCH: number };
 }
 
 /** What unixRecvMsg got. The caller owns every fd in `fds` and must close those it did not expect. */
