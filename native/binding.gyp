@@ -18,7 +18,8 @@
         "src/eventfd.cc",
         "src/mapping.cc",
         "src/unix_socket.cc",
-        "src/udp.cc"
+        "src/udp.cc",
+        "src/verbs.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],

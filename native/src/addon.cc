@@ -16,6 +16,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vrdma::RegisterMapping(env, exports);
   vrdma::RegisterUnixSocket(env, exports);
   vrdma::RegisterUdp(env, exports);
+  vrdma::RegisterVerbs(env, exports);
   return exports;
 }
 

@@ -91,6 +91,26 @@ export interface NativeAddon {
   udpRecvMany(fd: number, data: ArrayBufferView, desc: Uint32Array, count: number): number;
   /** Batch descriptor words per datagram, the truncation flag, and the most datagrams per call. */
   readonly udp: { readonly DESC_WORDS: number; readonly TRUNCATED: number; readonly MAX_BATCH: number };
+
+  /** The RDMA devices libibverbs sees (none unless built against libibverbs); see rdma-devices.ts. */
+  listRdmaDevices(): RdmaDeviceList;
+}
+
+/** One RDMA device as libibverbs names it. */
+export interface RdmaDevice {
+  readonly name: string;
+  /** Node GUID, 16 hex digits. */
+  readonly guid: string;
+  /** ibv_node_type_str: "channel adapter", "RNIC", ... */
+  readonly nodeType: string;
+}
+
+export interface RdmaDeviceList {
+  /** Whether the addon was built against libibverbs. */
+  readonly verbsCompiledIn: boolean;
+  readonly devices: RdmaDevice[];
+  /** Why the list is empty; absent when devices were found. */
+  readonly reason?: string;
 }
 
 /** What unixRecvMsg got. The caller owns every fd in `fds` and must close those it did not expect. */
