@@ -4,6 +4,7 @@
 // list is exactly what ibv_get_device_list returns.
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <string>
 
 #include "common.h"
@@ -34,7 +35,10 @@ Napi::Value ListRdmaDevices(const Napi::CallbackInfo& info) {
   if (list == nullptr) {
     const int err = errno;
     out.Set("devices", devices);
-    out.Set("reason", Napi::String::New(env, std::string("ibv_get_device_list failed: ") + strerror(err)));
+    // ENOSYS: the kernel has no uverbs interface (no RDMA driver loaded), the usual case on a
+    // host without an RDMA NIC.
+    out.Set("reason", Napi::String::New(env, std::string("libibverbs could not list RDMA devices (ibv_get_device_list: ") +
+                                                 strerror(err) + (err == ENOSYS ? "; no RDMA support in this kernel)" : ")")));
     return out;
   }
   for (int i = 0; i < n; i++) {

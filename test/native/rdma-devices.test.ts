@@ -22,7 +22,7 @@ describe('RDMA device probe', () => {
     }
     // Built against libibverbs: its list is the kernel's (sysfs) list, never an invented one.
     assert.deepEqual(list.devices.map((d) => d.name).sort(), kernelRdmaDevices());
-    if (list.devices.length === 0) assert.match(list.reason ?? '', /found no RDMA devices/);
+    if (list.devices.length === 0) assert.match(list.reason ?? '', /found no RDMA devices|could not list RDMA devices/);
     else assert.equal(list.reason, undefined);
     for (const d of list.devices) assert.match(d.guid, /^[0-9a-f]{16}$/);
   }));
