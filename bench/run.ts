@@ -6,6 +6,7 @@ import type { BenchRow } from './harness.js';
 type Suite = () => Promise<BenchRow[]>;
 
 export const suites: Record<string, () => Promise<Suite>> = {
+  native: async () => (await import('./native-baselines.js')).default,
 };
 
 /** Run suites by name; returns false (and says why) if a name is unknown. */
