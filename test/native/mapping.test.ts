@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { closeSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
 import { describe, it } from 'node:test';
+import { Worker } from 'node:worker_threads';
 import { DeviceMemory, RegionTable, gpa } from '../../src/memory/index.js';
 import type { NativeAddon } from '../../src/native/addon.js';
 import { isSystemError } from '../../src/native/errors.js';
@@ -81,6 +82,30 @@ describe('native mapping of a file into Wasm memory', () => {
       assert.equal(wasm(tableOff, 0x10_0000 + 8, 8), dm.layout.ramBase + 8);
       native.unmapFromMemory(new Uint8Array(dm.memory.buffer, tableOff, page), page);
       assert.equal(wasm(tableOff, 0x10_0000 + 8, 8), ST_OUT_OF_RANGE);
+    } finally {
+      native.closeFd(fd);
+    }
+  }));
+
+  it('shows the mapped file to another thread sharing the memory', withNative(async (native) => {
+    const dm = DeviceMemory.create({ ramBytes: 4 * MiB, arenaBytes: 1 * MiB });
+    const page = native.pageSize();
+    const fd = memfd(native, page);
+    try {
+      const fromFile = pattern(page, 42);
+      writeSync(fd, fromFile, 0, page, 0);
+      native.mapIntoMemory(new Uint8Array(dm.memory.buffer, dm.layout.ramBase, page), fd, 0, page);
+      const worker = new Worker(
+        'const { parentPort, workerData: w } = require("node:worker_threads");' +
+          'parentPort.postMessage(Array.from(new Uint8Array(w.memory.buffer, w.off, 64)));',
+        { eval: true, workerData: { memory: dm.memory, off: dm.layout.ramBase + 1000 } },
+      );
+      const seen = await new Promise<number[]>((resolve, reject) => {
+        worker.once('message', resolve);
+        worker.once('error', reject);
+      });
+      await worker.terminate();
+      assert.deepEqual(seen, Array.from(fromFile.subarray(1000, 1064)));
     } finally {
       native.closeFd(fd);
     }
