@@ -50,14 +50,7 @@ export type Ranges = ReadonlyArray<readonly [number, number]>;
 
 /** Ranges a queue may write: the guest regions and its own arena blocks. */
 export function allowedRanges(rig: Rig, queue: PackedQueue): Ranges {
-  const h = queue.handle();
-  return [
-    [rig.low.hostOffset, rig.low.size],
-    [rig.high.hostOffset, rig.high.size],
-    [h.blockOff, 64],
-    [h.recordOff, h.recordBytes],
-    [h.usedOff, queue.size * 8],
-  ];
+  return [...regionRanges(rig), ...queueRanges(queue)];
 }
 
 function outside(total: number, start: number, allowed: Ranges): Array<[number, number]> {
@@ -83,20 +76,49 @@ function canaryPattern(bytes: number): Uint8Array {
   return cachedCanary;
 }
 
-/** Fill everything outside `allowed` (past the Wasm data) with a canary pattern; returns a checker. */
-export function plantCanaries(rig: Rig, allowed: Ranges): () => string[] {
+export interface Canaries {
+  /** What changed outside the planted ranges, `alsoAllowed` (blocks allocated later) excepted. */
+  check(alsoAllowed?: Ranges): string[];
+  /** Plant the canary again over ranges that were in use (a disposed queue's blocks). */
+  replant(ranges: Ranges): void;
+}
+
+/** Fill everything outside `allowed` (past the Wasm data) with a canary pattern. */
+export function plantCanaries(rig: Rig, allowed: Ranges): Canaries {
   const bytes = new Uint8Array(rig.dm.memory.buffer);
   const tableEnd = rig.dm.layout.regionTableOff + 16 + 32 * 64;
   const table = bytes.slice(rig.dm.layout.regionTableOff, tableEnd);
-  const spans = outside(bytes.length, tableEnd, allowed);
   const canary = canaryPattern(bytes.length);
-  for (const [a, b] of spans) bytes.set(canary.subarray(a, b), a);
-  return () => {
-    const bad: string[] = [];
-    if (Buffer.compare(table, bytes.subarray(rig.dm.layout.regionTableOff, tableEnd)) !== 0) bad.push('region table changed');
-    for (const [a, b] of spans) {
-      if (Buffer.compare(canary.subarray(a, b), bytes.subarray(a, b)) !== 0) bad.push(`bytes in [${a}, ${b}) outside the guest regions changed`);
-    }
-    return bad;
+  for (const [a, b] of outside(bytes.length, tableEnd, allowed)) bytes.set(canary.subarray(a, b), a);
+  return {
+    check(alsoAllowed = []) {
+      const bad: string[] = [];
+      if (Buffer.compare(table, bytes.subarray(rig.dm.layout.regionTableOff, tableEnd)) !== 0) bad.push('region table changed');
+      for (const [a, b] of outside(bytes.length, tableEnd, [...allowed, ...alsoAllowed])) {
+        if (Buffer.compare(canary.subarray(a, b), bytes.subarray(a, b)) !== 0) bad.push(`bytes in [${a}, ${b}) outside the guest regions changed`);
+      }
+      return bad;
+    },
+    replant(ranges) {
+      for (const [off, len] of ranges) bytes.set(canary.subarray(off, off + len), off);
+    },
   };
+}
+
+/** The guest regions of a rig. */
+export function regionRanges(rig: Rig): Ranges {
+  return [
+    [rig.low.hostOffset, rig.low.size],
+    [rig.high.hostOffset, rig.high.size],
+  ];
+}
+
+/** A queue's own arena blocks. */
+export function queueRanges(queue: PackedQueue): Ranges {
+  const h = queue.handle();
+  return [
+    [h.blockOff, 64],
+    [h.recordOff, h.recordBytes],
+    [h.usedOff, queue.size * 8],
+  ];
 }

@@ -120,7 +120,7 @@ for (const engine of engines) {
             assert.equal(driver.freeSlotCount, size);
             assert.equal(queue.state().inflightSlots, 0);
             assert.equal(queue.broken, false);
-            assert.deepEqual(check(), []);
+            assert.deepEqual(check.check(), []);
             queue.dispose();
             driver.dispose();
           },
