@@ -60,7 +60,7 @@ export function fuzzPacked(iterations: number, seed: number): FuzzReport {
     const bad = canaries.check();
     if (bad.length > 0) {
       violate(`rings ${lastCanaryCheck}..${i}: ${bad.join('; ')}`);
-      canaries.replant([[rig.dm.layout.regionTableOff, rig.dm.memory.buffer.byteLength - rig.dm.layout.regionTableOff]]);
+      canaries.replantAll();
     }
     lastCanaryCheck = i + 1;
   };

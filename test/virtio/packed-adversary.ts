@@ -164,7 +164,7 @@ export function runScenario(rig: Rig, seed: number, engine: KernelEngine, kernel
       switch (rnd.int(6)) {
         case 0: {
           // Straight to the kernel with a record buffer that may be too small.
-          const outBytes = rnd.chance(0.5) ? 16 + rnd.int(200) : h.recordBytes;
+          const outBytes = rnd.chance(0.5) ? 16 + rnd.int(Math.min(200, h.recordBytes - 15)) : h.recordBytes;
           const r = kernels.packedPop(h.blockOff, h.recordOff, outBytes, 1 + rnd.int(size + 2));
           trace.push(r);
           if (r < 0) {

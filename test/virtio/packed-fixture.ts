@@ -81,6 +81,8 @@ export interface Canaries {
   check(alsoAllowed?: Ranges): string[];
   /** Plant the canary again over ranges that were in use (a disposed queue's blocks). */
   replant(ranges: Ranges): void;
+  /** Plant the canary again everywhere it was planted (after reporting a violation). */
+  replantAll(): void;
 }
 
 /** Fill everything outside `allowed` (past the Wasm data) with a canary pattern. */
@@ -89,8 +91,12 @@ export function plantCanaries(rig: Rig, allowed: Ranges): Canaries {
   const tableEnd = rig.dm.layout.regionTableOff + 16 + 32 * 64;
   const table = bytes.slice(rig.dm.layout.regionTableOff, tableEnd);
   const canary = canaryPattern(bytes.length);
-  for (const [a, b] of outside(bytes.length, tableEnd, allowed)) bytes.set(canary.subarray(a, b), a);
+  const plantAll = () => {
+    for (const [a, b] of outside(bytes.length, tableEnd, allowed)) bytes.set(canary.subarray(a, b), a);
+  };
+  plantAll();
   return {
+    replantAll: plantAll,
     check(alsoAllowed = []) {
       const bad: string[] = [];
       if (Buffer.compare(table, bytes.subarray(rig.dm.layout.regionTableOff, tableEnd)) !== 0) bad.push('region table changed');

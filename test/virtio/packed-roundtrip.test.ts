@@ -125,7 +125,7 @@ for (const engine of engines) {
             driver.dispose();
           },
         ),
-        { numRuns: 25 },
+        { numRuns: 25, includeErrorInReport: true },
       );
     });
 
