@@ -11,3 +11,4 @@ export * from "./split-ring";
 export function kernelDataEnd(): usize {
   return __heap_base;
 }
+export * from "./packed-ring";
