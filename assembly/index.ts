@@ -5,6 +5,7 @@
 // Kernels never allocate and keep no state in globals: all state lives in shared memory.
 
 export * from "./region";
+export * from "./icrc";
 
 /** End of the module's static data; the loader checks it fits below the region table. */
 export function kernelDataEnd(): usize {
