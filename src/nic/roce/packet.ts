@@ -130,6 +130,8 @@ function checkFields(f: BuildFields, info: OpcodeInfo, payloadBytes: number): vo
   need(f.pkey === undefined || isUint(f.pkey, 16), `pkey ${f.pkey} must be 16-bit`);
   need(f.tver === undefined || isUint(f.tver, 4), `tver ${f.tver} must be 4-bit`);
   need(payloadBytes === 0 || (info.flags & OpFlag.Payload) !== 0, `${info.name} carries no payload`);
+  // Only a message's last packet may be padded; first and middle ones carry whole words (9.2.3).
+  need((payloadBytes & 3) === 0 || (info.flags & OpFlag.Last) !== 0, `${info.name} payload of ${payloadBytes} bytes is not whole words`);
   for (let h = 0; h < HDR_COUNT; h++) {
     const present = f[FIELD_OF[h]] !== undefined;
     need(present === hasHdr(info, h), `${info.name} ${present ? 'has no' : 'needs a'} ${HDR_NAMES[h]}`);
