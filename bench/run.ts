@@ -5,6 +5,7 @@ import type { BenchRow } from './harness.js';
 type Suite = () => Promise<BenchRow[]>;
 
 const suites: Record<string, () => Promise<Suite>> = {
+  'roce-wire': async () => (await import('./roce-wire.js')).default,
 };
 
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));

@@ -41,8 +41,9 @@ function setU32At(b: Uint8Array, o: number, v: number): void {
   b[o + 3] = v;
 }
 function setU64At(b: Uint8Array, o: number, v: bigint): void {
-  setU32At(b, o, Number(BigInt.asUintN(64, v) >> 32n));
-  setU32At(b, o + 4, Number(BigInt.asUintN(32, v)));
+  // Callers pass values in [0, 2^64) (the builders check).
+  setU32At(b, o, Number(v >> 32n));
+  setU32At(b, o + 4, Number(v & 0xffffffffn));
 }
 
 function at(pkt: PacketView, h: Hdr): number {

@@ -5,7 +5,7 @@
 import { RoceError, RoceErrorCode } from './errors.js';
 import * as H from './headers.js';
 import { ICRC_BYTES, type IcrcContext, type IcrcEngine, MAX_ICRC_PACKET_BYTES, MIN_ICRC_PACKET_BYTES } from './icrc.js';
-import { HDR_COUNT, HDR_NAMES, Hdr, OpFlag, type OpcodeInfo, hasHdr, opcodeInfo } from './opcodes.js';
+import { HDR_NAMES, Hdr, OpFlag, type OpcodeInfo, opcodeInfo } from './opcodes.js';
 
 /** Every field of a packet's headers; extended headers only when the opcode carries them. */
 export interface PacketFields extends H.Bth {
@@ -61,8 +61,15 @@ function storedIcrc(b: Uint8Array, o: number): number {
   return (b[o] | (b[o + 1] << 8) | (b[o + 2] << 16) | (b[o + 3] << 24)) >>> 0;
 }
 
-// Which PacketFields key holds each extended header, indexed by Hdr.
-const FIELD_OF: readonly (keyof BuildFields & keyof PacketFields)[] = ['deth', 'reth', 'atomicEth', 'aeth', 'atomicAckOrig', 'immDt', 'iethRkey'];
+/** The extended headers that fields carry, as OpcodeInfo.headers bits. */
+function headersIn(f: BuildFields): number {
+  return (
+    (f.deth !== undefined ? 1 << Hdr.Deth : 0) | (f.reth !== undefined ? 1 << Hdr.Reth : 0) |
+    (f.atomicEth !== undefined ? 1 << Hdr.AtomicEth : 0) | (f.aeth !== undefined ? 1 << Hdr.Aeth : 0) |
+    (f.atomicAckOrig !== undefined ? 1 << Hdr.AtomicAckEth : 0) | (f.immDt !== undefined ? 1 << Hdr.ImmDt : 0) |
+    (f.iethRkey !== undefined ? 1 << Hdr.Ieth : 0)
+  );
+}
 
 /**
  * Parse the packet at bytes[off, off+len) (BTH through ICRC). With `check`, the ICRC is verified
@@ -119,33 +126,36 @@ export function packetBytes(info: OpcodeInfo, payloadBytes: number): number {
   return info.headerBytes + payloadBytes + ((4 - (payloadBytes & 3)) & 3) + ICRC_BYTES;
 }
 
-function need(ok: boolean, detail: string): void {
-  if (!ok) throw new RoceError(RoceErrorCode.BadField, detail);
+// Checks run per packet, so messages are built only on failure.
+function fail(detail: string): never {
+  throw new RoceError(RoceErrorCode.BadField, detail);
 }
 const isUint = (v: number | undefined, bits: number): boolean => v !== undefined && Number.isInteger(v) && v >= 0 && v < 2 ** bits;
-const isU64 = (v: bigint): boolean => typeof v === 'bigint' && v >= 0n && v < 1n << 64n;
+const U64_END = 1n << 64n;
+const isU64 = (v: bigint): boolean => typeof v === 'bigint' && v >= 0n && v < U64_END;
 
 function checkFields(f: BuildFields, info: OpcodeInfo, payloadBytes: number): void {
-  need(isUint(f.dqpn, 24) && isUint(f.psn, 24), `dqpn ${f.dqpn} and psn ${f.psn} must be 24-bit`);
-  need(f.pkey === undefined || isUint(f.pkey, 16), `pkey ${f.pkey} must be 16-bit`);
-  need(f.tver === undefined || isUint(f.tver, 4), `tver ${f.tver} must be 4-bit`);
-  need(payloadBytes === 0 || (info.flags & OpFlag.Payload) !== 0, `${info.name} carries no payload`);
+  if (!(isUint(f.dqpn, 24) && isUint(f.psn, 24))) fail(`dqpn ${f.dqpn} and psn ${f.psn} must be 24-bit`);
+  if (!(f.pkey === undefined || isUint(f.pkey, 16))) fail(`pkey ${f.pkey} must be 16-bit`);
+  if (!(f.tver === undefined || isUint(f.tver, 4))) fail(`tver ${f.tver} must be 4-bit`);
+  if (!(payloadBytes === 0 || (info.flags & OpFlag.Payload) !== 0)) fail(`${info.name} carries no payload`);
   // Only a message's last packet may be padded; first and middle ones carry whole words (9.2.3).
-  need((payloadBytes & 3) === 0 || (info.flags & OpFlag.Last) !== 0, `${info.name} payload of ${payloadBytes} bytes is not whole words`);
-  for (let h = 0; h < HDR_COUNT; h++) {
-    const present = f[FIELD_OF[h]] !== undefined;
-    need(present === hasHdr(info, h), `${info.name} ${present ? 'has no' : 'needs a'} ${HDR_NAMES[h]}`);
+  if (!((payloadBytes & 3) === 0 || (info.flags & OpFlag.Last) !== 0)) fail(`${info.name} payload of ${payloadBytes} bytes is not whole words`);
+  const present = headersIn(f);
+  if (present !== info.headers) {
+    const h = [...HDR_NAMES.keys()].find((i) => ((present ^ info.headers) >>> i) & 1)!;
+    fail(`${info.name} ${(present >>> h) & 1 ? 'has no' : 'needs a'} ${HDR_NAMES[h]}`);
   }
-  if (f.reth) need(isU64(f.reth.va) && isUint(f.reth.rkey, 32) && isUint(f.reth.dmaLen, 32), 'RETH field out of range');
-  if (f.aeth) need(isUint(f.aeth.syndrome, 8) && isUint(f.aeth.msn, 24), 'AETH field out of range');
+  if (f.reth) if (!(isU64(f.reth.va) && isUint(f.reth.rkey, 32) && isUint(f.reth.dmaLen, 32))) fail('RETH field out of range');
+  if (f.aeth) if (!(isUint(f.aeth.syndrome, 8) && isUint(f.aeth.msn, 24))) fail('AETH field out of range');
   if (f.atomicEth) {
     const a = f.atomicEth;
-    need(isU64(a.va) && isUint(a.rkey, 32) && isU64(a.swapAdd) && isU64(a.compare), 'AtomicETH field out of range');
+    if (!(isU64(a.va) && isUint(a.rkey, 32) && isU64(a.swapAdd) && isU64(a.compare))) fail('AtomicETH field out of range');
   }
-  if (f.atomicAckOrig !== undefined) need(isU64(f.atomicAckOrig), 'AtomicAckETH field out of range');
-  if (f.immDt !== undefined) need(isUint(f.immDt, 32), 'ImmDt out of range');
-  if (f.iethRkey !== undefined) need(isUint(f.iethRkey, 32), 'IETH R_Key out of range');
-  if (f.deth) need(isUint(f.deth.qkey, 32) && isUint(f.deth.srcQp, 24), 'DETH field out of range');
+  if (f.atomicAckOrig !== undefined) if (!(isU64(f.atomicAckOrig))) fail('AtomicAckETH field out of range');
+  if (f.immDt !== undefined) if (!(isUint(f.immDt, 32))) fail('ImmDt out of range');
+  if (f.iethRkey !== undefined) if (!(isUint(f.iethRkey, 32))) fail('IETH R_Key out of range');
+  if (f.deth) if (!(isUint(f.deth.qkey, 32) && isUint(f.deth.srcQp, 24))) fail('DETH field out of range');
 }
 
 /**

@@ -11,7 +11,7 @@ export function psnAdd(psn: number, n: number): number {
   return (psn + n) & PSN_MASK;
 }
 
-/** Signed difference a - b, in [-2^23, 2^23): positive when a is after b. */
+/** Signed difference a - b, in [-2^23, 2^23): positive when a is after b (at exactly 2^23 apart, -2^23 either way). */
 export function psnDiff(a: number, b: number): number {
   return ((a - b) << 8) >> 8;
 }

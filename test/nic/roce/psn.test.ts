@@ -20,7 +20,7 @@ describe('24-bit PSN arithmetic', () => {
 
   it('orders PSNs within half the space either way round the wrap', () => {
     fc.assert(
-      fc.property(psn, fc.integer({ min: -0x800000, max: 0x7fffff }), (a, d) => {
+      fc.property(psn, fc.integer({ min: -0x7fffff, max: 0x7fffff }), (a, d) => {
         const b = psnAdd(a, d);
         assert.ok(isPsn(b));
         assert.equal(psnDiff(b, a), d);
@@ -30,6 +30,11 @@ describe('24-bit PSN arithmetic', () => {
         assert.equal(psnAdd(a, psnDistance(a, b)), b);
       }),
     );
+  });
+
+  it('at exactly half the space apart, the difference is -2^23 both ways', () => {
+    assert.equal(psnDiff(0x800000, 0), -0x800000);
+    assert.equal(psnDiff(0, 0x800000), -0x800000);
   });
 
   it('isPsn accepts exactly the integers in [0, 2^24)', () => {
