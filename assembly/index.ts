@@ -6,9 +6,10 @@
 
 export * from "./region";
 export * from "./split-ring";
+export * from "./packed-ring";
+export * from "./icrc";
 
 /** End of the module's static data; the loader checks it fits below the region table. */
 export function kernelDataEnd(): usize {
   return __heap_base;
 }
-export * from "./packed-ring";

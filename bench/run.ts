@@ -9,6 +9,7 @@ export const suites: Record<string, () => Promise<Suite>> = {
   'virtqueue-split': async () => (await import('./virtqueue-split.js')).default,
   native: async () => (await import('./native-baselines.js')).default,
   'virtqueue-packed': async () => (await import('./virtqueue-packed.js')).default,
+  'roce-wire': async () => (await import('./roce-wire.js')).default,
 };
 
 /** Run suites by name; returns false (and says why) if a name is unknown. */

@@ -1,7 +1,7 @@
 // `npm run build` step: build the optional native addon, but never fail the build when the
 // toolchain (g++, make, python3, Node's headers) is missing: print why and go on, since
 // everything in vrdma works without the addon. VRDMA_REQUIRE_NATIVE=1 makes a failure fatal.
-/* global process, console */
+/* global process, console, URL */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 
