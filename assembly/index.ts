@@ -6,6 +6,7 @@
 
 export * from "./region";
 export * from "./split-ring";
+export * from "./mr";
 
 /** End of the module's static data; the loader checks it fits below the region table. */
 export function kernelDataEnd(): usize {
