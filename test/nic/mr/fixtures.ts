@@ -56,5 +56,7 @@ export function readThrough(dm: DeviceMemory, segs: MrSegment[]): Uint8Array {
 }
 
 export function pattern(len: number, seed: number): Uint8Array {
-  return Uint8Array.from({ length: len }, (_, i) => (i * 31 + seed) & 0xff);
+  const out = new Uint8Array(len);
+  for (let i = 0; i < len; i++) out[i] = (i * 31 + seed) & 0xff;
+  return out;
 }
