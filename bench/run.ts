@@ -7,6 +7,7 @@ type Suite = () => Promise<BenchRow[]>;
 
 export const suites: Record<string, () => Promise<Suite>> = {
   'virtqueue-split': async () => (await import('./virtqueue-split.js')).default,
+  translate: async () => (await import('./translate.js')).default,
 };
 
 /** Run suites by name; returns false (and says why) if a name is unknown. */
