@@ -6,7 +6,8 @@
 //
 //   physical (R1):   iova range separate from the memory: a list of guest-physical pages
 //   all-memory (R2): iova == gpa over [0, end of the highest region) or a configured size; pages
-//                    with no guest memory read as zeros and swallow writes, nothing faults
+//                    with no guest memory read as zeros and swallow writes, nothing faults;
+//                    rebuild() follows hotplug
 //   on demand (R3):  pages start absent; an access faults (ST_PAGE_FAULT) until markPresent()
 import {
   MR_ACCESS_ALL, MR_HEADER_BYTES, MR_H_ACCESS, MR_H_ENTRIES, MR_H_FLAGS, MR_H_GENERATION, MR_H_IOVA, MR_H_KIND,
@@ -166,13 +167,20 @@ export class PageTable {
   }
 
   /**
-   * All-memory tables: follow the guest's regions after dm.addRegion / dm.removeRegion, keeping
-   * the handle (and so the keys). Pages still covered keep their present bits.
+   * Follow the guest's regions after dm.addRegion / dm.removeRegion, keeping the handle (and so
+   * the keys). An all-memory table grows or shrinks with the highest region; pages still covered
+   * keep their present bits. A physical table resolves its pages through the region table on
+   * every access, so it already reaches re-plugged memory: its rebuild keeps every page and bit
+   * and only bumps the generation, telling holders of cached translations to drop them.
    */
   rebuild(): void {
     const m = this.live();
-    if (m.kind !== 'all-memory') throw new MrError(MrErrorCode.WrongKind, 'rebuild() follows hotplug for all-memory tables; use reregister() for physical ones');
-    this.replace(allMemoryMapping(this.dm, m.access, m, this.snapshotPresent()));
+    if (m.kind === 'all-memory') {
+      this.replace(allMemoryMapping(this.dm, m.access, m, this.snapshotPresent()));
+      return;
+    }
+    const gpas = Array.from({ length: m.pageCount }, (_, i) => this.pageGpa(i));
+    this.replace({ ...m, pageGpa: (i) => gpas[i], present: this.snapshotPresent() });
   }
 
   /**

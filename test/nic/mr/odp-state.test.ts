@@ -30,6 +30,10 @@ for (const engine of ENGINES) {
       assert.deepEqual(segments(tr.translate(table, iova, 1, 0)).map((s) => s.gpa), [0x1800]);
       table.markPresent(1, gpa(0x6000));
       assert.equal(table.pageGpa(1), 0x6000);
+      // A rebuild after hotplug keeps moved pages and present bits as they are.
+      table.invalidate(3);
+      table.rebuild();
+      assert.deepEqual([0, 1, 2, 3].map((i) => [table.pageGpa(i), table.isPresent(i)]), [[0x1000, true], [0x6000, true], [0x8000, true], [0x3000, false]]);
       assert.deepEqual(segments(tr.translate(table, iova + 4096 - 0x800, 4096, 0)), [
         { offset: dm.guest.translate(gpa(0x6000), 4096), len: 4096, gpa: 0x6000 },
       ]);
