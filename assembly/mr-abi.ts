@@ -16,6 +16,11 @@ export const MR_REMOTE_READ = 4;
 export const MR_REMOTE_ATOMIC = 8;
 /** Every right a registration can hold; other bits are refused. */
 export const MR_ACCESS_ALL = 15;
+/**
+ * Registration flag, not a right: the MR pages on demand (R3). A table records it in its header
+ * flags and never among its rights, so no access can ask for it.
+ */
+export const MR_ON_DEMAND = 64;
 /** Rights whose use writes memory: with them, a hole of an all-memory MR maps to the sink page. */
 export const MR_ACCESS_WRITES = 11;
 

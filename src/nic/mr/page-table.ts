@@ -12,7 +12,7 @@
 import {
   MR_ACCESS_ALL, MR_HEADER_BYTES, MR_H_ACCESS, MR_H_ENTRIES, MR_H_FLAGS, MR_H_GENERATION, MR_H_IOVA, MR_H_KIND,
   MR_H_LENGTH, MR_H_MAGIC, MR_H_PAGE_COUNT, MR_H_PAGE_SHIFT, MR_H_REGION_TABLE, MR_H_SINK_PAGE, MR_H_ZERO_PAGE,
-  MR_KIND_ALL_MEMORY, MR_KIND_PHYSICAL, MR_LOCAL_WRITE, MR_PTE_BYTES, MR_PTE_PRESENT, MR_REMOTE_ATOMIC,
+  MR_KIND_ALL_MEMORY, MR_KIND_PHYSICAL, MR_LOCAL_WRITE, MR_ON_DEMAND, MR_PTE_BYTES, MR_PTE_PRESENT, MR_REMOTE_ATOMIC,
   MR_REMOTE_WRITE, MR_TABLE_MAGIC, MR_TABLE_ON_DEMAND,
 } from '../../../assembly/mr-abi.js';
 import type { DeviceMemory } from '../../memory/device-memory.js';
@@ -30,7 +30,7 @@ export type PageTableKind = 'physical' | 'all-memory';
 export interface PhysicalSpec {
   readonly iova: number;
   readonly length: number;
-  /** MR_* rights of assembly/mr-abi.ts. */
+  /** MR_* rights of assembly/mr-abi.ts; MR_ON_DEMAND here means onDemand. */
   readonly access: number;
   /** Page size of `pages`; 4 KiB by default. */
   readonly pageShift?: PageShift;
@@ -354,7 +354,7 @@ function physicalMapping(dm: DeviceMemory, spec: PhysicalSpec): Mapping {
   }
   const list = pages.slice();
   list.forEach((address) => checkPageAddress(address, pageBytes));
-  const onDemand = spec.onDemand === true;
+  const onDemand = spec.onDemand === true || (spec.access & MR_ON_DEMAND) !== 0;
   const mapping: Mapping = {
     kind: 'physical', iova, length, pageShift, access, onDemand, sizeBytes: null, pageCount: want,
     pageGpa: (i) => list[i],
@@ -376,7 +376,7 @@ function allMemoryMapping(dm: DeviceMemory, accessIn: number, options: AllMemory
   const length = sizeBytes ?? alignUp(regionsEnd, pageBytes);
   const pageCount = Math.ceil(length / pageBytes);
   if (pageCount >= 2 ** 32) throw new MrError(MrErrorCode.Overflow, `${length} bytes in ${pageBytes}-byte pages is more than 2^32 pages`);
-  const onDemand = options.onDemand === true;
+  const onDemand = options.onDemand === true || (accessIn & MR_ON_DEMAND) !== 0;
   return {
     kind: 'all-memory', iova: 0, length, pageShift, access, onDemand, sizeBytes, pageCount,
     pageGpa: (i) => i * pageBytes,
@@ -389,15 +389,19 @@ function checkPageShift(shift: number): PageShift {
   return shift;
 }
 
-/** Rights as ibv_reg_mr takes them: remote write and atomic need local write too. */
+/**
+ * Rights as ibv_reg_mr takes them (remote write and atomic need local write too); returns them
+ * without MR_ON_DEMAND, which callers turn into an on-demand table.
+ */
 export function checkAccess(access: number): number {
-  if (!Number.isInteger(access) || access < 0 || (access & ~MR_ACCESS_ALL) !== 0) {
-    throw new MrError(MrErrorCode.BadAccess, `access 0x${Number(access).toString(16)} has bits outside 0x${MR_ACCESS_ALL.toString(16)}`);
+  const known = MR_ACCESS_ALL | MR_ON_DEMAND;
+  if (!Number.isInteger(access) || access < 0 || (access & ~known) !== 0) {
+    throw new MrError(MrErrorCode.BadAccess, `access 0x${Number(access).toString(16)} has bits outside 0x${known.toString(16)}`);
   }
   if ((access & (MR_REMOTE_WRITE | MR_REMOTE_ATOMIC)) !== 0 && (access & MR_LOCAL_WRITE) === 0) {
     throw new MrError(MrErrorCode.BadAccess, 'remote write or atomic access requires local write');
   }
-  return access;
+  return access & MR_ACCESS_ALL;
 }
 
 function checkPageAddress(address: number, pageBytes: number): void {

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { gpa } from '../../../src/memory/index.js';
-import { MR_LOCAL_WRITE, MR_REMOTE_READ, MR_REMOTE_WRITE, MrError, PageTable, type PageTableState } from '../../../src/nic/mr/index.js';
+import { MR_LOCAL_WRITE, MR_ON_DEMAND, MR_REMOTE_READ, MR_REMOTE_WRITE, MrError, PageTable, type PageTableState } from '../../../src/nic/mr/index.js';
 import { ENGINES, MiB, device, failure, pages, segments, translators } from './fixtures.js';
 
 for (const engine of ENGINES) {
@@ -70,6 +70,12 @@ describe('ODP bookkeeping', () => {
     // An on-demand page need not be guest memory until it is made present.
     const later = PageTable.physical(dm, { iova: 0, length: 4096, access: 0, pages: pages(8 * MiB), onDemand: true });
     assert.equal(later.isPresent(0), false);
+    // The verbs access word may carry ON_DEMAND instead of the option; it is not a right.
+    const flagged = PageTable.physical(dm, { iova: 0, length: 4096, access: MR_REMOTE_READ | MR_ON_DEMAND, pages: pages(0x7000) });
+    assert.equal(flagged.onDemand, true);
+    assert.equal(flagged.access, MR_REMOTE_READ);
+    assert.equal(flagged.isPresent(0), false);
+    assert.equal(PageTable.allMemory(dm, MR_ON_DEMAND).onDemand, true);
   });
 });
 
