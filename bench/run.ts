@@ -10,6 +10,7 @@ export const suites: Record<string, () => Promise<Suite>> = {
   native: async () => (await import('./native-baselines.js')).default,
   'virtqueue-packed': async () => (await import('./virtqueue-packed.js')).default,
   'roce-wire': async () => (await import('./roce-wire.js')).default,
+  translate: async () => (await import('./translate.js')).default,
 };
 
 /** Run suites by name; returns false (and says why) if a name is unknown. */
