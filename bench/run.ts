@@ -6,6 +6,11 @@ import type { BenchRow } from './harness.js';
 type Suite = () => Promise<BenchRow[]>;
 
 export const suites: Record<string, () => Promise<Suite>> = {
+  // Both ring formats, as issue "virtqueue" benchmarks are asked for together.
+  virtqueue: async () => {
+    const [split, packed] = [(await import('./virtqueue-split.js')).default, (await import('./virtqueue-packed.js')).default];
+    return async () => [...(await split()), ...(await packed())];
+  },
   'virtqueue-split': async () => (await import('./virtqueue-split.js')).default,
   native: async () => (await import('./native-baselines.js')).default,
   'virtqueue-packed': async () => (await import('./virtqueue-packed.js')).default,
