@@ -6,6 +6,9 @@
 
 export * from "./region";
 export * from "./split-ring";
+export * from "./packed-ring";
+export * from "./icrc";
+export * from "./mr";
 
 /** End of the module's static data; the loader checks it fits below the region table. */
 export function kernelDataEnd(): usize {

@@ -18,7 +18,7 @@ export const REGION_ENTRY_BYTES: u32 = 32;
  * Translate [gpa, gpa+len) to a memory offset. The range must lie wholly inside one region.
  * Returns the offset (>= 0) or ST_OUT_OF_RANGE / ST_OVERFLOW. Used by the other kernels.
  */
-// @inline
+@inline
 export function regionLookup(table: usize, gpa: u64, len: u64): i64 {
   const count = load<u32>(table);
   // Binary search for the last region whose start is <= gpa.

@@ -6,7 +6,16 @@ import type { BenchRow } from './harness.js';
 type Suite = () => Promise<BenchRow[]>;
 
 export const suites: Record<string, () => Promise<Suite>> = {
+  // Both ring formats, as issue "virtqueue" benchmarks are asked for together.
+  virtqueue: async () => {
+    const [split, packed] = [(await import('./virtqueue-split.js')).default, (await import('./virtqueue-packed.js')).default];
+    return async () => [...(await split()), ...(await packed())];
+  },
   'virtqueue-split': async () => (await import('./virtqueue-split.js')).default,
+  native: async () => (await import('./native-baselines.js')).default,
+  'virtqueue-packed': async () => (await import('./virtqueue-packed.js')).default,
+  'roce-wire': async () => (await import('./roce-wire.js')).default,
+  translate: async () => (await import('./translate.js')).default,
 };
 
 /** Run suites by name; returns false (and says why) if a name is unknown. */

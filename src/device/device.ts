@@ -15,7 +15,7 @@ import { ControlQueue } from './control.js';
 import { DeviceCore } from './core.js';
 import { Datapath } from './datapath.js';
 import { EventQueue } from './eventq.js';
-import { type QueueFactory, splitQueueFactory } from './queue-factory.js';
+import { type QueueFactory, ringQueueFactory } from './queue-factory.js';
 import { DEFAULT_QUEUE_NUM_MAX, type QueueNumMax, RdmaTransport, transportFeatures } from './transport.js';
 
 export interface RdmaDeviceOptions {
@@ -25,7 +25,7 @@ export interface RdmaDeviceOptions {
   vmIp: string;
   /** Further addresses the host assigned to the VM (ADD_GID accepts only these, §7.16). */
   assignedGids?: readonly string[];
-  /** Builds the rings; defaults to split rings over the Wasm kernels. */
+  /** Builds the rings; defaults to split and packed rings over the Wasm kernels. */
   queueFactory?: QueueFactory;
   engine?: KernelEngine;
   /** Device features to withhold (host policy), e.g. to model a provider without atomics. */
@@ -66,7 +66,7 @@ export class RdmaDevice {
 
   constructor(options: RdmaDeviceOptions) {
     const { verbs, dm } = options;
-    const factory = options.queueFactory ?? splitQueueFactory(options.engine ?? 'wasm');
+    const factory = options.queueFactory ?? ringQueueFactory(options.engine ?? 'wasm');
     const deviceFeatures = offeredDeviceFeatures(verbs, options.withhold);
     const config = { ...defaultConfig(verbs, options.vmIp, deviceFeatures), ...options.config };
     const eventq = (deviceFeatures & featureBit(RdmaFeature.EVENTQ)) !== 0n;

@@ -4,7 +4,8 @@
 // used rings, for packed rings the driver and device event suppression areas).
 import type { DeviceMemory } from '../memory/device-memory.js';
 import type { DeviceQueue, KernelEngine } from '../virtio/queue.js';
-import { SplitQueue } from '../virtio/split-queue.js';
+import { initialPackedQueueState } from '../virtio/packed-queue.js';
+import { queueFromState } from '../virtio/queue-state.js';
 import { RdmaStatus } from './abi.js';
 import { DeviceError } from './errors.js';
 
@@ -35,23 +36,20 @@ export interface QueueFactory {
   create(dm: DeviceMemory, format: RingFormat, config: QueueConfig, features: QueueFeatures, name: string): OwnedQueue;
 }
 
-/** The split-ring factory over the Wasm kernels or their TypeScript twins. */
-export function splitQueueFactory(engine: KernelEngine = 'wasm'): QueueFactory {
+/** Split and packed rings over the Wasm kernels or their TypeScript twins. */
+export function ringQueueFactory(engine: KernelEngine = 'wasm', formats: readonly RingFormat[] = ['split', 'packed']): QueueFactory {
   return {
-    formats: ['split'],
+    formats,
     create(dm, format, config, features, name) {
-      if (format !== 'split') throw new DeviceError(RdmaStatus.NotSupported, `${name}: ${format} rings are not available`);
-      const state = {
-        size: config.size,
-        descGpa: config.descGpa,
-        availGpa: config.driverGpa,
-        usedGpa: config.deviceGpa,
-        nextAvail: 0,
-        nextUsed: 0,
-        eventIdx: features.eventIdx,
-        indirectDesc: features.indirectDesc,
-      };
-      return SplitQueue.fromState(dm, state, engine, undefined, name);
+      if (!formats.includes(format)) throw new DeviceError(RdmaStatus.NotSupported, `${name}: ${format} rings are not offered`);
+      if (format === 'split') {
+        return queueFromState(dm, {
+          format, size: config.size, descGpa: config.descGpa, availGpa: config.driverGpa, usedGpa: config.deviceGpa, nextAvail: 0, nextUsed: 0,
+          eventIdx: features.eventIdx, indirectDesc: features.indirectDesc,
+        }, engine);
+      }
+      const rings = { descGpa: config.descGpa, driverEventGpa: config.driverGpa, deviceEventGpa: config.deviceGpa };
+      return queueFromState(dm, { format, ...initialPackedQueueState(config.size, rings, { eventIdx: features.eventIdx, indirect: features.indirectDesc }) }, engine);
     },
   };
 }

@@ -33,7 +33,7 @@ export class DeviceMemory {
 
   /**
    * Plug in a guest RAM region at guest-physical `start`; its backing is taken from the RAM
-   * window (2 MiB aligned) and zeroed. Returns the region with its host offset.
+   * window (2 MiB aligned) and reads as zeros. Returns the region with its host offset.
    */
   addRegion(start: number, size: number): Region {
     const base = toGpa(start);
@@ -51,7 +51,6 @@ export class DeviceMemory {
       this.ram.release(hostOffset);
       throw err;
     }
-    new Uint8Array(this.memory.buffer, hostOffset, size).fill(0);
     this.regionOwned.set(base, hostOffset);
     return region;
   }
@@ -61,6 +60,9 @@ export class DeviceMemory {
     const removed = this.guest.regions.remove(toGpa(start));
     const hostOffset = this.regionOwned.get(removed.gpa);
     if (hostOffset !== undefined) {
+      // The window starts zeroed and every released range is zeroed here, so a new region reads
+      // as zeros without touching (and so committing) its pages when it is plugged.
+      new Uint8Array(this.memory.buffer, hostOffset, removed.size).fill(0);
       this.ram.release(hostOffset);
       this.regionOwned.delete(removed.gpa);
     }

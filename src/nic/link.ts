@@ -3,8 +3,9 @@
 // unit tests, real UDP sockets (src/net), and wrappers that lose, duplicate, reorder and delay
 // packets or capture them to a pcap file.
 
-/** The RoCE v2 UDP destination port (IBTA annex A17). */
-export const ROCE_V2_PORT = 4791;
+import { ROCE_UDP_PORT } from './roce/icrc.js';
+
+export { ROCE_UDP_PORT };
 
 export type PacketHandler = (packet: Uint8Array, from: LinkAddress) => void;
 

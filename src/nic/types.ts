@@ -1,14 +1,19 @@
 // Values of the verbs interface, numbered as libibverbs numbers them (verbs.h), so a guest
 // driver and the ibverbs provider can pass them through unchanged.
 
-/** Memory access rights (enum ibv_access_flags). Local read is always allowed. */
+import { MR_LOCAL_WRITE, MR_ON_DEMAND, MR_REMOTE_ATOMIC, MR_REMOTE_READ, MR_REMOTE_WRITE } from '../../assembly/mr-abi.js';
+
+/**
+ * Memory access rights (enum ibv_access_flags). Local read is always allowed. The values are
+ * defined once, in assembly/mr-abi.ts, which the translation kernel shares.
+ */
 export const Access = {
-  LOCAL_WRITE: 1 << 0,
-  REMOTE_WRITE: 1 << 1,
-  REMOTE_READ: 1 << 2,
-  REMOTE_ATOMIC: 1 << 3,
+  LOCAL_WRITE: MR_LOCAL_WRITE,
+  REMOTE_WRITE: MR_REMOTE_WRITE,
+  REMOTE_READ: MR_REMOTE_READ,
+  REMOTE_ATOMIC: MR_REMOTE_ATOMIC,
   /** On-demand paging: pages need not be present at registration (R3). */
-  ON_DEMAND: 1 << 6,
+  ON_DEMAND: MR_ON_DEMAND,
 } as const;
 
 export const ACCESS_ALL = Object.values(Access).reduce((a, b) => a | b, 0);

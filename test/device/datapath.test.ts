@@ -282,3 +282,33 @@ describe('QP state effects on the queues', () => {
     assert.equal(r.device.core.inFlight.size, 0);
   });
 });
+
+describe('both ring formats', () => {
+  for (const packed of [false, true]) {
+    it(`${packed ? 'packed' : 'split'} rings: commands, sends, receives, backlog and return order`, async () => {
+      const r = rig({ open: { packed } });
+      assert.equal(r.device.transport.format, packed ? 'packed' : 'split');
+      const pd = await r.guest.createPd();
+      const cq = await r.guest.createCq(64, { buffers: 3 });
+      const qp = await r.guest.createQp({ pd, type: RC, sendCq: cq.cqn, recvCq: cq.cqn, cap: { maxSendWr: 8, maxRecvWr: 8, maxSendSge: 2, maxRecvSge: 2, maxInlineData: 32 } });
+      await toRts(qp);
+      const mr = await r.guest.getDmaMr(pd, AccessFlag.LOCAL_WRITE);
+      for (let round = 0; round < 20; round++) {
+        const base = BigInt(round * 10);
+        qp.postRecv([{ wrId: base + 9n, sgList: [{ addr: DATA_AREA, length: 64, lkey: mr.lkey }] }]);
+        qp.postSend([1n, 2n, 3n, 4n, 5n].map((i) => ({ wrId: base + i, opcode: SendOpcode.Send, flags: i % 2n === 1n ? SendFlag.SIGNALED : 0, inline: Uint8Array.of(Number(i)) })));
+        for (let i = 0; i < 5; i++) r.verbs.completeSend(qp.qpn);
+        r.verbs.deliverRecv(qp.qpn, 7);
+        const got: bigint[] = [];
+        for (let i = 0; i < 8 && got.length < 4; i++) got.push(...cq.poll().map((c) => c.wrId));
+        assert.deepEqual(got, [base + 1n, base + 3n, base + 5n, base + 9n]);
+        assert.deepEqual(qp.sq.takeReturned(), [1n, 2n, 3n, 4n, 5n].map((i) => base + i));
+        assert.deepEqual(qp.rq.takeReturned(), [base + 9n]);
+      }
+      await assert.rejects(r.guest.createCq(0), /INVALID_ARG/);
+      await qp.destroy();
+      await cq.destroy();
+      assert.ok(!r.device.needsReset);
+    });
+  }
+});

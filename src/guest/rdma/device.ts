@@ -26,6 +26,8 @@ import type { Sge } from './wqe.js';
 export interface OpenOptions {
   /** Features the driver would like (intersected with the offer); default: everything offered. */
   features?: bigint;
+  /** Negotiate VIRTIO_F_RING_PACKED if the device offers it. */
+  packed?: boolean;
   controlQueueSize?: number;
   eventQueueSize?: number;
   /** How long a command may take, in ms (a device in another thread). */
@@ -114,15 +116,17 @@ export class RdmaGuest implements QueueHost {
     const offered = transport.deviceFeatures;
     const needed = featureBit(VIRTIO_F_VERSION_1) | featureBit(VIRTIO_F_RING_RESET);
     if ((offered & needed) !== needed) throw new GuestError(GuestErrorCode.Negotiation, 'the device lacks VERSION_1 or RING_RESET');
-    // The packed guest driver is not in this build: never ask for packed rings.
-    const wanted = (options.features ?? offered) & offered & ~featureBit(VIRTIO_F_RING_PACKED);
+    // Packed rings only when asked for (split is the common default of virtio drivers).
+    const packed = options.packed === true ? featureBit(VIRTIO_F_RING_PACKED) : 0n;
+    const wanted = ((options.features ?? offered) & offered & ~featureBit(VIRTIO_F_RING_PACKED)) | (packed & offered);
     const features = wanted | needed;
     transport.setDriverFeatures(features);
     const st = transport.writeStatus(DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK);
     if ((st & DeviceStatus.FEATURES_OK) === 0) throw new GuestError(GuestErrorCode.Negotiation, 'FEATURES_OK did not stick');
     const config = decodeConfig(transport.readConfig(0, CONFIG_BYTES));
     const size = options.controlQueueSize ?? 16;
-    const controlRing = createGuestRing('split', guest, alloc, {
+    const format = (features & featureBit(VIRTIO_F_RING_PACKED)) !== 0n ? 'packed' : 'split';
+    const controlRing = createGuestRing(format, guest, alloc, {
       size, eventIdx: (features & featureBit(VIRTIO_F_EVENT_IDX)) !== 0n, indirectDesc: (features & featureBit(VIRTIO_F_INDIRECT_DESC)) !== 0n,
     });
     transport.configureQueue(0, controlRing.config);
@@ -141,7 +145,7 @@ export class RdmaGuest implements QueueHost {
   /** A ring for `vq` of at least `entries` slots, configured and enabled (§5.3, way 2). */
   setupQueue(vq: number, entries: number): GuestRing {
     if (this.transport.queueEnabled(vq)) this.transport.resetQueue(vq);
-    const ring = createGuestRing('split', this.guest, this.alloc, {
+    const ring = createGuestRing(this.has(VIRTIO_F_RING_PACKED) ? 'packed' : 'split', this.guest, this.alloc, {
       size: ringSizeFor(entries, this.transport.maxQueueSize(vq)),
       eventIdx: this.has(VIRTIO_F_EVENT_IDX),
       indirectDesc: this.has(VIRTIO_F_INDIRECT_DESC),

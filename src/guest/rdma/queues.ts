@@ -49,23 +49,23 @@ export class WqeRing {
   /** Offer WQEs (already encoded); kicks if the device wants it. Throws RingFull if they do not all fit. */
   post(wqes: readonly { bytes: Uint8Array; wrId: bigint }[]): void {
     this.reclaim();
-    if (wqes.length > this.freeSlots.length || wqes.length > this.ring.numFree) {
-      throw new GuestError(GuestErrorCode.RingFull, `queue ${this.vq} has room for ${Math.min(this.freeSlots.length, this.ring.numFree)} WQEs`);
+    if (wqes.length > this.freeSlots.length) {
+      throw new GuestError(GuestErrorCode.RingFull, `queue ${this.vq} has room for ${this.freeSlots.length} WQEs`);
     }
-    for (const w of wqes) this.add([w.bytes], w.wrId);
+    // One slot, one descriptor per WQE: a free slot is a free descriptor.
+    for (const w of wqes) if (!this.add([w.bytes], w.wrId)) throw new GuestError(GuestErrorCode.RingFull, `queue ${this.vq} is full`);
     if (this.ring.publish()) this.host.transport.kick(this.vq);
   }
 
   /** Offer one chain of arbitrary readable pieces (hostile tests); returns false if full. */
   postRaw(pieces: readonly Uint8Array[], wrId = 0n): boolean {
     this.reclaim();
-    if (this.ring.numFree < pieces.length || this.freeSlots.length === 0) return false;
-    this.add(pieces, wrId);
+    if (this.freeSlots.length === 0 || !this.add(pieces, wrId)) return false;
     if (this.ring.publish()) this.host.transport.kick(this.vq);
     return true;
   }
 
-  private add(pieces: readonly Uint8Array[], wrId: bigint): void {
+  private add(pieces: readonly Uint8Array[], wrId: bigint): boolean {
     const token = this.nextToken++ & 0x7fffffff;
     const buffers: GuestBuffer[] = [];
     const own: number[] = [];
@@ -83,8 +83,13 @@ export class WqeRing {
       if (bytes.length > 0) this.host.guest.write(gpa(at), bytes);
       buffers.push({ gpa: at, len: bytes.length });
     }
-    this.ring.add(buffers, [], token);
+    if (!this.ring.add(buffers, [], token)) {
+      this.freeSlots.push(slot);
+      for (const at of own) this.host.alloc.release(at);
+      return false;
+    }
     this.inUse.set(token, { slot, wrId, own });
+    return true;
   }
 
   /** Collect used chains: their slots are free again. Returns how many came back. */

@@ -1,19 +1,17 @@
-// The guest library's view of one virtqueue, whatever its format: add a chain, publish, collect
-// used buffers, ask for or suppress interrupts. The split format drives SplitRingDriver; the packed
-// format plugs in the same way once its guest driver is available (VIRTIO_F_RING_PACKED).
+// The guest library's view of one virtqueue: the format-agnostic guest ring (src/guest/ring.ts,
+// split or packed as negotiated) plus the addresses the transport's queue setup takes.
+import type { QueueConfig } from '../../device/queue-factory.js';
 import type { Arena } from '../../memory/arena.js';
 import type { GuestMemory } from '../../memory/guest-memory.js';
-import type { QueueConfig } from '../../device/queue-factory.js';
-import { type GuestBuffer, SplitRingDriver } from '../split-ring.js';
-import { GuestError, GuestErrorCode } from './errors.js';
+import { type GuestBuffer, type GuestRing as AnyRing, type RingFormat, createGuestRing as createAnyRing } from '../ring.js';
 
-export type { GuestBuffer };
+export type { GuestBuffer, RingFormat };
 
 export interface GuestRing {
+  readonly format: RingFormat;
   readonly size: number;
-  /** Size and ring addresses as the transport's queue setup takes them. */
+  /** Size and ring addresses as the transport's queue setup takes them (queue_desc/driver/device). */
   readonly config: QueueConfig;
-  readonly numFree: number;
   /** Add a chain; false if the ring has no room. `token` comes back with the used buffer. */
   add(readable: readonly GuestBuffer[], writable: readonly GuestBuffer[], token: number, indirect?: boolean): boolean;
   /** Make added chains available; true if the device wants a kick. */
@@ -30,45 +28,47 @@ export interface RingOptions {
   indirectDesc: boolean;
 }
 
-class SplitGuestRing implements GuestRing {
+class RdmaRing implements GuestRing {
   readonly config: QueueConfig;
 
-  constructor(private readonly driver: SplitRingDriver<number>) {
-    this.config = { size: driver.size, descGpa: driver.descGpa, driverGpa: driver.availGpa, deviceGpa: driver.usedGpa };
+  constructor(private readonly ring: AnyRing<number>) {
+    const s = ring.deviceState();
+    this.config = s.format === 'split'
+      ? { size: s.size, descGpa: s.descGpa, driverGpa: s.availGpa, deviceGpa: s.usedGpa }
+      : { size: s.size, descGpa: s.descGpa, driverGpa: s.driverEventGpa, deviceGpa: s.deviceEventGpa };
   }
 
-  get size(): number {
-    return this.driver.size;
+  get format(): RingFormat {
+    return this.ring.format;
   }
-  get numFree(): number {
-    return this.driver.numFree;
+  get size(): number {
+    return this.ring.size;
   }
   add(readable: readonly GuestBuffer[], writable: readonly GuestBuffer[], token: number, indirect = false): boolean {
-    return this.driver.add(readable, writable, token, indirect) >= 0;
+    return this.ring.offer(readable, writable, token, indirect);
   }
   publish(): boolean {
-    return this.driver.publish();
+    return this.ring.publish();
   }
   collect(max?: number): { token: number; len: number }[] {
-    return this.driver.collect(max).map((u) => ({ token: u.token, len: u.len }));
+    return this.ring.takeUsed(max);
   }
   enableCallbacks(): boolean {
-    return this.driver.enableCallbacks();
+    return this.ring.enableUsedNotify();
   }
   disableCallbacks(): void {
-    this.driver.disableCallbacks();
+    this.ring.disableUsedNotify();
   }
   dispose(): void {
-    this.driver.dispose();
+    this.ring.dispose();
   }
 }
 
-export function createGuestRing(format: 'split' | 'packed', guest: GuestMemory, alloc: Arena, options: RingOptions): GuestRing {
-  if (format === 'packed') throw new GuestError(GuestErrorCode.Unsupported, 'the packed guest ring driver is not available in this build');
-  return new SplitGuestRing(SplitRingDriver.create<number>(guest, alloc, options));
+export function createGuestRing(format: RingFormat, guest: GuestMemory, alloc: Arena, options: RingOptions): GuestRing {
+  return new RdmaRing(createAnyRing<number>(format, guest, alloc, { size: options.size, eventIdx: options.eventIdx, indirect: options.indirectDesc }));
 }
 
-/** Smallest power of two >= n (at least 1). */
+/** Smallest power of two >= n (at least 1), capped at `max`. */
 export function ringSizeFor(n: number, max: number): number {
   let size = 1;
   while (size < n && size < max) size *= 2;

@@ -1,0 +1,191 @@
+// Batched UDP I/O for the RoCE v2 net layer (DESIGN.md "Layers", net): one socket per VM bound to
+// the VM's IPv4 address (its GID) and port 4791, moving many datagrams per system call with
+// sendmmsg/recvmmsg between one JS buffer and the kernel. Non-blocking: a call moves what it can.
+//
+// A batch is described by a Uint32Array of UDP_DESC_WORDS words per datagram:
+//   send: [offset, length, ipv4, port]           the datagram data[offset, +length) to ipv4:port
+//   recv: in [offset, capacity, -, -]            a slot of data to receive into
+//         out [offset, length, ipv4, port|flags] what arrived and from where; flags has
+//                                                UDP_TRUNCATED when the datagram was longer than
+//                                                its slot (only `capacity` bytes were kept)
+// ipv4 is the address as a 32-bit number in host order (127.0.0.2 is 0x7f000002).
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "common.h"
+#include "modules.h"
+
+namespace vrdma {
+
+namespace {
+
+constexpr size_t kDescWords = 4;
+constexpr uint32_t kTruncated = 0x10000;
+// UIO_MAXIOV: the kernel's cap on messages per sendmmsg/recvmmsg.
+constexpr int64_t kMaxBatch = 1024;
+
+/** Per-thread scratch so a batch allocates nothing after the first call on a thread. */
+struct Scratch {
+  std::vector<mmsghdr> msgs;
+  std::vector<iovec> iovs;
+  std::vector<sockaddr_in> addrs;
+  void Reserve(size_t n) {
+    if (msgs.size() < n) {
+      msgs.resize(n);
+      iovs.resize(n);
+      addrs.resize(n);
+    }
+  }
+};
+
+thread_local Scratch scratch;
+
+/** (data, desc, count) arguments, with every slot checked to lie inside data. */
+struct Batch {
+  ByteSpan data;
+  uint32_t* desc;
+  size_t count;
+};
+
+Batch BatchArgs(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  Batch b{GetBytes(env, info[1], "data"), nullptr, 0};
+  size_t words = 0;
+  b.desc = GetUint32s(env, info[2], "desc", &words);
+  b.count = static_cast<size_t>(GetInt(env, info[3], "count", 0, kMaxBatch));
+  if (b.count > words / kDescWords) {
+    throw Napi::RangeError::New(env, "desc holds " + std::to_string(words / kDescWords) + " entries, not " +
+                                         std::to_string(b.count));
+  }
+  for (size_t i = 0; i < b.count; i++) {
+    CheckRange(env, b.data.lenBytes, b.desc[i * kDescWords], b.desc[i * kDescWords + 1], "datagram slot");
+  }
+  return b;
+}
+
+// udpBind(address, port): a non-blocking, close-on-exec UDP socket bound to IPv4 address:port
+// (port 0 picks a free one).
+Napi::Value UdpBind(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  if (!info[0].IsString()) throw Napi::TypeError::New(env, "address must be a dotted IPv4 string");
+  const std::string text = info[0].As<Napi::String>().Utf8Value();
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(GetInt(env, info[1], "port", 0, 65535)));
+  if (inet_pton(AF_INET, text.c_str(), &addr.sin_addr) != 1) {
+    throw Napi::RangeError::New(env, "not a dotted IPv4 address: " + text);
+  }
+  const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) ThrowErrno(env, "socket", errno);
+  if (bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+    const int err = errno;
+    close(fd);
+    ThrowErrno(env, "bind", err);
+  }
+  return Napi::Number::New(env, fd);
+}
+
+// udpLocalAddress(fd): { ipv4, port } the socket is bound to.
+Napi::Value UdpLocalAddress(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  sockaddr_in addr{};
+  socklen_t len = sizeof addr;
+  if (getsockname(GetFd(env, info[0], "fd"), reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    ThrowErrno(env, "getsockname", errno);
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("ipv4", Napi::Number::New(env, ntohl(addr.sin_addr.s_addr)));
+  out.Set("port", Napi::Number::New(env, ntohs(addr.sin_port)));
+  return out;
+}
+
+// udpSendMany(fd, data, desc, count): send up to `count` datagrams; returns how many the kernel
+// took (0 if the socket buffer is full). The rest stay for the next call.
+Napi::Value UdpSendMany(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  const int fd = GetFd(env, info[0], "fd");
+  const Batch b = BatchArgs(info);
+  if (b.count == 0) return Napi::Number::New(env, 0);
+  scratch.Reserve(b.count);
+  for (size_t i = 0; i < b.count; i++) {
+    const uint32_t* d = b.desc + i * kDescWords;
+    if (d[3] > 65535) throw Napi::RangeError::New(env, "port of datagram " + std::to_string(i) + " is above 65535");
+    sockaddr_in& a = scratch.addrs[i];
+    a = sockaddr_in{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(d[2]);
+    a.sin_port = htons(static_cast<uint16_t>(d[3]));
+    scratch.iovs[i] = iovec{b.data.data + d[0], d[1]};
+    mmsghdr& m = scratch.msgs[i];
+    m = mmsghdr{};
+    m.msg_hdr.msg_name = &a;
+    m.msg_hdr.msg_namelen = sizeof a;
+    m.msg_hdr.msg_iov = &scratch.iovs[i];
+    m.msg_hdr.msg_iovlen = 1;
+  }
+  int n;
+  do {
+    n = sendmmsg(fd, scratch.msgs.data(), static_cast<unsigned>(b.count), MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Napi::Number::New(env, 0);
+  if (n < 0) ThrowErrno(env, "sendmmsg", errno);
+  return Napi::Number::New(env, n);
+}
+
+// udpRecvMany(fd, data, desc, count): receive up to `count` datagrams into their slots and
+// rewrite their desc entries; returns how many arrived (0 if none was waiting).
+Napi::Value UdpRecvMany(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  const int fd = GetFd(env, info[0], "fd");
+  const Batch b = BatchArgs(info);
+  if (b.count == 0) return Napi::Number::New(env, 0);
+  scratch.Reserve(b.count);
+  for (size_t i = 0; i < b.count; i++) {
+    const uint32_t* d = b.desc + i * kDescWords;
+    scratch.iovs[i] = iovec{b.data.data + d[0], d[1]};
+    mmsghdr& m = scratch.msgs[i];
+    m = mmsghdr{};
+    m.msg_hdr.msg_name = &scratch.addrs[i];
+    m.msg_hdr.msg_namelen = sizeof(sockaddr_in);
+    m.msg_hdr.msg_iov = &scratch.iovs[i];
+    m.msg_hdr.msg_iovlen = 1;
+  }
+  int n;
+  do {
+    n = recvmmsg(fd, scratch.msgs.data(), static_cast<unsigned>(b.count), MSG_DONTWAIT, nullptr);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Napi::Number::New(env, 0);
+  if (n < 0) ThrowErrno(env, "recvmmsg", errno);
+  for (int i = 0; i < n; i++) {
+    uint32_t* d = b.desc + static_cast<size_t>(i) * kDescWords;
+    const mmsghdr& m = scratch.msgs[i];
+    const sockaddr_in& a = scratch.addrs[i];
+    d[1] = m.msg_len;
+    d[2] = ntohl(a.sin_addr.s_addr);
+    d[3] = ntohs(a.sin_port) | ((m.msg_hdr.msg_flags & MSG_TRUNC) != 0 ? kTruncated : 0);
+  }
+  return Napi::Number::New(env, n);
+}
+
+}  // namespace
+
+void RegisterUdp(Napi::Env env, Napi::Object exports) {
+  exports.Set("udpBind", Napi::Function::New(env, UdpBind, "udpBind"));
+  exports.Set("udpLocalAddress", Napi::Function::New(env, UdpLocalAddress, "udpLocalAddress"));
+  exports.Set("udpSendMany", Napi::Function::New(env, UdpSendMany, "udpSendMany"));
+  exports.Set("udpRecvMany", Napi::Function::New(env, UdpRecvMany, "udpRecvMany"));
+  Napi::Object udp = Napi::Object::New(env);
+  udp.Set("DESC_WORDS", Napi::Number::New(env, kDescWords));
+  udp.Set("TRUNCATED", Napi::Number::New(env, kTruncated));
+  udp.Set("MAX_BATCH", Napi::Number::New(env, static_cast<double>(kMaxBatch)));
+  exports.Set("udp", udp);
+}
+
+}  // namespace vrdma
