@@ -34,6 +34,14 @@ export class LoopbackHub {
     });
   }
 
+  /**
+   * Put a packet on the wire as if it came from `from`, which need not be attached: what an
+   * attacker on the segment can do (tests inject forged and corrupted packets this way).
+   */
+  inject(packet: Uint8Array, from: LinkAddress, dstIp: string, dstPort = ROCE_UDP_PORT): void {
+    this.carry(packet, from, dstIp, dstPort);
+  }
+
   /** @internal */
   detach(link: LoopbackLink): void {
     if (this.links.get(link.localIp) === link) this.links.delete(link.localIp);
