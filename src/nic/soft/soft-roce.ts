@@ -314,7 +314,7 @@ export class SoftRoce implements Verbs {
 
   // ---- migration (later) --------------------------------------------------------------------
 
-  suspendQp(qpn: number): void {
+  suspendQp(qpn: number, _policy: 'rnr-nak' | 'drop'): void {
     this.qp(qpn);
     throw new VerbsError(VerbsErrorCode.NotSupported, 'SoftRoce cannot suspend QPs yet (R6)');
   }
@@ -328,7 +328,7 @@ export class SoftRoce implements Verbs {
     throw new VerbsError(VerbsErrorCode.NotSupported, 'SoftRoce cannot save its state yet (R9)');
   }
 
-  restoreState(): void {
+  restoreState(_state: Uint8Array): void {
     throw new VerbsError(VerbsErrorCode.NotSupported, 'SoftRoce cannot restore state yet (R9)');
   }
 

@@ -85,13 +85,15 @@ export interface RcOptions {
   maxSendWr?: number;
   qpns?: [number, number];
   sigAll?: boolean;
+  /** Make b's QP receive from this SRQ. */
+  srqB?: number;
 }
 
 /** Create one RC QP on each guest and bring both to RTS, connected to each other. */
 export function connectRc(a: Guest, b: Guest, o: RcOptions = {}): [number, number] {
   const cap = { maxSendWr: o.maxSendWr ?? 1024, maxRecvWr: 1024, maxSendSge: 4, maxRecvSge: 4, maxInlineBytes: 128 };
   const qa = a.dev.createQp({ type: QpType.Rc, pd: a.pd, sendCq: a.cq, recvCq: a.cq, cap, sigAll: o.sigAll ?? true, qpn: o.qpns?.[0] });
-  const qb = b.dev.createQp({ type: QpType.Rc, pd: b.pd, sendCq: b.cq, recvCq: b.cq, cap, sigAll: o.sigAll ?? true, qpn: o.qpns?.[1] });
+  const qb = b.dev.createQp({ type: QpType.Rc, pd: b.pd, sendCq: b.cq, recvCq: b.cq, cap, sigAll: o.sigAll ?? true, qpn: o.qpns?.[1], srq: o.srqB });
   const psn = o.sqPsn ?? 0x1000;
   bringUp(a, qa, b.ip, qb, psn, psn + 7, o);
   bringUp(b, qb, a.ip, qa, psn + 7, psn, o);
