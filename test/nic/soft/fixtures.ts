@@ -36,13 +36,16 @@ export interface GuestOptions extends SoftRoceOptions {
   lossy?: LossyOptions;
   access?: number;
   cqDepth?: number;
+  /** Wrap the guest's link (to watch its packets). */
+  wrap?: (link: Link) => Link;
 }
 
 export function guest(hub: LoopbackHub, ip: string, o: GuestOptions = {}): Guest {
   const dm = DeviceMemory.create({ ramBytes: 16 * MiB, arenaBytes: 8 * MiB });
   dm.addRegion(RAM_GPA, RAM_BYTES);
   const base = hub.attach(ip);
-  const link = o.lossy ? new LossyLink(base, o.lossy) : base;
+  const lossy = o.lossy ? new LossyLink(base, o.lossy) : base;
+  const link = o.wrap ? o.wrap(lossy) : lossy;
   const dev = new SoftRoce(dm, link, o);
   const pd = dev.allocPd();
   const cq = dev.createCq(o.cqDepth ?? 4096);
