@@ -67,6 +67,11 @@ export class LossyLink implements Link {
     this.random = seededRandom(options.seed ?? 1);
   }
 
+  /** Packets delayed or held back for reordering that have not been sent on yet. */
+  get pending(): number {
+    return this.timers.size + (this.held === null ? 0 : 1);
+  }
+
   get localIp(): string {
     return this.inner.localIp;
   }

@@ -59,7 +59,9 @@ describe('LossyLink', () => {
     const got: number[] = [];
     b.onPacket((p) => got.push(p[0] | (p[1] << 8)));
     for (let i = 0; i < n; i++) a.send(new Uint8Array([i & 0xff, i >> 8]), '127.0.1.6');
-    await settle(20);
+    // Until every delayed or held packet has gone on, then one turn for the hub to deliver.
+    while (a.pending > 0) await settle(2);
+    await tick();
     await a.close();
     return got;
   }
