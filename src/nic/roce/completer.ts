@@ -1,4 +1,4 @@
-// The completer (IBTA vol. 1 9.7.5.1, 9.9; rxe_comp.c plays the same role): reads ACKs, NAKs,
+// The completer (IBTA vol. 1 9.7; rxe_comp.c plays the same role): reads ACKs, NAKs,
 // READ responses and atomic ACKs, and completes send WQEs strictly in order. An ACK for PSN p
 // acknowledges every request up to p (responses are coalesced); a response or NAK for p
 // implicitly acknowledges what came before it. A gap — a response beyond the next expected
@@ -109,7 +109,7 @@ export function runCompleter(qp: TransportQp, io: CompleterIo, input: CompInput)
 
       case CompState.Ack: {
         // After ackThrough, an ACK that reaches an unanswered READ or atomic means its response
-        // was lost: responses come back in order (9.7.5.1.1).
+        // was lost: responses come back in order.
         const head = qp.sq.at(0);
         state = CompState.Retire;
         if (head !== undefined && isReadOrAtomic(head.opcode) && sent(head) && psnDiff(psn, head.firstPsn) >= 0) state = CompState.Retry;
@@ -135,7 +135,7 @@ export function runCompleter(qp: TransportQp, io: CompleterIo, input: CompInput)
         const pmtu = qp.attrs.pmtuBytes;
         const want = last ? head.lengthBytes - index * pmtu : pmtu;
         // The framing of a resumed READ starts again at FIRST, so only "last or not" and the
-        // length are fixed by the PSN (9.7.5.1.2).
+        // length are fixed by the PSN.
         const isLastOp = (p.info.flags & OpFlag.Last) !== 0;
         if (isLastOp !== last || p.payloadBytes !== want) {
           head.status = WcStatus.BadRespErr;
@@ -285,7 +285,7 @@ function ackThrough(qp: TransportQp, psn: number): void {
   }
 }
 
-/** Progress: comp.psn moves forward, counters reset, the window opens (C9-136). */
+/** Progress: comp.psn moves forward, counters reset, the window opens. */
 function advance(qp: TransportQp, psn: number): void {
   if (psnDiff(psn, qp.comp.psn) <= 0) return;
   qp.comp.psn = psn;

@@ -1,4 +1,4 @@
-// The requester (IBTA vol. 1 9.7.2; rxe_req.c plays the same role): takes send WQEs in order,
+// The requester (IBTA vol. 1 9.7; rxe_req.c plays the same role): takes send WQEs in order,
 // cuts each message into path-MTU packets, gives every packet the next 24-bit PSN, and sends
 // within the outstanding window and the max_rd_atomic limit. After a NAK or a timeout the
 // completer asks for a go-back-N: the requester rewinds to the oldest unacknowledged PSN and
@@ -85,7 +85,7 @@ export function runRequester(qp: TransportQp, io: RequesterIo): void {
         if (qp.type !== QpType.Rc) break;
         const inFlight = readsAndAtomicsInFlight(qp);
         if (isReadOrAtomic(w.opcode) && inFlight >= Math.max(1, qp.attrs.maxRdAtomic)) state = ReqState.Exit;
-        // A fenced WQE waits for every earlier READ and atomic (IBTA 10.8.3.3).
+        // A fenced WQE waits for every earlier READ and atomic.
         if ((w.flags & SendFlags.FENCE) !== 0 && inFlight > 0) state = ReqState.Exit;
         break;
       }
@@ -179,7 +179,7 @@ function fail(qp: TransportQp, io: RequesterIo, w: SendWqe, status: WcStatus): v
   io.scheduleCompleter();
 }
 
-/** Local checks when a WQE starts (IBTA 10.8.3.1): lengths and every SGE's key, PD, bounds, rights. */
+/** Local checks when a WQE starts: lengths and every SGE's key, PD, bounds, rights. */
 function checkWqe(qp: TransportQp, io: RequesterIo, w: SendWqe): WcStatus {
   if (w.lengthBytes > io.config.maxMsgBytes) return WcStatus.LocLenErr;
   if (qp.type === QpType.Ud && w.lengthBytes > qp.attrs.pmtuBytes) return WcStatus.LocLenErr;
@@ -225,7 +225,7 @@ function sendPacket(qp: TransportQp, io: RequesterIo, w: SendWqe): boolean {
     const ud = w.ud!;
     f.opcode = w.opcode === WrOpcode.SendWithImm ? Opcode.UdSendOnlyImm : Opcode.UdSendOnly;
     f.dqpn = ud.remoteQpn;
-    // A Q_Key with the high bit set means "use the QP's own" (IBTA 10.2.4 controlled Q_Keys).
+    // A Q_Key with the high bit set means "use the QP's own" (controlled Q_Keys).
     f.deth = { qkey: ud.remoteQkey >= 0x80000000 ? qp.attrs.qkey : ud.remoteQkey, srcQp: qp.qpn };
     if (w.opcode === WrOpcode.SendWithImm) f.immDt = w.immData;
     f.solicited = (w.flags & SendFlags.SOLICITED) !== 0;

@@ -1,4 +1,4 @@
-// The responder (IBTA vol. 1 9.7.4, 9.7.5.2; rxe_resp.c plays the same role): receives request
+// The responder (IBTA vol. 1 9.7; rxe_resp.c plays the same role): receives request
 // packets for one QP, checks their PSN (expected, duplicate, out of sequence), opcode order,
 // resources (a receive WQE, responder resources), lengths and R_Keys, executes them on guest
 // memory, and answers: a coalesced ACK when asked, READ responses, atomic ACKs, or a NAK as
@@ -29,7 +29,7 @@ export enum RespState {
   Acknowledge,
   NakSequence,
   NakRnr,
-  /** Class C errors (9.9.3.1): NAK, complete any receive WQE in error, QP to ERR. */
+  /** Class C errors: NAK, complete any receive WQE in error, QP to ERR. */
   NakFatal,
   Drop,
   Ud,
@@ -64,7 +64,7 @@ export interface ResponderIo {
   readonly dropped: (reason: string) => void;
 }
 
-/** GRH bytes ahead of a UD payload in the receive buffer (verbs; IBTA 11.4.1.2). */
+/** GRH bytes ahead of a UD payload in the receive buffer (as verbs present UD receives). */
 export const GRH_BYTES = 40;
 
 const RECEIVING = new Set([QpState.Rtr, QpState.Rts, QpState.Sqd, QpState.Sqe]);
@@ -96,7 +96,7 @@ export function respond(qp: TransportQp, io: ResponderIo, pkt: RocePacket, fromI
         } else if (d < 0) {
           state = RespState.Duplicate;
         } else {
-          // Out of sequence: one NAK names the PSN we expect; the rest are dropped (C9-98).
+          // Out of sequence: one NAK names the PSN we expect; the rest are dropped.
           state = r.nakSent ? RespState.Drop : RespState.NakSequence;
           dropReason = 'out of sequence';
         }
@@ -105,7 +105,7 @@ export function respond(qp: TransportQp, io: ResponderIo, pkt: RocePacket, fromI
 
       case RespState.CheckOpSeq: {
         // MIDDLE and LAST continue a FIRST or MIDDLE of the same kind; nothing else may
-        // interrupt a message (9.7.4.1.3, C9-72).
+        // interrupt a message.
         const prev = r.lastOpcode;
         const inSend = prev === Opcode.RcSendFirst || prev === Opcode.RcSendMiddle;
         const inWrite = prev === Opcode.RcWriteFirst || prev === Opcode.RcWriteMiddle;
@@ -191,7 +191,7 @@ export function respond(qp: TransportQp, io: ResponderIo, pkt: RocePacket, fromI
         } else if ((flags & OpFlag.Atomic) !== 0) {
           [rkey, va, len, access] = [H.atomicEthRkey(pkt), H.atomicEthVa(pkt), 8, Access.REMOTE_ATOMIC];
         } else break;
-        // A zero-length RDMA operation touches no memory and checks no R_Key (9.4.4, 9.4.5).
+        // A zero-length RDMA operation touches no memory and checks no R_Key.
         if (len === 0) break;
         const found = io.memory.remote(qp.pd, rkey, va, len, access);
         if (typeof found === 'number') {
@@ -208,7 +208,7 @@ export function respond(qp: TransportQp, io: ResponderIo, pkt: RocePacket, fromI
           const recv = r.recv!;
           if (n > 0 && !io.memory.scatter(qp.pd, recv.sgList, r.recvOffset, pkt.bytes, pkt.payloadOff, n)) {
             // The receive buffer's key, PD, bounds or rights are wrong: local protection error
-            // here, remote operational error for the requester (9.9.3.1.3).
+            // here, remote operational error for the requester.
             nak = NakCode.RemoteOperationalError;
             recvStatus = WcStatus.LocProtErr;
             state = RespState.NakFatal;
@@ -235,7 +235,7 @@ export function respond(qp: TransportQp, io: ResponderIo, pkt: RocePacket, fromI
           };
           remember(qp, res);
           flushAck(qp, io);
-          // The request takes one PSN per response packet (9.7.4.1.2); MSN counts it as done.
+          // The request takes one PSN per response packet; MSN counts it as done.
           r.psn = psnAdd(psn, res.psnCount);
           r.msn = (r.msn + 1) & PSN_MASK;
           r.lastOpcode = pkt.opcode;
@@ -307,7 +307,7 @@ export function respond(qp: TransportQp, io: ResponderIo, pkt: RocePacket, fromI
         break;
 
       case RespState.NakRnr:
-        // Not executed: the requester resends this PSN after the timer we name (9.7.5.2.8).
+        // Not executed: the requester resends this PSN after the timer we name.
         r.nakSent = true;
         flushAck(qp, io);
         sendAck(qp, io, aethSyndrome(AethType.RnrNak, qp.attrs.minRnrTimer), psn);
@@ -343,7 +343,7 @@ export function respond(qp: TransportQp, io: ResponderIo, pkt: RocePacket, fromI
   }
 }
 
-/** Answer a duplicate request (9.7.5.1.2); false when there is nothing to answer with. */
+/** Answer a duplicate request; false when there is nothing to answer with. */
 function duplicate(qp: TransportQp, io: ResponderIo, pkt: RocePacket, psn: number): boolean {
   const flags = pkt.info.flags;
   const r = qp.resp;
@@ -429,7 +429,7 @@ export function flushAck(qp: TransportQp, io: Pick<ResponderIo, 'wire'>): void {
   }, 0, null);
 }
 
-/** UD receive (9.8.3): wrong Q_Key, no WQE or a WQE too small and the message is dropped. */
+/** UD receive: wrong Q_Key, no WQE or a WQE too small and the message is dropped. */
 function udReceive(qp: TransportQp, io: ResponderIo, pkt: RocePacket, fromIp: string): void {
   if (pkt.info.transport !== 'UD' || pkt.info.offsets[Hdr.Deth] < 0) return io.dropped('not a UD opcode');
   if (H.dethQkey(pkt) !== qp.attrs.qkey) return io.dropped('Q_Key mismatch');

@@ -1,8 +1,8 @@
-// The two RC transport timers (IBTA vol. 1 9.7.6): the local ACK timeout a requester waits for
+// The two RC transport timers (IBTA vol. 1 9.7): the local ACK timeout a requester waits for
 // a response before retrying, and the RNR NAK timer a responder names when it has no receive WQE.
 
 /**
- * Local ACK timeout for the 5-bit QP attribute: 4.096 us * 2^timeout (C9-141); 0 means the
+ * Local ACK timeout for the 5-bit QP attribute: 4.096 us * 2^timeout; 0 means the
  * requester waits forever, returned as null.
  */
 export function localAckTimeoutUs(timeout: number): number | null {
@@ -20,5 +20,5 @@ export function rnrTimerUs(code: number): number {
   return RNR_TIMER_US[code & 0x1f];
 }
 
-/** rnr_retry 7 means "retry forever" (IBTA 9.7.5.2.8, C9-140); retry_cnt has no such value. */
+/** rnr_retry 7 means "retry forever" (IBTA 9.7.5.2.8); retry_cnt has no such value. */
 export const RNR_RETRY_INFINITE = 7;

@@ -1,5 +1,5 @@
 // A completion queue: a bounded FIFO of work completions. A completion that finds the CQ full
-// is an overrun (IBTA vol. 1 11.6.2, "CQ overrun"): the CQ enters an error state, the completion is
+// is an overrun (IBTA "CQ overrun", an asynchronous CQ error): the CQ enters an error state, the completion is
 // lost, and the QP that produced it goes to ERR; polling an overrun CQ fails from then on.
 import { Fifo } from '../../util/fifo.js';
 import { VerbsError, VerbsErrorCode } from '../errors.js';

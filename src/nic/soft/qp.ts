@@ -116,7 +116,7 @@ export class SoftQp {
     }
   }
 
-  /** A transport error: RC QPs go to ERR; a UD send error takes the QP to SQE (IBTA 10.3.1). */
+  /** A transport error: RC QPs go to ERR; a UD send error takes the QP to SQE. */
   enterError(): void {
     if (this.state === QpState.Err || this.state === QpState.Reset) return;
     if (this.type === QpType.Ud) {
@@ -145,7 +145,7 @@ export class SoftQp {
     for (const w of rq) this.complete(this.recvCq, flushed(w.wrId, WcOpcode.Recv), false);
   }
 
-  /** RESET: everything queued is dropped without completions (IBTA 10.3.1). */
+  /** RESET: everything queued is dropped without completions. */
   private reset(): void {
     this.stopRetryTimer();
     this.stopRnrTimer();

@@ -181,7 +181,7 @@ export class SoftRoce implements Verbs {
     this.eventHandlers.push(handler);
   }
 
-  /** SRQ limit events: an SRQ fell below its armed limit (IBTA 10.2.9.4). */
+  /** SRQ limit events: an SRQ fell below its armed limit. */
   onSrqLimit(handler: (srq: number) => void): void {
     this.srqLimitHandlers.push(handler);
   }

@@ -1,5 +1,5 @@
 // A shared receive queue: receive WQEs any QP attached to it may consume. When the number of
-// WQEs falls below the armed limit, the limit event fires once and disarms (IBTA 10.2.9.4).
+// WQEs falls below the armed limit, the limit event fires once and disarms.
 import { Fifo } from '../../util/fifo.js';
 import type { RecvWqe } from '../roce/wqe.js';
 
