@@ -41,6 +41,8 @@ const FROM_VERBS: Record<VerbsErrorCode, RdmaStatus> = {
   [VerbsErrorCode.Exists]: RdmaStatus.Exists,
   [VerbsErrorCode.NotSupported]: RdmaStatus.NotSupported,
   [VerbsErrorCode.AccessDenied]: RdmaStatus.AccessDenied,
+  // A provider I/O error (polling an overrun CQ) is the device's failure, not the guest's.
+  [VerbsErrorCode.IoError]: RdmaStatus.DeviceError,
 };
 
 /**

@@ -16,6 +16,8 @@ export enum VerbsErrorCode {
   NotSupported = 'EOPNOTSUPP',
   /** Access rights do not allow the operation (EACCES). */
   AccessDenied = 'EACCES',
+  /** The object is in an error state (EIO): a CQ that overran. */
+  IoError = 'EIO',
 }
 
 export class VerbsError extends Error {

@@ -1,0 +1,271 @@
+// A SoftRoce queue pair: the verbs-level object around the transport's TransportQp. It owns the
+// receive queue, the attribute record, the modify-QP state machine (checkTransition plus the
+// effects of each state), flushing, the two transport timers, and the scheduling of the roles:
+// each runs later in the event loop, coalesced, never inside the caller that asked for it.
+import { Fifo } from '../../util/fifo.js';
+import { invalid } from '../errors.js';
+import { QP_STATE_NAMES, QpAttr, QpState, QpType, checkTransition } from '../qp-state.js';
+import { type CompleterIo, runCompleter } from '../roce/completer.js';
+import { type RequesterConfig, type RequesterIo, runRequester } from '../roce/requester.js';
+import { type ResponderIo, flushAck } from '../roce/responder.js';
+import { localAckTimeoutUs } from '../roce/timers.js';
+import { type Completion, type MemoryPort, type PacketPort, type QpHooks, TransportQp } from '../roce/transport-qp.js';
+import { type RecvWqe, type SendWqe, wcOpcodeOf } from '../roce/wqe.js';
+import { WcOpcode, WcStatus } from '../types.js';
+import type { CreateQpOptions, QpAttributes, WorkCompletion } from '../verbs.js';
+import type { SoftCq } from './cq.js';
+import { type AttrContext, applyAttrs, checkAttrs, initialAttrs, transportAttrsOf } from './qp-attrs.js';
+import type { SoftSrq } from './srq.js';
+
+/** What a QP needs from its device. */
+export interface QpEnv {
+  readonly memory: MemoryPort;
+  readonly wire: PacketPort;
+  readonly requesterConfig: RequesterConfig;
+  readonly completerIo: CompleterIo;
+  readonly responderIo: ResponderIo;
+  readonly attrContext: AttrContext;
+  /** Queue a completion and tell whoever listens; false when the CQ overran. */
+  deliver(cq: SoftCq, wc: WorkCompletion, solicited: boolean): boolean;
+  /** Run transport work, containing anything it throws (it must never reach the event loop). */
+  guard(qp: SoftQp, what: string, fn: () => void): void;
+}
+
+export class SoftQp {
+  readonly t: TransportQp;
+  readonly rec: QpAttributes;
+  readonly rq = new Fifo<RecvWqe>(64);
+  readonly requesterIo: RequesterIo;
+  destroyed = false;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private retryDeadlineMs = 0;
+  private rnrTimer: NodeJS.Timeout | null = null;
+  private requesterQueued = false;
+  private retireQueued = false;
+  private ackQueued = false;
+
+  constructor(
+    readonly qpn: number,
+    readonly options: CreateQpOptions,
+    readonly sendCq: SoftCq,
+    readonly recvCq: SoftCq,
+    readonly srq: SoftSrq | null,
+    private readonly env: QpEnv,
+  ) {
+    this.rec = initialAttrs(options.type, env.attrContext.portMtu);
+    const hooks: QpHooks = {
+      completeSend: (c) => this.complete(this.sendCq, c, false),
+      completeRecv: (c) => this.complete(this.recvCq, c, c.solicited ?? false),
+      peekRecv: () => (this.srq !== null ? this.srq.peek() : (this.rq.at(0) ?? null)),
+      takeRecv: () => (this.srq !== null ? this.srq.take() : (this.rq.shift() ?? null)),
+      enterError: () => this.enterError(),
+      scheduleRequester: () => this.scheduleRequester(),
+      restartRetryTimer: () => this.restartRetryTimer(),
+      stopRetryTimer: () => this.stopRetryTimer(),
+      startRnrTimer: (us) => this.startRnrTimer(us),
+      scheduleAck: () => this.scheduleAck(),
+    };
+    this.t = new TransportQp(qpn, options.type, options.pd, transportAttrsOf(this.rec), hooks, QpState.Reset);
+    this.requesterIo = { memory: env.memory, wire: env.wire, config: env.requesterConfig, scheduleCompleter: () => this.scheduleRetire() };
+  }
+
+  get type(): QpType {
+    return this.options.type;
+  }
+  get state(): QpState {
+    return this.t.state;
+  }
+
+  query(): QpAttributes {
+    return { ...this.rec, ahAttr: { ...this.rec.ahAttr }, qpState: this.state, curQpState: this.state };
+  }
+
+  /** Modify QP (IBTA 11.2.5.2): check the transition and values, then apply and enter the state. */
+  modify(attrs: Partial<QpAttributes>, mask: number): void {
+    if (!Number.isInteger(mask) || mask < 0) throw invalid(`attribute mask ${mask} is not a bit mask`);
+    const from = this.state;
+    const to = (mask & QpAttr.STATE) !== 0 ? (attrs.qpState as QpState) : from;
+    if ((mask & QpAttr.CUR_STATE) !== 0 && attrs.curQpState !== from) {
+      throw invalid(`current state given as ${String(attrs.curQpState)}, but the QP is ${QP_STATE_NAMES[from]}`);
+    }
+    checkAttrs(attrs, mask, this.env.attrContext);
+    const why = checkTransition(this.type, from, to, mask);
+    if (why !== null) throw invalid(why);
+    applyAttrs(this.rec, this.t.attrs, attrs, mask, this.type);
+    this.enter(from, to);
+  }
+
+  private enter(from: QpState, to: QpState): void {
+    this.t.state = to;
+    switch (to) {
+      case QpState.Reset:
+        this.reset();
+        break;
+      case QpState.Rtr:
+        if (from === QpState.Init) this.t.startResponder(this.rec.rqPsn);
+        break;
+      case QpState.Rts:
+        if (from === QpState.Rtr) this.t.startRequester(this.rec.sqPsn);
+        this.scheduleRequester();
+        break;
+      case QpState.Err:
+        this.flush(true);
+        break;
+      default:
+        break;
+    }
+  }
+
+  /** A transport error: RC QPs go to ERR; a UD send error takes the QP to SQE. */
+  enterError(): void {
+    if (this.state === QpState.Err || this.state === QpState.Reset) return;
+    if (this.type === QpType.Ud) {
+      this.t.state = QpState.Sqe;
+      this.flush(false);
+    } else {
+      this.t.state = QpState.Err;
+      this.flush(true);
+    }
+  }
+
+  /** Complete every outstanding send WQE (and receive WQE, with `recv`) with WR_FLUSH_ERR. */
+  private flush(recv: boolean): void {
+    this.stopRetryTimer();
+    this.stopRnrTimer();
+    const sq = [...this.t.sq];
+    this.t.sq.clear();
+    this.t.req.next = 0;
+    for (const w of sq) this.complete(this.sendCq, flushed(w.wrId, wcOpcodeOf(w.opcode)), false);
+    if (!recv) return;
+    const inProgress = this.t.resp.recv;
+    this.t.resp.recv = null;
+    if (inProgress !== null) this.complete(this.recvCq, flushed(inProgress.wrId, WcOpcode.Recv), false);
+    const rq = [...this.rq];
+    this.rq.clear();
+    for (const w of rq) this.complete(this.recvCq, flushed(w.wrId, WcOpcode.Recv), false);
+  }
+
+  /** RESET: everything queued is dropped without completions. */
+  private reset(): void {
+    this.stopRetryTimer();
+    this.stopRnrTimer();
+    this.t.sq.clear();
+    this.rq.clear();
+    this.t.startRequester(0);
+    this.t.startResponder(0);
+  }
+
+  /** Post a send WQE already checked by the poster. */
+  pushSend(w: SendWqe): void {
+    if (this.state === QpState.Err || this.state === QpState.Sqe) {
+      this.complete(this.sendCq, flushed(w.wrId, wcOpcodeOf(w.opcode)), false);
+      return;
+    }
+    this.t.sq.push(w);
+    this.scheduleRequester();
+  }
+
+  pushRecv(w: RecvWqe): void {
+    if (this.state === QpState.Err) {
+      this.complete(this.recvCq, flushed(w.wrId, WcOpcode.Recv), false);
+      return;
+    }
+    this.rq.push(w);
+  }
+
+  /** Destroy: flush what is outstanding, stop the timers, and ignore all later events. */
+  destroy(): void {
+    if (this.state !== QpState.Reset) this.enterError();
+    this.t.state = QpState.Err;
+    this.stopRetryTimer();
+    this.stopRnrTimer();
+    this.destroyed = true;
+  }
+
+  private complete(cq: SoftCq, c: Completion, solicited: boolean): void {
+    const wc: WorkCompletion = {
+      wrId: c.wrId, status: c.status, opcode: c.opcode, vendorErr: 0, byteLen: c.byteLen, immData: c.immData >>> 0,
+      qpNum: this.qpn, srcQp: c.srcQp, wcFlags: c.wcFlags, pkeyIndex: 0, slid: 0, sl: 0, dlidPathBits: 0,
+    };
+    // An overrun loses the completion and is fatal to the QP that produced it.
+    if (!this.env.deliver(cq, wc, solicited)) this.enterError();
+  }
+
+  // ---- scheduling ---------------------------------------------------------------------------
+
+  scheduleRequester(): void {
+    if (this.requesterQueued || this.destroyed) return;
+    this.requesterQueued = true;
+    setImmediate(() => {
+      this.requesterQueued = false;
+      if (!this.destroyed) this.env.guard(this, 'requester', () => runRequester(this.t, this.requesterIo));
+    });
+  }
+
+  private scheduleRetire(): void {
+    if (this.retireQueued || this.destroyed) return;
+    this.retireQueued = true;
+    setImmediate(() => {
+      this.retireQueued = false;
+      if (!this.destroyed) this.env.guard(this, 'completer', () => runCompleter(this.t, this.env.completerIo, { kind: 'retire' }));
+    });
+  }
+
+  private scheduleAck(): void {
+    // Every ACK asked for within one turn of the event loop goes out as one (ACK coalescing).
+    if (this.ackQueued || this.destroyed) return;
+    this.ackQueued = true;
+    setImmediate(() => {
+      this.ackQueued = false;
+      if (!this.destroyed) this.env.guard(this, 'ack', () => flushAck(this.t, this.env.responderIo));
+    });
+  }
+
+  // ---- timers -------------------------------------------------------------------------------
+
+  private restartRetryTimer(): void {
+    const us = localAckTimeoutUs(this.t.attrs.timeout);
+    if (us === null || this.destroyed) return;
+    this.retryDeadlineMs = performance.now() + us / 1000;
+    if (this.retryTimer === null) this.armRetryTimer(us / 1000);
+  }
+
+  private armRetryTimer(ms: number): void {
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      const left = this.retryDeadlineMs - performance.now();
+      if (left > 0) {
+        this.armRetryTimer(left);
+        return;
+      }
+      if (this.destroyed || (this.state !== QpState.Rts && this.state !== QpState.Sqd)) return;
+      this.env.guard(this, 'timeout', () => runCompleter(this.t, this.env.completerIo, { kind: 'timeout' }));
+    }, Math.max(1, Math.ceil(ms)));
+  }
+
+  private stopRetryTimer(): void {
+    if (this.retryTimer !== null) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+  }
+
+  private startRnrTimer(us: number): void {
+    this.stopRnrTimer();
+    this.rnrTimer = setTimeout(() => {
+      this.rnrTimer = null;
+      if (this.destroyed) return;
+      this.t.req.waitRnr = false;
+      this.t.req.needRetry = true;
+      this.scheduleRequester();
+    }, Math.max(1, Math.ceil(us / 1000)));
+  }
+
+  private stopRnrTimer(): void {
+    if (this.rnrTimer !== null) clearTimeout(this.rnrTimer);
+    this.rnrTimer = null;
+    this.t.req.waitRnr = false;
+  }
+}
+
+function flushed(wrId: bigint, opcode: WcOpcode): Completion {
+  return { wrId, status: WcStatus.WrFlushErr, opcode, byteLen: 0, immData: 0, wcFlags: 0, srcQp: 0 };
+}

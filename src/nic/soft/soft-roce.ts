@@ -1,0 +1,436 @@
+// SoftRoce: vrdma's own RoCE v2 verbs provider, the default. One instance is one device (one
+// VM's function): it owns that guest's DeviceMemory and one Link, whose IPv4 address is its GID
+// (R7). Objects are numbered as the Verbs interface names them; the transport roles of
+// src/nic/roce move the data, and every packet in or out is checked or sealed with its ICRC.
+import type { DeviceMemory } from '../../memory/device-memory.js';
+import { VerbsError, VerbsErrorCode, invalid } from '../errors.js';
+import { IdAllocator } from '../ids.js';
+import type { Link, LinkAddress } from '../link.js';
+import { QpState, QpType } from '../qp-state.js';
+import { type CompleterIo, runCompleter } from '../roce/completer.js';
+import { RoceError } from '../roce/errors.js';
+import { bthDqpn, bthPkey } from '../roce/headers.js';
+import { OpFlag } from '../roce/opcodes.js';
+import { type ResponderIo, respond } from '../roce/responder.js';
+import type {
+  AddressVector, CreateQpOptions, DeviceLimits, MrKeys, PhysicalRegistration, ProviderCapabilities, QpAttributes,
+  RecvWr, SendWr, Verbs, WorkCompletion,
+} from '../verbs.js';
+import { SoftCq } from './cq.js';
+import { GidTable } from './gid-table.js';
+import { MrTable } from './mr-table.js';
+import { DEFAULT_BUDGET_PACKETS, DEFAULT_LIMITS, DEFAULT_WINDOW_PSNS, MAX_QPN, MIN_QPN, type SoftRoceOptions } from './options.js';
+import { recvWqeOf, sendWqeOf } from './post.js';
+import { checkAv } from './qp-attrs.js';
+import { type QpEnv, SoftQp } from './qp.js';
+import { SoftSrq } from './srq.js';
+import { SoftWire } from './wire.js';
+import { PathMtu } from '../types.js';
+
+interface SoftAh {
+  readonly pd: number;
+  readonly av: AddressVector;
+}
+
+/** Why packets were dropped, and other counters, for tests and statistics. */
+export interface SoftRoceCounters {
+  dropped: Map<string, number>;
+  /** Exceptions the engine contained (a bug if ever non-zero). */
+  internalErrors: number;
+  lastInternalError: unknown;
+}
+
+const CAPABILITIES: ProviderCapabilities = Object.freeze({
+  physicalMr: true,
+  allMemoryMr: true,
+  // The page tables can be on-demand, but the fault path (R3) is not wired up yet.
+  onDemandPaging: false,
+  dirtyLog: false,
+  chosenQpn: true,
+  suspendQp: false,
+  saveState: false,
+});
+
+export class SoftRoce implements Verbs {
+  readonly name = 'soft-roce';
+  readonly capabilities = CAPABILITIES;
+  readonly limits: DeviceLimits;
+  readonly counters: SoftRoceCounters = { dropped: new Map(), internalErrors: 0, lastInternalError: null };
+  private readonly mrs: MrTable;
+  private readonly wire: SoftWire;
+  private readonly gids: GidTable;
+  private readonly pdIds: IdAllocator;
+  private readonly cqIds: IdAllocator;
+  private readonly qpIds: IdAllocator;
+  private readonly srqIds: IdAllocator;
+  private readonly ahIds: IdAllocator;
+  private readonly pds = new Set<number>();
+  private readonly cqs = new Map<number, SoftCq>();
+  private readonly qps = new Map<number, SoftQp>();
+  private readonly srqs = new Map<number, SoftSrq>();
+  private readonly ahs = new Map<number, SoftAh>();
+  private readonly completionHandlers: ((cq: number) => void)[] = [];
+  private readonly eventHandlers: ((cq: number) => void)[] = [];
+  private readonly srqLimitHandlers: ((srq: number) => void)[] = [];
+  private readonly notifyQueued = new Set<number>();
+  private readonly env: QpEnv;
+  private readonly portMtu: PathMtu;
+  private closed = false;
+
+  constructor(readonly dm: DeviceMemory, readonly link: Link, options: SoftRoceOptions = {}) {
+    const engine = options.engine ?? 'wasm';
+    this.limits = Object.freeze({ ...DEFAULT_LIMITS, ...options.limits });
+    this.portMtu = options.portMtu ?? PathMtu.Mtu4096;
+    this.gids = new GidTable(this.limits.maxGid, link.localIp);
+    this.mrs = new MrTable(dm, engine, this.limits.maxMr, this.limits.maxMrBytes, options.kernels);
+    this.wire = new SoftWire(dm, link, engine, options.kernels);
+    this.pdIds = new IdAllocator('PD', 1, this.limits.maxPd);
+    this.cqIds = new IdAllocator('CQ', 1, this.limits.maxCq);
+    this.qpIds = new IdAllocator('QPN', MIN_QPN, MAX_QPN);
+    this.srqIds = new IdAllocator('SRQ', 1, this.limits.maxSrq);
+    this.ahIds = new IdAllocator('AH', 1, this.limits.maxAh);
+    const dropped = (reason: string): void => this.drop(reason);
+    const completerIo: CompleterIo = { memory: this.mrs, dropped };
+    const responderIo: ResponderIo = { memory: this.mrs, wire: this.wire, localIp: link.localIp, maxMsgBytes: this.limits.maxMsgBytes, dropped };
+    this.env = {
+      memory: this.mrs,
+      wire: this.wire,
+      requesterConfig: {
+        windowPsns: options.windowPsns ?? DEFAULT_WINDOW_PSNS,
+        budgetPackets: options.budgetPackets ?? DEFAULT_BUDGET_PACKETS,
+        maxMsgBytes: this.limits.maxMsgBytes,
+      },
+      completerIo,
+      responderIo,
+      attrContext: { limits: this.limits, portMtu: this.portMtu, gids: this.gids, localIp: link.localIp },
+      deliver: (cq, wc, solicited) => this.deliver(cq, wc, solicited),
+      guard: (qp, what, fn) => this.guard(qp, what, fn),
+    };
+    link.onPacket((bytes, from) => this.receive(bytes, from));
+  }
+
+  // ---- PDs ----------------------------------------------------------------------------------
+
+  allocPd(): number {
+    const pd = this.pdIds.allocate();
+    this.pds.add(pd);
+    return pd;
+  }
+
+  deallocPd(pd: number): void {
+    this.pd(pd);
+    const inUse = this.mrs.countInPd(pd) + [...this.qps.values()].filter((q) => q.options.pd === pd).length +
+      [...this.ahs.values()].filter((a) => a.pd === pd).length + [...this.srqs.values()].filter((s) => s.pd === pd).length;
+    if (inUse > 0) throw new VerbsError(VerbsErrorCode.Busy, `PD ${pd} still has ${inUse} objects`);
+    this.pds.delete(pd);
+    this.pdIds.release(pd);
+  }
+
+  // ---- MRs ----------------------------------------------------------------------------------
+
+  registerPhysical(pd: number, reg: PhysicalRegistration): MrKeys {
+    this.pd(pd);
+    return this.mrs.registerPhysical(pd, reg);
+  }
+
+  registerAll(pd: number, access: number): MrKeys {
+    this.pd(pd);
+    return this.mrs.registerAll(pd, access);
+  }
+
+  reregisterPhysical(lkey: number, reg: PhysicalRegistration | 'all-memory'): void {
+    this.mrs.reregister(lkey, reg);
+  }
+
+  deregMr(lkey: number): void {
+    this.mrs.deregister(lkey);
+  }
+
+  // ---- CQs ----------------------------------------------------------------------------------
+
+  createCq(depth: number): number {
+    if (!Number.isInteger(depth) || depth < 1 || depth > this.limits.maxCqe) throw invalid(`CQ depth ${depth} outside [1, ${this.limits.maxCqe}]`);
+    const handle = this.cqIds.allocate();
+    this.cqs.set(handle, new SoftCq(handle, depth));
+    return handle;
+  }
+
+  destroyCq(cq: number): void {
+    const c = this.cq(cq);
+    if (c.users > 0) throw new VerbsError(VerbsErrorCode.Busy, `CQ ${cq} is used by ${c.users} QPs`);
+    this.cqs.delete(cq);
+    this.cqIds.release(cq);
+  }
+
+  pollCq(cq: number, max: number): WorkCompletion[] {
+    if (!Number.isInteger(max) || max < 0) throw invalid(`poll count ${max} is not a count`);
+    return this.cq(cq).poll(max);
+  }
+
+  reqNotifyCq(cq: number, solicitedOnly: boolean): void {
+    const c = this.cq(cq);
+    c.armed = solicitedOnly && c.armed !== 'all' ? 'solicited' : 'all';
+  }
+
+  onCompletion(handler: (cq: number) => void): void {
+    this.completionHandlers.push(handler);
+  }
+
+  /** CQ events: an armed CQ (reqNotifyCq) got the completion it was armed for. */
+  onCqEvent(handler: (cq: number) => void): void {
+    this.eventHandlers.push(handler);
+  }
+
+  /** SRQ limit events: an SRQ fell below its armed limit. */
+  onSrqLimit(handler: (srq: number) => void): void {
+    this.srqLimitHandlers.push(handler);
+  }
+
+  // ---- QPs ----------------------------------------------------------------------------------
+
+  createQp(o: CreateQpOptions): number {
+    if (o.type !== QpType.Rc && o.type !== QpType.Ud) throw new VerbsError(VerbsErrorCode.NotSupported, `QP type ${String(o.type)} is not supported`);
+    this.pd(o.pd);
+    const sendCq = this.cq(o.sendCq);
+    const recvCq = this.cq(o.recvCq);
+    const srq = o.srq === undefined ? null : this.srq(o.srq);
+    const cap = o.cap;
+    const L = this.limits;
+    const within = (name: string, v: number, max: number): void => {
+      if (!Number.isInteger(v) || v < 0 || v > max) throw invalid(`${name} ${v} outside [0, ${max}]`);
+    };
+    within('max send WRs', cap.maxSendWr, L.maxQpWr);
+    within('max receive WRs', cap.maxRecvWr, L.maxQpWr);
+    within('max send SGEs', cap.maxSendSge, L.maxSge);
+    within('max receive SGEs', cap.maxRecvSge, L.maxSge);
+    within('max inline bytes', cap.maxInlineBytes, L.maxInlineBytes);
+    if (this.qps.size >= L.maxQp) throw new VerbsError(VerbsErrorCode.NoResources, `no more than ${L.maxQp} QPs`);
+    const qpn = o.qpn === undefined ? this.qpIds.allocate() : this.qpIds.reserve(o.qpn);
+    const qp = new SoftQp(qpn, { ...o, cap: { ...cap } }, sendCq, recvCq, srq, this.env);
+    sendCq.users++;
+    recvCq.users++;
+    if (srq !== null) srq.users++;
+    this.qps.set(qpn, qp);
+    return qpn;
+  }
+
+  modifyQp(qpn: number, attrs: Partial<QpAttributes>, mask: number): void {
+    this.qp(qpn).modify(attrs, mask);
+  }
+
+  queryQp(qpn: number): QpAttributes {
+    return this.qp(qpn).query();
+  }
+
+  destroyQp(qpn: number): void {
+    const qp = this.qp(qpn);
+    qp.destroy();
+    qp.sendCq.users--;
+    qp.recvCq.users--;
+    if (qp.srq !== null) qp.srq.users--;
+    this.qps.delete(qpn);
+    this.qpIds.release(qpn);
+  }
+
+  // ---- SRQs ---------------------------------------------------------------------------------
+
+  createSrq(pd: number, maxWr: number, maxSge: number, limit: number): number {
+    this.pd(pd);
+    if (!Number.isInteger(maxWr) || maxWr < 1 || maxWr > this.limits.maxSrqWr) throw invalid(`SRQ size ${maxWr} outside [1, ${this.limits.maxSrqWr}]`);
+    if (!Number.isInteger(maxSge) || maxSge < 1 || maxSge > this.limits.maxSge) throw invalid(`SRQ SGEs ${maxSge} outside [1, ${this.limits.maxSge}]`);
+    if (!Number.isInteger(limit) || limit < 0 || limit > maxWr) throw invalid(`SRQ limit ${limit} outside [0, ${maxWr}]`);
+    const handle = this.srqIds.allocate();
+    this.srqs.set(handle, new SoftSrq(handle, pd, maxWr, maxSge, limit, (s) => this.srqLimit(s)));
+    return handle;
+  }
+
+  modifySrq(srq: number, limit: number): void {
+    const s = this.srq(srq);
+    if (!Number.isInteger(limit) || limit < 0 || limit > s.maxWr) throw invalid(`SRQ limit ${limit} outside [0, ${s.maxWr}]`);
+    s.limit = limit;
+  }
+
+  destroySrq(srq: number): void {
+    const s = this.srq(srq);
+    if (s.users > 0) throw new VerbsError(VerbsErrorCode.Busy, `SRQ ${srq} is used by ${s.users} QPs`);
+    this.srqs.delete(srq);
+    this.srqIds.release(srq);
+  }
+
+  // ---- AHs and GIDs -------------------------------------------------------------------------
+
+  createAh(pd: number, av: AddressVector): number {
+    this.pd(pd);
+    checkAv(av, this.env.attrContext);
+    const handle = this.ahIds.allocate();
+    this.ahs.set(handle, { pd, av: { ...av } });
+    return handle;
+  }
+
+  destroyAh(ah: number): void {
+    if (!this.ahs.delete(ah)) throw new VerbsError(VerbsErrorCode.NoSuchObject, `no AH ${ah}`);
+    this.ahIds.release(ah);
+  }
+
+  addGid(index: number, gid: string): void {
+    this.gids.add(index, gid);
+  }
+
+  delGid(index: number): void {
+    this.gids.delete(index);
+  }
+
+  // ---- posting ------------------------------------------------------------------------------
+
+  postSend(qpn: number, wrs: SendWr[]): void {
+    const qp = this.qp(qpn);
+    for (const wr of wrs) {
+      if (qp.t.sq.length >= qp.options.cap.maxSendWr) throw new VerbsError(VerbsErrorCode.NoResources, `send queue of QP ${qpn} is full`);
+      const wqe = sendWqeOf(wr, {
+        type: qp.type, state: qp.state, pd: qp.options.pd, maxSge: qp.options.cap.maxSendSge, maxInlineBytes: qp.options.cap.maxInlineBytes,
+        sigAll: qp.options.sigAll, memory: this.mrs, ah: (h) => this.ahFor(h, qp.options.pd),
+      });
+      qp.pushSend(wqe);
+    }
+  }
+
+  postRecv(qpn: number, wrs: RecvWr[]): void {
+    const qp = this.qp(qpn);
+    if (qp.srq !== null) throw invalid(`QP ${qpn} receives from SRQ ${qp.srq.handle}`);
+    for (const wr of wrs) {
+      if (qp.state === QpState.Reset) throw invalid('a QP in RESET takes no work requests');
+      if (qp.rq.length >= qp.options.cap.maxRecvWr) throw new VerbsError(VerbsErrorCode.NoResources, `receive queue of QP ${qpn} is full`);
+      qp.pushRecv(recvWqeOf(wr, qp.options.cap.maxRecvSge));
+    }
+  }
+
+  postSrqRecv(srq: number, wrs: RecvWr[]): void {
+    const s = this.srq(srq);
+    for (const wr of wrs) {
+      if (s.wqes.length >= s.maxWr) throw new VerbsError(VerbsErrorCode.NoResources, `SRQ ${srq} is full`);
+      s.wqes.push(recvWqeOf(wr, s.maxSge));
+    }
+  }
+
+  // ---- migration (later) --------------------------------------------------------------------
+
+  suspendQp(qpn: number, _policy: 'rnr-nak' | 'drop'): void {
+    this.qp(qpn);
+    throw new VerbsError(VerbsErrorCode.NotSupported, 'SoftRoce cannot suspend QPs yet (R6)');
+  }
+
+  resumeQp(qpn: number): void {
+    this.qp(qpn);
+    throw new VerbsError(VerbsErrorCode.NotSupported, 'SoftRoce cannot resume QPs yet (R6)');
+  }
+
+  saveState(): Uint8Array {
+    throw new VerbsError(VerbsErrorCode.NotSupported, 'SoftRoce cannot save its state yet (R9)');
+  }
+
+  restoreState(_state: Uint8Array): void {
+    throw new VerbsError(VerbsErrorCode.NotSupported, 'SoftRoce cannot restore state yet (R9)');
+  }
+
+  /** Stop every QP's timers and ignore the network from now on; the link stays the caller's. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const qpn of [...this.qps.keys()]) this.destroyQp(qpn);
+  }
+
+  // ---- the datapath entry: one arriving packet ----------------------------------------------
+
+  private receive(bytes: Uint8Array, from: LinkAddress): void {
+    if (this.closed) return;
+    try {
+      const pkt = this.wire.parse(bytes, from);
+      if (pkt instanceof RoceError) return this.drop(pkt.code);
+      const qp = this.qps.get(bthDqpn(pkt));
+      if (qp === undefined) return this.drop('unknown QPN');
+      // One P_Key, the default full-membership 0xFFFF; limited members match too (10.9.3).
+      if ((bthPkey(pkt) & 0x7fff) !== 0x7fff) return this.drop('P_Key mismatch');
+      if (pkt.info.transport !== (qp.type === QpType.Rc ? 'RC' : 'UD')) return this.drop('opcode for another QP type');
+      // An RC QP talks to one peer; anything else is not part of its connection.
+      if (qp.type === QpType.Rc && from.ip !== qp.t.attrs.dstIp) return this.drop('not from the connected peer');
+      if ((pkt.info.flags & OpFlag.Request) !== 0) {
+        this.guard(qp, 'responder', () => respond(qp.t, this.env.responderIo, pkt, from.ip));
+      } else {
+        const s = qp.state;
+        if (s !== QpState.Rts && s !== QpState.Sqd) return this.drop('response while not sending');
+        this.guard(qp, 'completer', () => runCompleter(qp.t, this.env.completerIo, { kind: 'packet', pkt }));
+      }
+    } catch (err) {
+      this.counters.internalErrors++;
+      this.counters.lastInternalError = err;
+    }
+  }
+
+  private guard(qp: SoftQp, what: string, fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      // A bug, not a network event: contain it to the QP, which stops in ERR.
+      this.counters.internalErrors++;
+      this.counters.lastInternalError = new Error(`${what} of QP ${qp.qpn} threw`, { cause: err });
+      try {
+        qp.enterError();
+      } catch {
+        // already reported
+      }
+    }
+  }
+
+  private drop(reason: string): void {
+    this.counters.dropped.set(reason, (this.counters.dropped.get(reason) ?? 0) + 1);
+  }
+
+  private deliver(cq: SoftCq, wc: WorkCompletion, solicited: boolean): boolean {
+    const fire = cq.push(wc, solicited);
+    if (fire === null) return false;
+    if (!this.notifyQueued.has(cq.handle)) {
+      this.notifyQueued.add(cq.handle);
+      queueMicrotask(() => {
+        this.notifyQueued.delete(cq.handle);
+        for (const h of this.completionHandlers) h(cq.handle);
+      });
+    }
+    if (fire) queueMicrotask(() => this.eventHandlers.forEach((h) => h(cq.handle)));
+    return true;
+  }
+
+  private srqLimit(srq: number): void {
+    queueMicrotask(() => this.srqLimitHandlers.forEach((h) => h(srq)));
+  }
+
+  // ---- lookups ------------------------------------------------------------------------------
+
+  private pd(pd: number): void {
+    if (!this.pds.has(pd)) throw new VerbsError(VerbsErrorCode.NoSuchObject, `no PD ${pd}`);
+  }
+
+  private cq(cq: number): SoftCq {
+    const c = this.cqs.get(cq);
+    if (c === undefined) throw new VerbsError(VerbsErrorCode.NoSuchObject, `no CQ ${cq}`);
+    return c;
+  }
+
+  private qp(qpn: number): SoftQp {
+    const q = this.qps.get(qpn);
+    if (q === undefined) throw new VerbsError(VerbsErrorCode.NoSuchObject, `no QP ${qpn}`);
+    return q;
+  }
+
+  private srq(srq: number): SoftSrq {
+    const s = this.srqs.get(srq);
+    if (s === undefined) throw new VerbsError(VerbsErrorCode.NoSuchObject, `no SRQ ${srq}`);
+    return s;
+  }
+
+  private ahFor(handle: number, pd: number): string {
+    const ah = this.ahs.get(handle);
+    if (ah === undefined) throw new VerbsError(VerbsErrorCode.NoSuchObject, `no AH ${handle}`);
+    if (ah.pd !== pd) throw invalid(`AH ${handle} is in PD ${ah.pd}, the QP in PD ${pd}`);
+    return ah.av.dgid;
+  }
+}
