@@ -16,6 +16,7 @@ export const suites: Record<string, () => Promise<Suite>> = {
   'virtqueue-packed': async () => (await import('./virtqueue-packed.js')).default,
   'roce-wire': async () => (await import('./roce-wire.js')).default,
   translate: async () => (await import('./translate.js')).default,
+  net: async () => (await import('./net-udp.js')).default,
 };
 
 /** Run suites by name; returns false (and says why) if a name is unknown. */
