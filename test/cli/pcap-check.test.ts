@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,7 +14,7 @@ import { buildFrame, socketContext } from '../../src/nic/roce/frame.js';
 import { TsIcrc } from '../../src/nic/roce/icrc.js';
 import { Opcode } from '../../src/nic/roce/opcodes.js';
 import { buildPacket } from '../../src/nic/roce/packet.js';
-import { pcapHeader, pcapRecord, writePcap } from '../../src/nic/roce/pcap.js';
+import { pcapHeader, pcapRecord, readPcap, writePcap } from '../../src/nic/roce/pcap.js';
 import { loadVectors } from '../nic/roce/fixtures.js';
 
 const run = promisify(execFile);
@@ -149,6 +151,18 @@ describe('vrdma pcap-check', () => {
       assert.match(e.stderr, /4294967295 bytes/);
       return true;
     });
+  });
+
+  it('stops quietly when its reader goes away (| head)', async () => {
+    const rxe = readPcap(new Uint8Array(readFileSync(vectors('linux-rxe-send-4099.pcap'))));
+    const path = file('long.pcap', writePcap(Array.from({ length: 50 }, () => rxe).flat()));
+    const child = spawn(process.execPath, [cli, 'pcap-check', path], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdout.once('data', () => child.stdout.destroy());
+    const [code] = await once(child, 'exit');
+    assert.equal(stderr, '');
+    assert.equal(code, 0);
   });
 
   it('never throws on random frames or random files', () => {
