@@ -1,8 +1,10 @@
 // A Link wrapper that records every packet sent and received to a pcap file. The socket never
-// shows vrdma the IP and UDP headers, so each record gets the headers Linux puts on a datagram
-// from an unconnected UDP socket: IPv4 id 0 with DF, TTL 64, TOS 0, UDP checksum 0. These are
-// also the IcrcContext vrdma computes ICRCs under (frame.ts socketContext), so the ICRC in the
-// file checks out, and Wireshark's InfiniBand dissector decodes the frames (UDP port 4791).
+// shows vrdma the IP and UDP headers, so each record gets synthetic ones: IPv4 id 0 with DF,
+// TTL 64, TOS 0, UDP checksum 0. These are the IcrcContext vrdma computes ICRCs under (frame.ts
+// socketContext), so the ICRC in the file checks out, and Wireshark's InfiniBand dissector
+// decodes the frames (UDP port 4791). On the wire, Linux sends id 0 from an unconnected socket
+// only with IP_MTU_DISCOVER = IP_PMTUDISC_DO; with the default (IP_PMTUDISC_WANT, all node:dgram
+// can have) it picks a hashed id, so there the id is the one field the file invents.
 // MAC addresses are made up from the IPv4 address (02:00:a:b:c:d, locally administered).
 import { type Link, type LinkAddress, type PacketHandler, ROCE_UDP_PORT } from '../nic/link.js';
 import { buildFrame } from '../nic/roce/frame.js';
