@@ -17,6 +17,7 @@ export const suites: Record<string, () => Promise<Suite>> = {
   'roce-wire': async () => (await import('./roce-wire.js')).default,
   translate: async () => (await import('./translate.js')).default,
   'soft-roce': async () => (await import('./soft-roce.js')).default,
+  net: async () => (await import('./net-udp.js')).default,
 };
 
 /** Run suites by name; returns false (and says why) if a name is unknown. */

@@ -2,6 +2,7 @@
 // The vrdma command. Each subcommand lives in its own module; this file only wires them up.
 import { Command, InvalidArgumentError } from 'commander';
 import { runDemo } from './demo.js';
+import { runPcapCheck } from './pcap-check.js';
 
 function positiveInt(value: string): number {
   const n = Number(value);
@@ -33,6 +34,14 @@ program
   .action(async (names: string[]) => {
     const { runSuites } = await import('../../bench/run.js');
     process.exitCode = (await runSuites(names)) ? 0 : 2;
+  });
+
+program
+  .command('pcap-check')
+  .description('decode each frame of a pcap file as RoCE v2 and check its ICRC; one JSON object per frame')
+  .argument('<file>', 'classic pcap capture (Ethernet)')
+  .action((file: string) => {
+    process.exitCode = runPcapCheck(file);
   });
 
 await program.parseAsync(process.argv);

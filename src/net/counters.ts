@@ -1,0 +1,19 @@
+// What a socket link counts, for logs, tests and the migration report. Plain data, so a snapshot
+// can be compared, printed as JSON, or summed over links.
+
+export interface LinkCounters {
+  /** Datagrams the kernel took, and their bytes (BTH through ICRC). */
+  packetsSent: number;
+  bytesSent: number;
+  /** Datagrams delivered to the link, and their bytes. */
+  packetsReceived: number;
+  bytesReceived: number;
+  /** Sends the kernel refused (ENOBUFS, EPERM from a firewall, ...): lost like on a wire. */
+  sendErrors: number;
+  /** Sends dropped before the kernel: link closed, or too many still queued. */
+  sendDropped: number;
+}
+
+export function zeroCounters(): LinkCounters {
+  return { packetsSent: 0, bytesSent: 0, packetsReceived: 0, bytesReceived: 0, sendErrors: 0, sendDropped: 0 };
+}

@@ -1,0 +1,152 @@
+// The net layer on real sockets (DESIGN.md "Layers", net): one UDP socket bound to the VM's own
+// IPv4 address (its GID) and port 4791. On one machine hosts and VMs are loopback addresses
+// (127.0.0.0/8 all route to lo), so two links on 127.0.0.2 and 127.0.1.5 talk through the kernel
+// exactly as two hosts would. Migration moves the address (R7): the source closes its link, which
+// frees the address at once, and the destination opens one on the same address.
+import dgram from 'node:dgram';
+import { type Link, type LinkAddress, type PacketHandler, ROCE_UDP_PORT } from '../nic/link.js';
+import { checkBindPort, checkDestPort, checkIpv4 } from './address.js';
+import { type LinkCounters, zeroCounters } from './counters.js';
+import { bindError, NetError, NetErrorCode } from './errors.js';
+
+/** 4 MiB: a few thousand 4 KiB packets, so a burst does not overflow while the loop is busy. */
+export const DEFAULT_SOCKET_BUFFER_BYTES = 4 << 20;
+/** Sends handed to the socket and not yet completed, past which send drops (bounded memory). */
+export const DEFAULT_MAX_QUEUED_SENDS = 8192;
+
+export interface UdpLinkOptions {
+  /** The VM's IPv4 address (its GID). */
+  readonly ip: string;
+  /** Default 4791; 0 binds any free port (tests). */
+  readonly port?: number;
+  /** SO_RCVBUF/SO_SNDBUF to ask for; Linux caps them at net.core.rmem_max/wmem_max. */
+  readonly recvBufferBytes?: number;
+  readonly sendBufferBytes?: number;
+  readonly maxQueuedSends?: number;
+}
+
+export class UdpLink implements Link {
+  private handler: PacketHandler | null = null;
+  private closed = false;
+  private closing: Promise<void> | null = null;
+  private inFlight = 0;
+  private lastDst = '';
+  private settleWaiters: (() => void)[] = [];
+  private readonly stats = zeroCounters();
+  private readonly maxQueuedSends: number;
+  /** The code of the last send the kernel refused ("ENOBUFS"), for diagnostics. */
+  lastSendError: string | null = null;
+
+  private constructor(
+    private readonly socket: dgram.Socket,
+    readonly localIp: string,
+    readonly localPort: number,
+    maxQueuedSends: number,
+  ) {
+    this.maxQueuedSends = maxQueuedSends;
+    // A plain Uint8Array view, not the Buffer: Buffer.slice() would share memory, not copy it.
+    socket.on('message', (msg, rinfo) => this.deliver(new Uint8Array(msg.buffer, msg.byteOffset, msg.length), { ip: rinfo.address, port: rinfo.port }));
+    // After bind, socket errors are network events: count them, never crash the process.
+    socket.on('error', (err) => {
+      this.stats.sendErrors++;
+      this.lastSendError = (err as { code?: string }).code ?? err.message;
+    });
+  }
+
+  /** Bind a socket to ip:port. Rejects with NetError (ADDRESS_IN_USE, ADDRESS_NOT_AVAILABLE, ...). */
+  static async open(opts: UdpLinkOptions): Promise<UdpLink> {
+    const port = opts.port ?? ROCE_UDP_PORT;
+    checkIpv4(opts.ip, 'local address');
+    checkBindPort(port, opts.ip);
+    const recvBufferSize = opts.recvBufferBytes ?? DEFAULT_SOCKET_BUFFER_BYTES;
+    const sendBufferSize = opts.sendBufferBytes ?? DEFAULT_SOCKET_BUFFER_BYTES;
+    const maxQueued = opts.maxQueuedSends ?? DEFAULT_MAX_QUEUED_SENDS;
+    if (!(Number.isInteger(maxQueued) && maxQueued > 0)) throw new RangeError(`maxQueuedSends ${maxQueued} must be a positive integer`);
+    const socket = dgram.createSocket({ type: 'udp4', recvBufferSize, sendBufferSize });
+    const where = `${opts.ip}:${port}`;
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: Error) => {
+        socket.off('listening', onListening);
+        socket.close();
+        reject(bindError(err, where));
+      };
+      const onListening = () => {
+        socket.off('error', onError);
+        resolve();
+      };
+      socket.once('error', onError);
+      socket.once('listening', onListening);
+      socket.bind({ address: opts.ip, port, exclusive: true });
+    });
+    return new UdpLink(socket, opts.ip, socket.address().port, maxQueued);
+  }
+
+  /** The socket buffer sizes the kernel granted (Linux reports twice what was asked, capped). */
+  get bufferBytes(): { recv: number; send: number } {
+    if (this.closed) throw new NetError(NetErrorCode.Closed, `${this.localIp}:${this.localPort}`);
+    return { recv: this.socket.getRecvBufferSize(), send: this.socket.getSendBufferSize() };
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  counters(): LinkCounters {
+    return { ...this.stats };
+  }
+
+  send(packet: Uint8Array, dstIp: string, dstPort: number = ROCE_UDP_PORT): void {
+    if (dstIp !== this.lastDst) {
+      checkIpv4(dstIp, 'destination');
+      this.lastDst = dstIp;
+    }
+    if (dstPort !== ROCE_UDP_PORT) checkDestPort(dstPort);
+    if (this.closed || this.inFlight >= this.maxQueuedSends) {
+      this.stats.sendDropped++;
+      return;
+    }
+    this.inFlight++;
+    // dgram may send later (when the socket was not writable): the caller may reuse its bytes.
+    this.socket.send(Buffer.from(packet), dstPort, dstIp, this.onSent);
+  }
+
+  /** Resolves once every send handed to the socket so far has completed or failed. */
+  settled(): Promise<void> {
+    if (this.inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.settleWaiters.push(resolve));
+  }
+
+  private readonly onSent = (err: Error | null, bytes: number): void => {
+    if (--this.inFlight === 0 && this.settleWaiters.length > 0) {
+      const waiters = this.settleWaiters;
+      this.settleWaiters = [];
+      waiters.forEach((w) => w());
+    }
+    if (err) {
+      this.stats.sendErrors++;
+      this.lastSendError = (err as { code?: string }).code ?? err.message;
+      return;
+    }
+    this.stats.packetsSent++;
+    this.stats.bytesSent += bytes;
+  };
+
+  private deliver(packet: Uint8Array, from: LinkAddress): void {
+    this.stats.packetsReceived++;
+    this.stats.bytesReceived += packet.length;
+    this.handler?.(packet, from);
+  }
+
+  onPacket(handler: PacketHandler): void {
+    this.handler = handler;
+  }
+
+  /** Close the socket; when this resolves the address is free for another process to bind. */
+  close(): Promise<void> {
+    if (this.closing === null) {
+      this.closed = true;
+      this.closing = new Promise<void>((resolve) => this.socket.close(() => resolve()));
+    }
+    return this.closing;
+  }
+}
