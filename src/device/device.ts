@@ -238,6 +238,18 @@ export class RdmaDevice {
     }
   }
 
+  /**
+   * The host changed the guest's memory map (hotplug or unplug, after `dm.addRegion` /
+   * `dm.removeRegion`): re-map every all-memory (DMA) MR so it reaches exactly the memory now
+   * present, keeping its keys (R2, §8.3). Physical MRs resolve their pages at each access and
+   * need nothing. Call with the device's datapath quiesced, like any region-table change.
+   */
+  memoryChanged(): void {
+    for (const mr of this.core.mrs.values()) {
+      if (mr.kind === 'dma') this.core.verbs.reregisterPhysical(mr.lkey, 'all-memory');
+    }
+  }
+
   /** The state a guest sees for a QP (tests and logs). */
   qpState(qpn: number): QpState | undefined {
     return this.core.qps.get(qpn)?.state;

@@ -11,7 +11,7 @@ export class Arena {
   private readonly free: FreeBlock[];
   private readonly used = new Map<number, number>();
 
-  constructor(readonly base: number, readonly bytes: number) {
+  constructor(readonly base: number, readonly bytes: number, readonly what = 'device arena') {
     this.free = [{ off: base, bytes }];
   }
 
@@ -31,13 +31,13 @@ export class Arena {
       this.used.set(off, bytes);
       return off;
     }
-    throw new MemoryError(MemoryErrorCode.NoSpace, `device arena has no room for ${bytes} bytes`);
+    throw new MemoryError(MemoryErrorCode.NoSpace, `${this.what} has no room for ${bytes} bytes`);
   }
 
   /** Return a block from alloc(). */
   release(off: number): void {
     const bytes = this.used.get(off);
-    if (bytes === undefined) throw new MemoryError(MemoryErrorCode.NoSuchRegion, `no arena block at ${off}`);
+    if (bytes === undefined) throw new MemoryError(MemoryErrorCode.NoSuchRegion, `no ${this.what} block at ${off}`);
     this.used.delete(off);
     let i = 0;
     while (i < this.free.length && this.free[i].off < off) i++;

@@ -18,7 +18,7 @@ export class DeviceMemory {
   private constructor(readonly memory: WebAssembly.Memory, readonly layout: MemoryLayout) {
     this.guest = new GuestMemory(memory, layout);
     this.arena = new Arena(layout.arenaOff, layout.arenaBytes);
-    this.ram = new Arena(layout.ramBase, layout.ramBytes);
+    this.ram = new Arena(layout.ramBase, layout.ramBytes, 'guest RAM window');
   }
 
   /** Create a device memory at its final size and an empty region table. */

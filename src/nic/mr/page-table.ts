@@ -5,7 +5,7 @@
 // region change.
 //
 //   physical (R1):   iova range separate from the memory: a list of guest-physical pages
-//   all-memory (R2): iova == gpa over [0, end of the highest region) or a configured size; pages
+//   all-memory (R2): iova == gpa over [0, highest region end seen) or a configured size; pages
 //                    with no guest memory read as zeros and swallow writes, nothing faults;
 //                    rebuild() follows hotplug
 //   on demand (R3):  pages start absent; an access faults (ST_PAGE_FAULT) until markPresent()
@@ -168,15 +168,17 @@ export class PageTable {
 
   /**
    * Follow the guest's regions after dm.addRegion / dm.removeRegion, keeping the handle (and so
-   * the keys). An all-memory table grows or shrinks with the highest region; pages still covered
-   * keep their present bits. A physical table resolves its pages through the region table on
+   * the keys). An all-memory table grows with the highest region and never shrinks: an unplugged
+   * range at the top becomes a hole (zero page / sink page), so a peer holding the key sees
+   * the same extent before and after the unplug, as R2 asks. Pages still covered keep their
+   * present bits. A physical table resolves its pages through the region table on
    * every access, so it already reaches re-plugged memory: its rebuild keeps every page and bit
    * and only bumps the generation, telling holders of cached translations to drop them.
    */
   rebuild(): void {
     const m = this.live();
     if (m.kind === 'all-memory') {
-      this.replace(allMemoryMapping(this.dm, m.access, m, this.snapshotPresent()));
+      this.replace(allMemoryMapping(this.dm, m.access, m, this.snapshotPresent(), m.length));
       return;
     }
     const gpas = Array.from({ length: m.pageCount }, (_, i) => this.pageGpa(i));
@@ -364,7 +366,13 @@ function physicalMapping(dm: DeviceMemory, spec: PhysicalSpec): Mapping {
   return mapping;
 }
 
-function allMemoryMapping(dm: DeviceMemory, accessIn: number, options: AllMemoryOptions, keepPresent: ((i: number) => boolean) | null): Mapping {
+function allMemoryMapping(
+  dm: DeviceMemory,
+  accessIn: number,
+  options: AllMemoryOptions,
+  keepPresent: ((i: number) => boolean) | null,
+  minLength = 0,
+): Mapping {
   const pageShift = checkPageShift(options.pageShift ?? 12);
   const access = checkAccess(accessIn);
   const sizeBytes = options.sizeBytes ?? null;
@@ -373,7 +381,7 @@ function allMemoryMapping(dm: DeviceMemory, accessIn: number, options: AllMemory
   }
   const pageBytes = 2 ** pageShift;
   const regionsEnd = dm.guest.regions.list().reduce((end, r) => Math.max(end, r.gpa + r.size), 0);
-  const length = sizeBytes ?? alignUp(regionsEnd, pageBytes);
+  const length = sizeBytes ?? Math.max(minLength, alignUp(regionsEnd, pageBytes));
   const pageCount = Math.ceil(length / pageBytes);
   if (pageCount >= 2 ** 32) throw new MrError(MrErrorCode.Overflow, `${length} bytes in ${pageBytes}-byte pages is more than 2^32 pages`);
   const onDemand = options.onDemand === true || (accessIn & MR_ON_DEMAND) !== 0;
