@@ -107,15 +107,8 @@ export enum RdmaStatus {
   DeviceError = 9,
 }
 
-/** §7.1 access flags (verbs.h values). */
-export const AccessFlag = {
-  LOCAL_WRITE: 1 << 0,
-  REMOTE_WRITE: 1 << 1,
-  REMOTE_READ: 1 << 2,
-  REMOTE_ATOMIC: 1 << 3,
-  ON_DEMAND: 1 << 6,
-} as const;
-export const ACCESS_KNOWN = 0x4f;
+/** §7.1 access flags: the spec adopts verbs.h's values, so they are the verbs layer's constants. */
+export { Access as AccessFlag, ACCESS_ALL as ACCESS_KNOWN } from '../nic/types.js';
 
 /** §7.10 qp_type values (verbs.h ibv_qp_type). */
 export const QpTypeCode = { SMI: 0, GSI: 1, RC: 2, UC: 3, UD: 4 } as const;
@@ -168,19 +161,7 @@ export const SEND_WQE_HEADER_BYTES = 64;
 export const RECV_WQE_HEADER_BYTES = 16;
 
 /** §10.3 send opcodes (verbs.h ibv_wr_opcode). */
-export enum SendOpcode {
-  RdmaWrite = 0,
-  RdmaWriteWithImm = 1,
-  Send = 2,
-  SendWithImm = 3,
-  RdmaRead = 4,
-  AtomicCmpAndSwp = 5,
-  AtomicFetchAndAdd = 6,
-  LocalInv = 7,
-  SendWithInv = 9,
-}
-
-export const SendFlag = { FENCE: 1, SIGNALED: 2, SOLICITED: 4, INLINE: 8 } as const;
+export { WrOpcode as SendOpcode, SendFlags as SendFlag } from '../nic/types.js';
 export const SEND_FLAGS_KNOWN = 0x0f;
 /** §10.2: remote_qkey bit 31 asks for the QP's own Q_Key. */
 export const UD_USE_QP_QKEY = 0x80000000;
