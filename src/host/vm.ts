@@ -86,6 +86,9 @@ export class Vm {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    // ACKs are coalesced and sent from a later turn of the event loop (src/nic/soft/qp.ts): let
+    // those owed go out, or a peer would wait for a retransmission the closed QP never answers.
+    for (let i = 0; i < 2; i++) await new Promise((resolve) => setImmediate(resolve));
     this.verbs.close();
     await this.link.close();
   }
