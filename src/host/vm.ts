@@ -1,0 +1,95 @@
+// One VM on a host, composed end to end: guest RAM (DeviceMemory), the SoftRoce verbs provider
+// over a Link bound to the VM's own IPv4 address (its GID, R7), the virtio-rdma device processing
+// inline (each kick and each provider completion is handled in the caller's thread, as a vCPU
+// exit handled in place), and the guest verbs library opened on it. The CLI (`vrdma pingpong`),
+// the two-process tests and the end-to-end benchmarks all build their VMs here.
+import { RdmaDevice } from '../device/device.js';
+import { type OpenOptions, RdmaGuest } from '../guest/rdma/device.js';
+import { Arena } from '../memory/arena.js';
+import { DeviceMemory } from '../memory/device-memory.js';
+import { gpa } from '../memory/gpa.js';
+import { CaptureLink } from '../net/capture.js';
+import { UdpLink } from '../net/udp-link.js';
+import type { Link } from '../nic/link.js';
+import { SoftRoce, type SoftRoceOptions } from '../nic/soft/index.js';
+
+const MiB = 1024 * 1024;
+/** Guest-physical layout: rings and the driver's command buffers low, data buffers above. */
+const DRIVER_AREA_GPA = 0x10000;
+const DEFAULT_RAM_BYTES = 32 * MiB;
+const DEFAULT_DRIVER_BYTES = 4 * MiB;
+
+export interface VmOptions {
+  /** The VM's IPv4 address: its GID 0 and the address its link binds (127.0.1.x on one machine). */
+  ip: string;
+  /** Guest RAM, one region at GPA 0; default 32 MiB. */
+  ramBytes?: number;
+  /** Guest RAM kept for rings and command buffers; the rest is for data buffers. Default 4 MiB. */
+  driverBytes?: number;
+  /** A link to use instead of a UdpLink bound to `ip` (the loopback hub in one process). */
+  link?: Link;
+  /** UDP port to bind when no link is given; default 4791. */
+  port?: number;
+  /** Record every packet to this pcap file. */
+  capturePath?: string;
+  provider?: SoftRoceOptions;
+  open?: OpenOptions;
+}
+
+export class Vm {
+  private closed = false;
+
+  private constructor(
+    readonly ip: string,
+    readonly dm: DeviceMemory,
+    readonly link: Link,
+    readonly verbs: SoftRoce,
+    readonly device: RdmaDevice,
+    readonly guest: RdmaGuest,
+    /** Allocator of data buffers in guest RAM (GPAs). */
+    private readonly data: Arena,
+  ) {}
+
+  static async open(options: VmOptions): Promise<Vm> {
+    const ramBytes = options.ramBytes ?? DEFAULT_RAM_BYTES;
+    const driverBytes = options.driverBytes ?? DEFAULT_DRIVER_BYTES;
+    if (DRIVER_AREA_GPA + driverBytes >= ramBytes) throw new RangeError(`ramBytes ${ramBytes} leaves no room for data past the driver area`);
+    let link: Link = options.link ?? await UdpLink.open({ ip: options.ip, port: options.port });
+    if (options.capturePath !== undefined) link = await CaptureLink.open(link, options.capturePath);
+    const dm = DeviceMemory.create({ ramBytes, arenaBytes: 4 * MiB });
+    dm.addRegion(0, ramBytes);
+    const verbs = new SoftRoce(dm, link, options.provider);
+    const device = new RdmaDevice({ verbs, dm, vmIp: options.ip, inline: true });
+    const driver = new Arena(DRIVER_AREA_GPA, driverBytes);
+    const guest = RdmaGuest.open(device.transport, dm.guest, driver, options.open);
+    const dataBase = DRIVER_AREA_GPA + driverBytes;
+    return new Vm(options.ip, dm, link, verbs, device, guest, new Arena(dataBase, ramBytes - dataBase));
+  }
+
+  /** A data buffer of `bytes` in guest RAM (zeroed), returned as its GPA. */
+  allocBuffer(bytes: number, align = 64): number {
+    const at = this.data.alloc(bytes, align);
+    this.dm.guest.fill(gpa(at), bytes, 0);
+    return at;
+  }
+
+  releaseBuffer(at: number): void {
+    this.data.release(at);
+  }
+
+  /** A live view of guest RAM at `at` (the device writes into the same bytes). */
+  bytes(at: number, len: number): Uint8Array {
+    return this.dm.guest.slice(gpa(at), len);
+  }
+
+  /** Stop the provider's QPs and timers, then release the address (and finish any capture). */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    // ACKs are coalesced and sent from a later turn of the event loop (src/nic/soft/qp.ts): let
+    // those owed go out, or a peer would wait for a retransmission the closed QP never answers.
+    for (let i = 0; i < 2; i++) await new Promise((resolve) => setImmediate(resolve));
+    this.verbs.close();
+    await this.link.close();
+  }
+}
