@@ -8,6 +8,7 @@ import { type OpenOptions, RdmaGuest } from '../guest/rdma/device.js';
 import { Arena } from '../memory/arena.js';
 import { DeviceMemory } from '../memory/device-memory.js';
 import { gpa } from '../memory/gpa.js';
+import { LossyLink, type LossyOptions } from '../net/lossy.js';
 import { CaptureLink } from '../net/capture.js';
 import { UdpLink } from '../net/udp-link.js';
 import type { Link } from '../nic/link.js';
@@ -32,6 +33,8 @@ export interface VmOptions {
   port?: number;
   /** Record every packet to this pcap file. */
   capturePath?: string;
+  /** Make the network misbehave: drop, duplicate, reorder and delay a fraction of what is sent. */
+  lossy?: LossyOptions;
   provider?: SoftRoceOptions;
   open?: OpenOptions;
 }
@@ -55,6 +58,7 @@ export class Vm {
     const driverBytes = options.driverBytes ?? DEFAULT_DRIVER_BYTES;
     if (DRIVER_AREA_GPA + driverBytes >= ramBytes) throw new RangeError(`ramBytes ${ramBytes} leaves no room for data past the driver area`);
     let link: Link = options.link ?? await UdpLink.open({ ip: options.ip, port: options.port });
+    if (options.lossy !== undefined) link = new LossyLink(link, options.lossy);
     if (options.capturePath !== undefined) link = await CaptureLink.open(link, options.capturePath);
     const dm = DeviceMemory.create({ ramBytes, arenaBytes: 4 * MiB });
     dm.addRegion(0, ramBytes);

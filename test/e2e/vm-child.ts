@@ -11,6 +11,7 @@ import type { RecvRequest, SendRequest } from '../../src/guest/rdma/wqe.js';
 import { waitForCompletions } from '../../src/host/completions.js';
 import { type QpEndpoint, connectRc, udToRts } from '../../src/host/connect.js';
 import { Vm } from '../../src/host/vm.js';
+import type { LossyOptions } from '../../src/net/lossy.js';
 import { pattern } from './pattern.js';
 
 export const UD_QKEY = 0x1234567;
@@ -37,7 +38,7 @@ type Args = Record<string, unknown>;
 
 const ops: Record<string, (a: Args) => unknown> = {
   async setup(a) {
-    const vm = await Vm.open({ ip: a.ip as string, ramBytes: 16 * 1024 * 1024 });
+    const vm = await Vm.open({ ip: a.ip as string, ramBytes: (a.ramBytes as number | undefined) ?? 16 * 1024 * 1024, lossy: a.lossy as LossyOptions | undefined });
     const g = vm.guest;
     const pd = await g.createPd();
     const cq = await g.createCq(512);
