@@ -194,14 +194,15 @@ const ID_TRAILER_BYTES = IPV4_UDP_BYTES + 12 - 6 - MIN_ICRC_PACKET_BYTES;
 
 /** a·b mod P on reflected CRC-32 registers (bit 31 is x^0). */
 export function crc32MulMod(a: number, b: number): number {
+  // Int32 arithmetic throughout (the JIT keeps it in registers): a's bits from x^0 (the sign bit)
+  // down, b multiplied by x at each step.
   let p = 0;
-  let m = 0x80000000;
-  let v = b >>> 0;
-  const aa = a >>> 0;
-  while (m !== 0) {
-    if ((aa & m) !== 0) p ^= v;
+  let aa = a | 0;
+  let v = b | 0;
+  for (let i = 0; i < 32 && aa !== 0; i++) {
+    if (aa < 0) p ^= v;
+    aa <<= 1;
     v = (v & 1) !== 0 ? (v >>> 1) ^ CRC32_POLY : v >>> 1;
-    m >>>= 1;
   }
   return p >>> 0;
 }
