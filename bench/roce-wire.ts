@@ -3,7 +3,7 @@
 // pseudo-header, as a reference point), and the cost of building and parsing headers.
 import { crc32 as zlibCrc32 } from 'node:zlib';
 import { DeviceMemory } from '../src/memory/index.js';
-import { type IcrcContext, TsIcrc, WasmIcrc } from '../src/nic/roce/icrc.js';
+import { type IcrcContext, TsIcrc, WasmIcrc, icrcIpIdDelta, solveIcrcIpId } from '../src/nic/roce/icrc.js';
 import { Opcode } from '../src/nic/roce/opcodes.js';
 import { type BuildFields, buildHeaders, packetBytes, parsePacket } from '../src/nic/roce/packet.js';
 import { opcodeInfo } from '../src/nic/roce/opcodes.js';
@@ -42,6 +42,28 @@ export default async function (): Promise<BenchRow[]> {
       fn: () => { for (let i = 0; i < BATCH; i++) sink ^= zlibCrc32(views[i]); },
     });
   }
+
+  // Checking with the IPv4 id unknown (IcrcCheck ipId 'any'): the ICRC pass plus solving for the
+  // id; and the solve alone, per packet, to show what it adds to the pass above.
+  for (const size of [64, 4096]) {
+    const name = `icrc check, id unknown ${size}B`;
+    for (const [engineName, engine] of [['wasm', wasm], ['ts', ts]] as const) {
+      tasks.push({
+        name, engine: engineName, unit: 'byte', opsPerCall: BATCH * size,
+        fn: () => { for (let i = 0; i < BATCH; i++) sink ^= solveIcrcIpId(engine, ctx, mem, base + i * size, size); },
+      });
+    }
+  }
+  let diff = 0x12345678;
+  tasks.push({
+    name: 'ip id solve only', engine: 'ts', unit: 'packet', opsPerCall: BATCH,
+    fn: () => {
+      for (let i = 0; i < BATCH; i++) {
+        diff = (Math.imul(diff, 1103515245) + 12345) >>> 0;
+        sink ^= icrcIpIdDelta(diff, SIZES[i & 3]);
+      }
+    },
+  });
 
   // Header build + parse (no ICRC): an RDMA WRITE ONLY with immediate, the opcode with the most
   // extended headers on the data path, and an ACK.

@@ -9,6 +9,12 @@
 //                                                UDP_TRUNCATED when the datagram was longer than
 //                                                its slot (only `capacity` bytes were kept)
 // ipv4 is the address as a 32-bit number in host order (127.0.0.2 is 0x7f000002).
+//
+// Every socket udpBind makes has IP_MTU_DISCOVER = IP_PMTUDISC_DO. The RoCE v2 ICRC covers the
+// IPv4 identification (IBTA annex A17), which a UDP socket cannot choose; with PMTUDISC_DO Linux
+// sends DF with id 0 (an unfragmentable datagram needs no id), the id vrdma seals packets under.
+// With the default IP_PMTUDISC_WANT it sends DF with a hashed, changing id that no peer checking
+// the ICRC against the real header (Linux rxe) would accept.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -70,8 +76,66 @@ Batch BatchArgs(const Napi::CallbackInfo& info) {
   return b;
 }
 
+/** The socket options vrdma sets, by name: level and option number. */
+struct SockOpt {
+  const char* name;
+  int level;
+  int option;
+};
+constexpr SockOpt kSockOpts[] = {
+    {"IP_MTU_DISCOVER", IPPROTO_IP, IP_MTU_DISCOVER},
+    {"SO_RCVBUF", SOL_SOCKET, SO_RCVBUF},
+    {"SO_SNDBUF", SOL_SOCKET, SO_SNDBUF},
+};
+
+const SockOpt& GetSockOptName(const Napi::Env& env, const Napi::Value& value) {
+  if (!value.IsString()) throw Napi::TypeError::New(env, "option must be a string");
+  const std::string name = value.As<Napi::String>().Utf8Value();
+  for (const SockOpt& o : kSockOpts) {
+    if (name == o.name) return o;
+  }
+  throw Napi::RangeError::New(env, "unsupported socket option: " + name + " (IP_MTU_DISCOVER, SO_RCVBUF, SO_SNDBUF)");
+}
+
+void SetIntOpt(const Napi::Env& env, int fd, int level, int option, int value) {
+  if (setsockopt(fd, level, option, &value, sizeof value) != 0) ThrowErrno(env, "setsockopt", errno);
+}
+
+// socketSetOption(fd, name, value): setsockopt of an int option named in kSockOpts.
+Napi::Value SocketSetOption(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  const int fd = GetFd(env, info[0], "fd");
+  const SockOpt& o = GetSockOptName(env, info[1]);
+  SetIntOpt(env, fd, o.level, o.option, static_cast<int>(GetInt(env, info[2], "value", 0, INT32_MAX)));
+  return env.Undefined();
+}
+
+// socketGetOption(fd, name): getsockopt of an int option named in kSockOpts (buffer sizes as
+// Linux reports them: twice what was asked, capped by net.core.rmem_max/wmem_max).
+Napi::Value SocketGetOption(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  const int fd = GetFd(env, info[0], "fd");
+  const SockOpt& o = GetSockOptName(env, info[1]);
+  int value = 0;
+  socklen_t len = sizeof value;
+  if (getsockopt(fd, o.level, o.option, &value, &len) != 0) ThrowErrno(env, "getsockopt", errno);
+  return Napi::Number::New(env, value);
+}
+
+// rawIpv4Open(protocol): a non-blocking, close-on-exec raw IPv4 socket that receives a copy of
+// every IPv4 packet of `protocol` (17: UDP) delivered to this host, IP header included. Needs
+// CAP_NET_RAW. Read it with udpRecvMany (any datagram socket works); tests use it to see the
+// headers the kernel really sent.
+Napi::Value RawIpv4Open(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  const int protocol = static_cast<int>(GetInt(env, info[0], "protocol", 1, 255));
+  const int fd = socket(AF_INET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
+  if (fd < 0) ThrowErrno(env, "socket", errno);
+  return Napi::Number::New(env, fd);
+}
+
 // udpBind(address, port): a non-blocking, close-on-exec UDP socket bound to IPv4 address:port
-// (port 0 picks a free one).
+// (port 0 picks a free one), with IP_MTU_DISCOVER = IP_PMTUDISC_DO (see the top of this file).
 Napi::Value UdpBind(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   if (!info[0].IsString()) throw Napi::TypeError::New(env, "address must be a dotted IPv4 string");
@@ -84,6 +148,12 @@ Napi::Value UdpBind(const Napi::CallbackInfo& info) {
   }
   const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) ThrowErrno(env, "socket", errno);
+  const int pmtu = IP_PMTUDISC_DO;
+  if (setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &pmtu, sizeof pmtu) != 0) {
+    const int err = errno;
+    close(fd);
+    ThrowErrno(env, "setsockopt", err);
+  }
   if (bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
     const int err = errno;
     close(fd);
@@ -181,10 +251,19 @@ void RegisterUdp(Napi::Env env, Napi::Object exports) {
   exports.Set("udpLocalAddress", Napi::Function::New(env, UdpLocalAddress, "udpLocalAddress"));
   exports.Set("udpSendMany", Napi::Function::New(env, UdpSendMany, "udpSendMany"));
   exports.Set("udpRecvMany", Napi::Function::New(env, UdpRecvMany, "udpRecvMany"));
+  exports.Set("socketSetOption", Napi::Function::New(env, SocketSetOption, "socketSetOption"));
+  exports.Set("socketGetOption", Napi::Function::New(env, SocketGetOption, "socketGetOption"));
+  exports.Set("rawIpv4Open", Napi::Function::New(env, RawIpv4Open, "rawIpv4Open"));
   Napi::Object udp = Napi::Object::New(env);
   udp.Set("DESC_WORDS", Napi::Number::New(env, kDescWords));
   udp.Set("TRUNCATED", Napi::Number::New(env, kTruncated));
   udp.Set("MAX_BATCH", Napi::Number::New(env, static_cast<double>(kMaxBatch)));
+  Napi::Object pmtu = Napi::Object::New(env);
+  pmtu.Set("DONT", Napi::Number::New(env, IP_PMTUDISC_DONT));
+  pmtu.Set("WANT", Napi::Number::New(env, IP_PMTUDISC_WANT));
+  pmtu.Set("DO", Napi::Number::New(env, IP_PMTUDISC_DO));
+  pmtu.Set("PROBE", Napi::Number::New(env, IP_PMTUDISC_PROBE));
+  udp.Set("PMTUDISC", pmtu);
   exports.Set("udp", udp);
 }
 

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { NativeError, NativeErrorCode } from './errors.js';
 
 /** Must equal kAbiVersion in native/src/addon.cc; a different number means a stale build. */
-export const NATIVE_ABI_VERSION = 1;
+export const NATIVE_ABI_VERSION = 2;
 
 /**
  * The addon's exports. Byte arguments are any TypedArray or DataView, over an ArrayBuffer or a
@@ -75,8 +75,22 @@ export interface NativeAddon {
   /** recvmsg; see UnixReceived. At most `maxFds` (default 16, max 253) fds are accepted. */
   unixRecvMsg(fd: number, data: ArrayBufferView, offset: number, length: number, maxFds?: number): UnixReceived;
 
-  /** A non-blocking UDP socket bound to a dotted IPv4 address and port (0: any free port). */
+  /**
+   * A non-blocking UDP socket bound to a dotted IPv4 address and port (0: any free port), with
+   * IP_MTU_DISCOVER = IP_PMTUDISC_DO so Linux sends its datagrams with DF and IPv4 id 0 (the id
+   * vrdma seals ICRCs under) and refuses, with EMSGSIZE, one longer than the path MTU.
+   */
   udpBind(address: string, port: number): number;
+  /** setsockopt of an int option, on any socket (a node:dgram one's fd too); values >= 0. */
+  socketSetOption(fd: number, name: SocketOptionName, value: number): void;
+  /** getsockopt of an int option (buffer sizes as Linux reports them: twice what was set, capped). */
+  socketGetOption(fd: number, name: SocketOptionName): number;
+  /**
+   * A raw IPv4 socket (non-blocking, close-on-exec; needs CAP_NET_RAW) receiving a copy of every
+   * packet of `protocol` (17: UDP) delivered to this host, IPv4 header included. Read it with
+   * udpRecvMany: shows tests the headers the kernel really sent.
+   */
+  rawIpv4Open(protocol: number): number;
   /** The IPv4 address (a host-order number) and port a UDP socket is bound to. */
   udpLocalAddress(fd: number): { ipv4: number; port: number };
   /**
@@ -90,11 +104,20 @@ export interface NativeAddon {
    */
   udpRecvMany(fd: number, data: ArrayBufferView, desc: Uint32Array, count: number): number;
   /** Batch descriptor words per datagram, the truncation flag, and the most datagrams per call. */
-  readonly udp: { readonly DESC_WORDS: number; readonly TRUNCATED: number; readonly MAX_BATCH: number };
+  readonly udp: {
+    readonly DESC_WORDS: number;
+    readonly TRUNCATED: number;
+    readonly MAX_BATCH: number;
+    /** Values of IP_MTU_DISCOVER: IP_PMTUDISC_DONT, _WANT (Linux's default), _DO, _PROBE. */
+    readonly PMTUDISC: { readonly DONT: number; readonly WANT: number; readonly DO: number; readonly PROBE: number };
+  };
 
   /** The RDMA devices libibverbs sees (none unless built against libibverbs); see rdma-devices.ts. */
   listRdmaDevices(): RdmaDeviceList;
 }
+
+/** The socket options socketSetOption/socketGetOption know. */
+export type SocketOptionName = 'IP_MTU_DISCOVER' | 'SO_RCVBUF' | 'SO_SNDBUF';
 
 /** One RDMA device as libibverbs names it. */
 export interface RdmaDevice {

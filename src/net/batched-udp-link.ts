@@ -3,16 +3,17 @@
 // into an arena and leave in one system call at the next microtask; arrivals are read up to
 // `recvSlots` per call once a worker thread (readiness.ts) says the socket is readable.
 //
-// Limits next to UdpLink: the addon sets no socket options, so the kernel's default socket
-// buffers apply (net.core.rmem_default, about 208 KiB) and a long burst can overflow them; a
-// datagram longer than `maxPacketBytes` is dropped and counted (receiveTruncated). Without the
-// addon, open() rejects with NATIVE_UNAVAILABLE: UdpLink always works.
+// The socket sends IPv4 id 0 (udpBind sets IP_PMTUDISC_DO: the id vrdma seals ICRCs under) and
+// asks for the same 4 MiB socket buffers as UdpLink. A datagram longer than `maxPacketBytes` is
+// dropped and counted (receiveTruncated). Without the addon, open() rejects with
+// NATIVE_UNAVAILABLE: UdpLink always works.
 import { type NativeAddon, nativeStatus } from '../native/addon.js';
 import { type Link, type LinkAddress, type PacketHandler, ROCE_UDP_PORT } from '../nic/link.js';
 import { ipv4, ipv4Text } from '../nic/roce/icrc.js';
 import { checkBindPort, checkDestPort, checkIpv4 } from './address.js';
 import { type LinkCounters, zeroCounters } from './counters.js';
 import { bindError, NetError, NetErrorCode } from './errors.js';
+import { DEFAULT_SOCKET_BUFFER_BYTES } from './udp-link.js';
 import { ReadinessWatcher } from './readiness.js';
 
 /** Room for a 4 KiB-MTU packet, or a 9000-byte jumbo frame's. */
@@ -29,6 +30,9 @@ export interface BatchedUdpLinkOptions {
   readonly maxPacketBytes?: number;
   readonly recvSlots?: number;
   readonly sendArenaBytes?: number;
+  /** SO_RCVBUF/SO_SNDBUF to ask for (default 4 MiB); Linux caps them at net.core.rmem_max/wmem_max. */
+  readonly recvBufferBytes?: number;
+  readonly sendBufferBytes?: number;
 }
 
 export interface BatchedLinkCounters extends LinkCounters {
@@ -92,11 +96,23 @@ export class BatchedUdpLink implements Link {
     if (!(Number.isInteger(maxPacket) && maxPacket >= 16 && maxPacket <= 65536)) throw new RangeError(`maxPacketBytes ${maxPacket} is not in 16..65536`);
     if (!(Number.isInteger(slots) && slots >= 1 && slots <= native.udp.MAX_BATCH)) throw new RangeError(`recvSlots ${slots} is not in 1..${native.udp.MAX_BATCH}`);
     if (!(Number.isInteger(arena) && arena >= maxPacket)) throw new RangeError(`sendArenaBytes ${arena} is below maxPacketBytes ${maxPacket}`);
+    const recvBuffer = opts.recvBufferBytes ?? DEFAULT_SOCKET_BUFFER_BYTES;
+    const sendBuffer = opts.sendBufferBytes ?? DEFAULT_SOCKET_BUFFER_BYTES;
+    for (const [what, v] of [['recvBufferBytes', recvBuffer], ['sendBufferBytes', sendBuffer]] as const) {
+      if (!(Number.isInteger(v) && v > 0 && v <= 0x7fffffff)) throw new RangeError(`${what} ${v} is not in 1..2^31-1`);
+    }
     let fd: number;
     try {
       fd = native.udpBind(opts.ip, port);
     } catch (err) {
       throw bindError(err, `${opts.ip}:${port}`);
+    }
+    try {
+      native.socketSetOption(fd, 'SO_RCVBUF', recvBuffer);
+      native.socketSetOption(fd, 'SO_SNDBUF', sendBuffer);
+    } catch (err) {
+      native.closeFd(fd);
+      throw err;
     }
     const link = new BatchedUdpLink(native, fd, opts.ip, native.udpLocalAddress(fd).port, maxPacket, slots, arena);
     try {
@@ -106,6 +122,12 @@ export class BatchedUdpLink implements Link {
       throw err;
     }
     return link;
+  }
+
+  /** The socket buffer sizes the kernel granted (Linux reports twice what was asked, capped). */
+  get bufferBytes(): { recv: number; send: number } {
+    if (this.closed) throw new NetError(NetErrorCode.Closed, `${this.localIp}:${this.localPort}`);
+    return { recv: this.native.socketGetOption(this.fd, 'SO_RCVBUF'), send: this.native.socketGetOption(this.fd, 'SO_SNDBUF') };
   }
 
   get isClosed(): boolean {

@@ -1,14 +1,14 @@
 // A Link wrapper that records every packet sent and received to a pcap file. The socket never
-// shows vrdma the IP and UDP headers, so each record gets synthetic ones: IPv4 id 0 with DF,
-// TTL 64, TOS 0, UDP checksum 0. These are the IcrcContext vrdma computes ICRCs under (frame.ts
-// socketContext), so the ICRC in the file checks out, and Wireshark's InfiniBand dissector
-// decodes the frames (UDP port 4791). On the wire, Linux sends id 0 from an unconnected socket
-// only with IP_MTU_DISCOVER = IP_PMTUDISC_DO; with the default (IP_PMTUDISC_WANT, all node:dgram
-// can have) it picks a hashed id, so there the id is the one field the file invents.
+// shows vrdma the IP and UDP headers, so each record gets synthetic ones: DF, TTL 64, TOS 0, UDP
+// checksum 0, and the IPv4 id the packet's ICRC was sealed under: 0 for what vrdma sends (the
+// IcrcContext it seals under, frame.ts socketContext, and what its sockets send with
+// IP_PMTUDISC_DO: src/net/ip-id-zero.ts), and for what arrives the id solveIcrcIpId finds (a Linux
+// rxe peer counts ids), or 0 when none fits. So the ICRC in the file checks out wherever it did
+// on the wire, and Wireshark's InfiniBand dissector decodes the frames (UDP port 4791).
 // MAC addresses are made up from the IPv4 address (02:00:a:b:c:d, locally administered).
 import { type Link, type LinkAddress, type PacketHandler, ROCE_UDP_PORT } from '../nic/link.js';
 import { buildFrame } from '../nic/roce/frame.js';
-import { IP_FLAG_DF, ipv4 } from '../nic/roce/icrc.js';
+import { IP_FLAG_DF, MIN_ICRC_PACKET_BYTES, TsIcrc, ipv4, solveIcrcIpId } from '../nic/roce/icrc.js';
 import { PcapWriter, type PcapWriterOptions, type PcapWriterStats } from './pcap-writer.js';
 
 /** The synthetic MAC of an IPv4 address (u32). */
@@ -19,6 +19,7 @@ export function macOf(ip: number): Uint8Array {
 export class CaptureLink implements Link {
   private readonly localIpU32: number;
   private readonly localMac: Uint8Array;
+  private readonly icrc = new TsIcrc();
   /** Packets that could not be framed (too long for IPv4); the link still carried them. */
   unframed = 0;
 
@@ -53,17 +54,21 @@ export class CaptureLink implements Link {
   onPacket(handler: PacketHandler): void {
     this.inner.onPacket((packet: Uint8Array, from: LinkAddress) => {
       const src = ipv4(from.ip);
-      this.record(packet, src, macOf(src), from.port, this.localIpU32, this.localMac, this.inner.localPort);
+      this.record(packet, src, macOf(src), from.port, this.localIpU32, this.localMac, this.inner.localPort, true);
       handler(packet, from);
     });
   }
 
-  private record(packet: Uint8Array, srcIp: number, srcMac: Uint8Array, srcPort: number, dstIp: number, dstMac: Uint8Array, dstPort: number): void {
+  private record(packet: Uint8Array, srcIp: number, srcMac: Uint8Array, srcPort: number, dstIp: number, dstMac: Uint8Array, dstPort: number, arrived = false): void {
     if (packet.length > 0xffff - 28) {
       this.unframed++;
       return;
     }
-    const ctx = { srcIp, dstIp, ipId: 0, ipFlags: IP_FLAG_DF, srcPort, dstPort };
+    let ctx = { srcIp, dstIp, ipId: 0, ipFlags: IP_FLAG_DF, srcPort, dstPort };
+    if (arrived && packet.length >= MIN_ICRC_PACKET_BYTES) {
+      const id = solveIcrcIpId(this.icrc, ctx, packet, 0, packet.length);
+      if (id > 0) ctx = { ...ctx, ipId: id };
+    }
     this.writer.write(buildFrame({ ctx, srcMac, dstMac, ttl: 64, tos: 0 }, packet));
   }
 

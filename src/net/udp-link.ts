@@ -1,13 +1,16 @@
 // The net layer on real sockets (DESIGN.md "Layers", net): one UDP socket bound to the VM's own
 // IPv4 address (its GID) and port 4791. On one machine hosts and VMs are loopback addresses
 // (127.0.0.0/8 all route to lo), so two links on 127.0.0.2 and 127.0.1.5 talk through the kernel
-// exactly as two hosts would. Migration moves the address (R7): the source closes its link, which
+// exactly as two hosts would. With the native addon the socket sends IPv4 id 0, the id vrdma
+// seals ICRCs under (ip-id-zero.ts); without it Linux picks a changing id, which vrdma peers
+// accept (they solve for the id) but Linux rxe does not: `ipIdZero` says which. Migration moves the address (R7): the source closes its link, which
 // frees the address at once, and the destination opens one on the same address.
 import dgram from 'node:dgram';
 import { type Link, type LinkAddress, type PacketHandler, ROCE_UDP_PORT } from '../nic/link.js';
 import { checkBindPort, checkDestPort, checkIpv4 } from './address.js';
 import { type LinkCounters, zeroCounters } from './counters.js';
 import { bindError, NetError, NetErrorCode } from './errors.js';
+import { type IpIdZero, pinDgramIpIdZero } from './ip-id-zero.js';
 
 /** 4 MiB: a few thousand 4 KiB packets, so a burst does not overflow while the loop is busy. */
 export const DEFAULT_SOCKET_BUFFER_BYTES = 4 << 20;
@@ -42,6 +45,8 @@ export class UdpLink implements Link {
     readonly localIp: string,
     readonly localPort: number,
     maxQueuedSends: number,
+    /** Whether packets leave with IPv4 id 0 (IP_PMTUDISC_DO set through the addon), or why not. */
+    readonly ipId: IpIdZero,
   ) {
     this.maxQueuedSends = maxQueuedSends;
     // A plain Uint8Array view, not the Buffer: Buffer.slice() would share memory, not copy it.
@@ -78,7 +83,7 @@ export class UdpLink implements Link {
       socket.once('listening', onListening);
       socket.bind({ address: opts.ip, port, exclusive: true });
     });
-    return new UdpLink(socket, opts.ip, socket.address().port, maxQueued);
+    return new UdpLink(socket, opts.ip, socket.address().port, maxQueued, pinDgramIpIdZero(socket));
   }
 
   /** The socket buffer sizes the kernel granted (Linux reports twice what was asked, capped). */

@@ -112,4 +112,24 @@ describe('native batched UDP', () => {
       native.closeFd(fd);
     }
   }));
+
+  it('binds with IP_PMTUDISC_DO and sets and reads the options vrdma needs', withNative((native) => {
+    const fd = native.udpBind('127.0.0.2', 0);
+    try {
+      assert.equal(native.socketGetOption(fd, 'IP_MTU_DISCOVER'), native.udp.PMTUDISC.DO);
+      native.socketSetOption(fd, 'IP_MTU_DISCOVER', native.udp.PMTUDISC.WANT);
+      assert.equal(native.socketGetOption(fd, 'IP_MTU_DISCOVER'), native.udp.PMTUDISC.WANT);
+      native.socketSetOption(fd, 'SO_RCVBUF', 256 << 10);
+      native.socketSetOption(fd, 'SO_SNDBUF', 128 << 10);
+      // Linux reports twice what was set (bookkeeping), below net.core.rmem_max/wmem_max.
+      assert.equal(native.socketGetOption(fd, 'SO_RCVBUF'), 512 << 10);
+      assert.equal(native.socketGetOption(fd, 'SO_SNDBUF'), 256 << 10);
+      assert.throws(() => native.socketSetOption(fd, 'SO_REUSEADDR' as 'SO_RCVBUF', 1), /unsupported socket option/);
+      assert.throws(() => native.socketSetOption(fd, 'SO_RCVBUF', -1), RangeError);
+      assert.throws(() => native.socketSetOption(fd, 'IP_MTU_DISCOVER', 99), (e: unknown) => isSystemError(e, 'EINVAL') && e.syscall === 'setsockopt');
+    } finally {
+      native.closeFd(fd);
+    }
+    assert.throws(() => native.socketGetOption(fd, 'SO_RCVBUF'), (e: unknown) => isSystemError(e, 'EBADF') && e.syscall === 'getsockopt');
+  }));
 });

@@ -53,6 +53,24 @@ function received(link: Link, count: number): Promise<void> {
 }
 
 describe('CaptureLink', () => {
+  it('records an arriving packet under the IPv4 id its ICRC was sealed with (a Linux rxe peer counts ids)', async () => {
+    const path = join(dir, 'rxe-ids.pcap');
+    const host = await CaptureLink.open(await UdpLink.open({ ip: HOST, port: 0 }), path);
+    const vm = await UdpLink.open({ ip: VM, port: 0 });
+    const ids = [0x1234, 1, 0xffff];
+    const at = received(host, ids.length);
+    for (const [i, ipId] of ids.entries()) {
+      const out = new Uint8Array(packetBytes(opcodeInfo(Opcode.RcAck)!, 0));
+      const ctx = { ...socketContext(ipv4(VM), ipv4(HOST), vm.localPort), ipId, dstPort: host.localPort };
+      buildPacket({ opcode: Opcode.RcAck, dqpn: 34, psn: i, aeth: { syndrome: aethSyndrome(AethType.Ack, 0x1f), msn: i } }, new Uint8Array(0), out, 0, { ctx, engine });
+      vm.send(out, HOST, host.localPort);
+    }
+    await at;
+    await Promise.all([host.close(), vm.close()]);
+    const records = readPcap(new Uint8Array(readFileSync(path)));
+    assert.deepEqual(records.map((r) => (r.data[14 + 4] << 8) | r.data[14 + 5]), ids);
+  });
+
   it('records what it sends and receives so that pcap-check decodes every frame with a right ICRC', async () => {
     const path = join(dir, 'round-trip.pcap');
     const host = await CaptureLink.open(await UdpLink.open({ ip: HOST }), path);

@@ -108,7 +108,11 @@ export function buildFrame(opts: FrameOptions, packet: Uint8Array): Uint8Array {
   return f;
 }
 
-/** The context of a packet a Linux UDP socket sends: IP id 0 with DF (unconnected socket). */
+/**
+ * The context vrdma seals packets under: IP id 0 with DF, which Linux puts on the wire only from a
+ * socket with IP_MTU_DISCOVER = IP_PMTUDISC_DO (vrdma's, src/net/ip-id-zero.ts); a plain UDP
+ * socket sends DF with a hashed, changing id.
+ */
 export function socketContext(srcIp: number, dstIp: number, srcPort: number): IcrcContext {
   return { srcIp, dstIp, ipId: 0, ipFlags: IP_FLAG_DF, srcPort, dstPort: ROCE_UDP_PORT };
 }

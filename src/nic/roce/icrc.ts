@@ -7,10 +7,12 @@
 // an IcrcContext carries what both ends know of them, and the lengths follow from the packet's.
 // roceIcrc below is the TypeScript twin of the Wasm kernel of the same name (assembly/icrc.ts);
 // TsIcrc and WasmIcrc run one or the other behind the IcrcEngine interface the packet layer uses.
+// solveIcrcIpId checks a packet whose IPv4 id the receiver cannot see (a UDP socket never shows
+// it): it finds the one id, if any, under which the stored ICRC is right.
 import type { DeviceMemory } from '../../memory/device-memory.js';
 import { instantiateKernels } from '../../wasm/loader.js';
 import { ST_OUT_OF_RANGE } from '../../wasm/status.js';
-import { crc32Raw } from './crc32.js';
+import { crc32Raw, CRC32_POLY } from './crc32.js';
 import { RoceError, RoceErrorCode } from './errors.js';
 
 /** What the receiver knows of the IPv4 and UDP headers a packet travelled in. */
@@ -18,7 +20,11 @@ export interface IcrcContext {
   /** Source IPv4 address as a u32 (127.0.1.5 is 0x7f000105). */
   readonly srcIp: number;
   readonly dstIp: number;
-  /** IPv4 identification. Linux sends 0 on an unconnected UDP socket with DF; rxe counts. */
+  /**
+   * IPv4 identification. vrdma seals under 0 and its sockets send 0 (IP_PMTUDISC_DO, see
+   * src/net/ip-id-zero.ts); a plain Linux UDP socket sends a hashed, changing id and Linux rxe a
+   * counting one. A receiver that cannot see the id checks with solveIcrcIpId instead.
+   */
   readonly ipId: number;
   /** The 3 IPv4 flag bits (IP_FLAG_DF); the fragment offset is always 0. */
   readonly ipFlags: number;
@@ -156,4 +162,96 @@ export class WasmIcrc implements IcrcEngine {
   release(): void {
     this.device.arena.release(this.stagingOff);
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Solving for the IPv4 id
+// ---------------------------------------------------------------------------------------------
+//
+// The CRC register is linear over GF(2) in the message, so two ICRCs of one packet under ids a
+// and b differ by the CRC (from a zero register) of a message that is zero except for a ^ b in
+// the id's two bytes: icrc(b) = icrc(a) ^ M·(a ^ b), M a 32x16 matrix fixed by the packet's
+// length. As polynomials mod P (the CRC-32 generator), with the register's bit k the coefficient
+// of x^(31-k): feeding byte h4 then byte h5 and N more bytes gives (h4·x^16 + h5·x^8)·x^(8N).
+// Multiplying the difference D by x^-(8(N+2)) (x is invertible mod P, whose constant term is 1)
+// therefore leaves h4 + h5·x^-8, which is h4 | h5 << 8 as a register: a difference some id
+// explains has its upper 16 register bits clear, and that id is unique because the map is
+// injective (P never divides a nonzero polynomial of degree below 32). One CRC pass under the
+// context's id and one 32-step multiply check a packet with its id unknown.
+//
+// Integrity cost: the stored ICRC is accepted if it lies in a 2^16-element set of 2^32, so a
+// uniformly random corruption of the n covered bits passes with probability (2^(n-16) - 1) /
+// (2^n - 1), just under 2^-16, against (2^(n-32) - 1) / (2^n - 1), just under 2^-32, with the id
+// known. Structured errors lose their guarantees too: every single-bit error is still detected in
+// packets (BTH through ICRC) up to 26744 bytes, far past the 4 KiB RoCE MTU (the first undetected
+// bit is 214135 bits past the id), but two bit flips 77 bits apart can pass in a 53-byte packet,
+// and some burst of 16 bits or less passes at almost every offset. This is acceptable because the
+// ICRC is not the only check: the Ethernet FCS (a full CRC-32) covers every link hop, so what the
+// ICRC alone must catch is corruption inside a switch or router between hops.
+
+/** The id's two bytes are 20 bytes after the start of the CRC'd IPv4 header, plus the masked LRH. */
+const ID_TRAILER_BYTES = IPV4_UDP_BYTES + 12 - 6 - MIN_ICRC_PACKET_BYTES;
+
+/** a·b mod P on reflected CRC-32 registers (bit 31 is x^0). */
+export function crc32MulMod(a: number, b: number): number {
+  // Int32 arithmetic throughout (the JIT keeps it in registers): a's bits from x^0 (the sign bit)
+  // down, b multiplied by x at each step.
+  let p = 0;
+  let aa = a | 0;
+  let v = b | 0;
+  for (let i = 0; i < 32 && aa !== 0; i++) {
+    if (aa < 0) p ^= v;
+    aa <<= 1;
+    v = (v & 1) !== 0 ? (v >>> 1) ^ CRC32_POLY : v >>> 1;
+  }
+  return p >>> 0;
+}
+
+/** INV_POWERS[k] = x^-(2^k) mod P; 2^20 bits cover the longest packet. */
+const INV_POWERS = (() => {
+  const t = new Uint32Array(21);
+  // x^-1: the register that one CRC step (multiply by x) turns into x^0. P's x^0 term is the
+  // top bit of CRC32_POLY, so undo the reduction, then the shift.
+  t[0] = ((((0x80000000 ^ CRC32_POLY) << 1) | 1) >>> 0);
+  for (let k = 1; k < t.length; k++) t[k] = crc32MulMod(t[k - 1], t[k - 1]);
+  return t;
+})();
+
+/** x^-bits mod P. */
+function invPowerX(bits: number): number {
+  let r = 0x80000000;
+  for (let k = 0; bits !== 0; k++, bits >>>= 1) if ((bits & 1) !== 0) r = crc32MulMod(r, INV_POWERS[k]);
+  return r;
+}
+
+// x^-(8(lenBytes + ID_TRAILER_BYTES + 2)) per packet length, filled on first use. A memo of
+// constants: every caller would compute the same values, so sharing it is safe.
+const unshiftByLength = new Uint32Array(MAX_ICRC_PACKET_BYTES + 1);
+
+/**
+ * The id difference that turns an ICRC into another for a packet of lenBytes (BTH through ICRC):
+ * a ^ b where icrcUnder(b) = icrcUnder(a) ^ diff, or -1 when no id explains diff.
+ */
+export function icrcIpIdDelta(diff: number, lenBytes: number): number {
+  if (!(Number.isInteger(lenBytes) && lenBytes >= MIN_ICRC_PACKET_BYTES && lenBytes <= MAX_ICRC_PACKET_BYTES)) {
+    throw new RangeError(`${lenBytes} bytes is not an ICRC packet length`);
+  }
+  let u = unshiftByLength[lenBytes];
+  if (u === 0) u = unshiftByLength[lenBytes] = invPowerX(8 * (lenBytes + ID_TRAILER_BYTES + 2));
+  const w = crc32MulMod(diff, u);
+  if ((w & 0xffff0000) !== 0) return -1;
+  return ((w & 0xff) << 8) | (w >>> 8);
+}
+
+/**
+ * The IPv4 id under which the stored ICRC of bytes[off, off+lenBytes) is right, given everything
+ * else in `ctx` (whose ipId is ignored), or -1 when there is none: a packet whose sender's id the
+ * receiver cannot see. Throws RoceError(TRUNCATED) like the engine for a range that is no packet.
+ */
+export function solveIcrcIpId(engine: IcrcEngine, ctx: IcrcContext, bytes: Uint8Array, off: number, lenBytes: number): number {
+  const computed = engine.icrc(ctx, bytes, off, lenBytes);
+  const o = off + lenBytes - ICRC_BYTES;
+  const stored = (bytes[o] | (bytes[o + 1] << 8) | (bytes[o + 2] << 16) | (bytes[o + 3] << 24)) >>> 0;
+  const delta = icrcIpIdDelta((computed ^ stored) >>> 0, lenBytes);
+  return delta < 0 ? -1 : delta ^ (ctx.ipId & 0xffff);
 }

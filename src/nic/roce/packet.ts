@@ -4,7 +4,7 @@
 // whatever the bytes. Both directions read the opcode table; neither branches on opcodes.
 import { RoceError, RoceErrorCode } from './errors.js';
 import * as H from './headers.js';
-import { ICRC_BYTES, type IcrcContext, type IcrcEngine, MAX_ICRC_PACKET_BYTES, MIN_ICRC_PACKET_BYTES } from './icrc.js';
+import { ICRC_BYTES, type IcrcContext, type IcrcEngine, MAX_ICRC_PACKET_BYTES, MIN_ICRC_PACKET_BYTES, solveIcrcIpId } from './icrc.js';
 import { HDR_NAMES, Hdr, OpFlag, type OpcodeInfo, opcodeInfo } from './opcodes.js';
 
 /** Every field of a packet's headers; extended headers only when the opcode carries them. */
@@ -25,6 +25,13 @@ export type BuildFields = Pick<PacketFields, 'opcode' | 'dqpn' | 'psn'> & Partia
 export interface IcrcCheck {
   readonly ctx: IcrcContext;
   readonly engine: IcrcEngine;
+  /**
+   * How a received packet's IPv4 id is checked. 'context' (the default): it must be ctx.ipId.
+   * 'any': the receiver cannot see it (a UDP socket never shows it), so the packet passes when
+   * some id makes its ICRC right (solveIcrcIpId), at the cost icrc.ts works out: a random
+   * corruption passes with probability about 2^-16 instead of 2^-32. Sealing ignores it.
+   */
+  readonly ipId?: 'context' | 'any';
 }
 
 /** A parsed packet: a view of the bytes it was parsed from (nothing is copied). */
@@ -81,7 +88,11 @@ export function parsePacket(bytes: Uint8Array, off = 0, len = bytes.length - off
   }
   if (len < MIN_ICRC_PACKET_BYTES) return new RoceError(RoceErrorCode.Truncated, `${len} bytes cannot hold a BTH and an ICRC`);
   if (len > MAX_ICRC_PACKET_BYTES) return new RoceError(RoceErrorCode.BadLength, `${len} bytes do not fit in an IPv4 packet`);
-  if (check !== null) {
+  if (check !== null && check.ipId === 'any') {
+    if (solveIcrcIpId(check.engine, check.ctx, bytes, off, len) < 0) {
+      return new RoceError(RoceErrorCode.BadIcrc, `stored 0x${storedIcrc(bytes, off + len - ICRC_BYTES).toString(16)} is right under no IPv4 id`);
+    }
+  } else if (check !== null) {
     const want = check.engine.icrc(check.ctx, bytes, off, len);
     const got = storedIcrc(bytes, off + len - ICRC_BYTES);
     if (want !== got) return new RoceError(RoceErrorCode.BadIcrc, `stored 0x${got.toString(16)}, computed 0x${want.toString(16)}`);

@@ -1,7 +1,10 @@
 // SoftRoce's side of the Link: packets leave built in a buffer in the device arena (so the Wasm
 // ICRC kernel reads them in place) and sealed with the ICRC of the IP/UDP context they travel in:
 // the two links' IPv4 addresses, UDP ports (source: the link's, destination 4791), IP id 0 with
-// DF, as Linux sends on an unconnected UDP socket. Arriving packets are checked the same way.
+// DF, which is what vrdma's sockets send (IP_PMTUDISC_DO, src/net/ip-id-zero.ts). Arriving
+// packets are checked against the same context except the id, which a UDP socket never shows:
+// Linux rxe counts ids, a plain socket hashes them, so the check accepts a packet when some id
+// makes its ICRC right (IcrcCheck ipId 'any'; icrc.ts works out what that costs).
 import type { DeviceMemory } from '../../memory/device-memory.js';
 import type { KernelEngine } from '../../virtio/queue.js';
 import type { KernelExports } from '../../wasm/loader.js';
@@ -50,7 +53,7 @@ export class SoftWire implements PacketPort {
       return new RoceError(RoceErrorCode.BadFrame, `source ${from.ip} is not an IPv4 address`);
     }
     const ctx: IcrcContext = { srcIp, dstIp: this.localIpU32, ipId: 0, ipFlags: IP_FLAG_DF, srcPort: from.port & 0xffff, dstPort: ROCE_UDP_PORT };
-    return parsePacket(bytes, 0, bytes.length, { ctx, engine: this.icrc });
+    return parsePacket(bytes, 0, bytes.length, { ctx, engine: this.icrc, ipId: 'any' });
   }
 
   dispose(): void {
