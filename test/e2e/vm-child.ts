@@ -9,9 +9,10 @@ import { ahAttr } from '../../src/guest/rdma/device.js';
 import type { GuestCq, GuestQp } from '../../src/guest/rdma/objects.js';
 import type { RecvRequest, SendRequest } from '../../src/guest/rdma/wqe.js';
 import { waitForCompletions } from '../../src/host/completions.js';
-import { type QpEndpoint, connectRc, udToRts } from '../../src/host/connect.js';
+import { type QpEndpoint, type RcAttributes, connectRc, udToRts } from '../../src/host/connect.js';
 import { Vm } from '../../src/host/vm.js';
 import type { LossyOptions } from '../../src/net/lossy.js';
+import type { SoftRoceOptions } from '../../src/nic/soft/options.js';
 import { pattern } from './pattern.js';
 
 export const UD_QKEY = 0x1234567;
@@ -38,7 +39,7 @@ type Args = Record<string, unknown>;
 
 const ops: Record<string, (a: Args) => unknown> = {
   async setup(a) {
-    const vm = await Vm.open({ ip: a.ip as string, ramBytes: (a.ramBytes as number | undefined) ?? 16 * 1024 * 1024, lossy: a.lossy as LossyOptions | undefined });
+    const vm = await Vm.open({ ip: a.ip as string, ramBytes: (a.ramBytes as number | undefined) ?? 16 * 1024 * 1024, lossy: a.lossy as LossyOptions | undefined, provider: a.provider as SoftRoceOptions | undefined });
     const g = vm.guest;
     const pd = await g.createPd();
     const cq = await g.createCq(512);
@@ -51,7 +52,7 @@ const ops: Record<string, (a: Args) => unknown> = {
   },
   async connect(a) {
     const o = ready();
-    await connectRc(o.rc, a.localPsn as number, a.remote as QpEndpoint, { maxRdAtomic: 16, maxDestRdAtomic: 16 });
+    await connectRc(o.rc, a.localPsn as number, a.remote as QpEndpoint, { maxRdAtomic: 16, maxDestRdAtomic: 16, ...(a.attrs as Partial<RcAttributes> | undefined) });
     await udToRts(o.ud, UD_QKEY);
   },
   alloc(a) {
