@@ -15,16 +15,6 @@ export function gpa(value: number): Gpa {
   return value as Gpa;
 }
 
-/** gpa + delta, checked. */
-export function gpaAdd(base: Gpa, delta: number): Gpa {
-  return gpa(base + delta);
-}
-
-/** Page frame number of a Gpa for a page size that is a power of two. */
-export function gpaPage(address: Gpa, pageShift = 12): number {
-  return Math.floor(address / 2 ** pageShift);
-}
-
 /** "0x..." for logs. */
 export function gpaHex(address: Gpa): string {
   return `0x${address.toString(16)}`;

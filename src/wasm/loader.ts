@@ -31,11 +31,6 @@ export function kernelModule(): WebAssembly.Module {
   return cachedModule;
 }
 
-/** Adopt a module compiled elsewhere (a worker receives one through workerData). */
-export function adoptKernelModule(module: WebAssembly.Module): void {
-  cachedModule = module;
-}
-
 /** Instantiate the kernels against a device's shared memory. */
 export function instantiateKernels(memory: WebAssembly.Memory, module: WebAssembly.Module = kernelModule()): KernelExports {
   const instance = new WebAssembly.Instance(module, {
