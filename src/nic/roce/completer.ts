@@ -56,6 +56,8 @@ export interface CompleterIo {
   readonly memory: MemoryPort;
   /** Counts responses dropped as stale or foreign, for tests and statistics. */
   readonly dropped: (reason: string) => void;
+  /** Counts transport events (timeouts, NAKs, retries) for statistics. */
+  readonly count?: (event: string, n?: number) => void;
 }
 
 const NAK_STATUS: Record<number, WcStatus> = {
@@ -73,6 +75,7 @@ export function runCompleter(qp: TransportQp, io: CompleterIo, input: CompInput)
   if (input.kind === 'packet') state = CompState.CheckPsn;
   else if (input.kind === 'timeout') {
     fromTimeout = true;
+    io.count?.('local ACK timeout');
     // Nothing outstanding, or waiting out an RNR NAK: the timer has nothing to say.
     state = psnDistance(qp.comp.psn, qp.req.psn) === 0 || qp.req.waitRnr ? CompState.Retire : CompState.Retry;
   } else state = CompState.Retire;
@@ -196,6 +199,7 @@ export function runCompleter(qp: TransportQp, io: CompleterIo, input: CompInput)
         state = CompState.Retire;
         if (head === undefined) break;
         if (code === NakCode.PsnSequenceError) {
+          io.count?.('sequence NAK received');
           state = CompState.Retry;
           break;
         }
@@ -211,11 +215,13 @@ export function runCompleter(qp: TransportQp, io: CompleterIo, input: CompInput)
         // One go-back-N per gap: further NAKs for it wait until it makes progress or times out.
         if (qp.comp.retryStarted && !fromTimeout) break;
         if (qp.comp.retryLeft === 0) {
+          io.count?.('retry count exceeded');
           head.status = WcStatus.RetryExcErr;
           state = CompState.Error;
           break;
         }
         qp.comp.retryLeft--;
+        io.count?.(fromTimeout ? 'retry after timeout' : 'retry after NAK or gap');
         qp.comp.retryStarted = true;
         qp.req.needRetry = true;
         qp.hooks.restartRetryTimer();

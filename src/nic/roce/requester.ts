@@ -50,6 +50,8 @@ export interface RequesterIo {
   /** Run the completer (it retires UD sends and reports errors). */
   readonly scheduleCompleter: () => void;
   readonly config: RequesterConfig;
+  /** Count a transport event for statistics (go-back-Ns, PSNs resent). */
+  readonly count?: (event: string, n?: number) => void;
 }
 
 /** The requester's driving loop for one QP: send what the window allows, then return. */
@@ -60,6 +62,8 @@ export function runRequester(qp: TransportQp, io: RequesterIo): void {
   for (;;) {
     switch (state) {
       case ReqState.Rewind:
+        io.count?.('go-back-N', 1);
+        io.count?.('PSNs rewound', psnDistance(qp.comp.psn, qp.req.psn));
         rewind(qp);
         state = ReqState.GetWqe;
         break;

@@ -62,6 +62,8 @@ export interface ResponderIo {
   readonly localIp: string;
   readonly maxMsgBytes: number;
   readonly dropped: (reason: string) => void;
+  /** Counts transport events (sequence NAKs sent, duplicates) for statistics. */
+  readonly count?: (event: string, n?: number) => void;
 }
 
 /** GRH bytes ahead of a UD payload in the receive buffer (as verbs present UD receives). */
@@ -95,6 +97,7 @@ export function respond(qp: TransportQp, io: ResponderIo, pkt: RocePacket, fromI
           state = RespState.CheckOpSeq;
         } else if (d < 0) {
           state = RespState.Duplicate;
+          io.count?.('duplicate request');
         } else {
           // Out of sequence: one NAK names the PSN we expect; the rest are dropped.
           state = r.nakSent ? RespState.Drop : RespState.NakSequence;
@@ -300,6 +303,7 @@ export function respond(qp: TransportQp, io: ResponderIo, pkt: RocePacket, fromI
         break;
 
       case RespState.NakSequence:
+        io.count?.('sequence NAK sent');
         r.nakSent = true;
         flushAck(qp, io);
         sendAck(qp, io, aethSyndrome(AethType.Nak, NakCode.PsnSequenceError), r.psn);

@@ -25,6 +25,8 @@ export interface QpEnv {
   readonly completerIo: CompleterIo;
   readonly responderIo: ResponderIo;
   readonly attrContext: AttrContext;
+  /** Count a transport event (SoftRoceCounters.events). */
+  readonly count: (event: string, n?: number) => void;
   /** Queue a completion and tell whoever listens; false when the CQ overran. */
   deliver(cq: SoftCq, wc: WorkCompletion, solicited: boolean): boolean;
   /** Run transport work, containing anything it throws (it must never reach the event loop). */
@@ -66,7 +68,7 @@ export class SoftQp {
       scheduleAck: () => this.scheduleAck(),
     };
     this.t = new TransportQp(qpn, options.type, options.pd, transportAttrsOf(this.rec), hooks, QpState.Reset);
-    this.requesterIo = { memory: env.memory, wire: env.wire, config: env.requesterConfig, scheduleCompleter: () => this.scheduleRetire() };
+    this.requesterIo = { memory: env.memory, wire: env.wire, config: env.requesterConfig, count: env.count, scheduleCompleter: () => this.scheduleRetire() };
   }
 
   get type(): QpType {

@@ -35,6 +35,8 @@ interface SoftAh {
 /** Why packets were dropped, and other counters, for tests and statistics. */
 export interface SoftRoceCounters {
   dropped: Map<string, number>;
+  /** Transport events (go-back-Ns, PSNs resent, timeouts, NAKs), to see where time goes under loss. */
+  events: Map<string, number>;
   /** Exceptions the engine contained (a bug if ever non-zero). */
   internalErrors: number;
   lastInternalError: unknown;
@@ -55,7 +57,7 @@ export class SoftRoce implements Verbs {
   readonly name = 'soft-roce';
   readonly capabilities = CAPABILITIES;
   readonly limits: DeviceLimits;
-  readonly counters: SoftRoceCounters = { dropped: new Map(), internalErrors: 0, lastInternalError: null };
+  readonly counters: SoftRoceCounters = { dropped: new Map(), events: new Map(), internalErrors: 0, lastInternalError: null };
   private readonly mrs: MrTable;
   private readonly wire: SoftWire;
   private readonly gids: GidTable;
@@ -90,8 +92,11 @@ export class SoftRoce implements Verbs {
     this.srqIds = new IdAllocator('SRQ', 1, this.limits.maxSrq);
     this.ahIds = new IdAllocator('AH', 1, this.limits.maxAh);
     const dropped = (reason: string): void => this.drop(reason);
-    const completerIo: CompleterIo = { memory: this.mrs, dropped };
-    const responderIo: ResponderIo = { memory: this.mrs, wire: this.wire, localIp: link.localIp, maxMsgBytes: this.limits.maxMsgBytes, dropped };
+    const count = (event: string, n = 1): void => {
+      this.counters.events.set(event, (this.counters.events.get(event) ?? 0) + n);
+    };
+    const completerIo: CompleterIo = { memory: this.mrs, dropped, count };
+    const responderIo: ResponderIo = { memory: this.mrs, wire: this.wire, localIp: link.localIp, maxMsgBytes: this.limits.maxMsgBytes, dropped, count };
     this.env = {
       memory: this.mrs,
       wire: this.wire,
@@ -102,6 +107,7 @@ export class SoftRoce implements Verbs {
       },
       completerIo,
       responderIo,
+      count,
       attrContext: { limits: this.limits, portMtu: this.portMtu, gids: this.gids, localIp: link.localIp },
       deliver: (cq, wc, solicited) => this.deliver(cq, wc, solicited),
       guard: (qp, what, fn) => this.guard(qp, what, fn),
