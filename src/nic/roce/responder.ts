@@ -11,7 +11,7 @@ import * as H from './headers.js';
 import { AETH_CREDITS_INVALID, AethType, NakCode, aethSyndrome } from './headers.js';
 import { ipv4 } from './icrc.js';
 import { Hdr, OpFlag, Opcode } from './opcodes.js';
-import type { BuildFields, RocePacket } from './packet.js';
+import { type BuildFields, RocePacket } from './packet.js';
 import { PSN_MASK, psnAdd, psnDiff, psnDistance } from './psn.js';
 import type { MemoryPort, PacketPort, RemoteRegion, ResponderResource, TransportQp } from './transport-qp.js';
 
@@ -98,6 +98,17 @@ export function respond(qp: TransportQp, io: ResponderIo, pkt: RocePacket, fromI
         } else if (d < 0) {
           state = RespState.Duplicate;
           io.count?.('duplicate request');
+        } else if (!r.nakSent && r.held === null) {
+          // Out of sequence, first since the expected PSN: usually a packet overtaken by the
+          // one we expect, which then arrives in the same batch. Hold a copy and decide at the
+          // end of the turn (flushAck): executed in order once the gap fills, or a sequence NAK
+          // if it does not. On the wire this is a NAK sent a moment later, or none needed; a
+          // go-back-N of the whole window is saved for every such reordering.
+          r.held = { pkt: copyPacket(pkt), fromIp };
+          r.nakDue = true;
+          io.count?.('out-of-order request held');
+          qp.hooks.scheduleAck();
+          state = RespState.Exit;
         } else {
           // Out of sequence: one NAK names the PSN we expect; the rest are dropped.
           state = r.nakSent ? RespState.Drop : RespState.NakSequence;
@@ -237,7 +248,7 @@ export function respond(qp: TransportQp, io: ResponderIo, pkt: RocePacket, fromI
             atomic: false, psn, psnCount: Math.max(1, Math.ceil(len / pmtu)), rkey: H.rethRkey(pkt), va: H.rethVa(pkt), lenBytes: len, orig: 0n,
           };
           remember(qp, res);
-          flushAck(qp, io);
+          sendPendingAck(qp, io);
           // The request takes one PSN per response packet; MSN counts it as done.
           r.psn = psnAdd(psn, res.psnCount);
           r.msn = (r.msn + 1) & PSN_MASK;
@@ -305,7 +316,7 @@ export function respond(qp: TransportQp, io: ResponderIo, pkt: RocePacket, fromI
       case RespState.NakSequence:
         io.count?.('sequence NAK sent');
         r.nakSent = true;
-        flushAck(qp, io);
+        sendPendingAck(qp, io);
         sendAck(qp, io, aethSyndrome(AethType.Nak, NakCode.PsnSequenceError), r.psn);
         state = RespState.Exit;
         break;
@@ -313,13 +324,13 @@ export function respond(qp: TransportQp, io: ResponderIo, pkt: RocePacket, fromI
       case RespState.NakRnr:
         // Not executed: the requester resends this PSN after the timer we name.
         r.nakSent = true;
-        flushAck(qp, io);
+        sendPendingAck(qp, io);
         sendAck(qp, io, aethSyndrome(AethType.RnrNak, qp.attrs.minRnrTimer), psn);
         state = RespState.Exit;
         break;
 
       case RespState.NakFatal: {
-        flushAck(qp, io);
+        sendPendingAck(qp, io);
         sendAck(qp, io, aethSyndrome(AethType.Nak, nak), psn);
         const recv = r.recv;
         r.recv = null;
@@ -341,8 +352,16 @@ export function respond(qp: TransportQp, io: ResponderIo, pkt: RocePacket, fromI
         state = RespState.Exit;
         break;
 
-      case RespState.Exit:
+      case RespState.Exit: {
+        // The gap before the held request closed: it is next (or a resent copy overtook it).
+        const held = r.held;
+        if (held === null) return;
+        const d = psnDiff(H.bthPsn(held.pkt), r.psn);
+        if (d > 0) return;
+        r.held = null;
+        if (d === 0) respond(qp, io, held.pkt, held.fromIp);
         return;
+      }
     }
   }
 }
@@ -361,7 +380,7 @@ function duplicate(qp: TransportQp, io: ResponderIo, pkt: RocePacket, psn: numbe
   for (const res of r.resources) {
     if (psnDistance(res.psn, psn) >= res.psnCount) continue;
     if (res.atomic !== ((flags & OpFlag.Atomic) !== 0)) return false;
-    flushAck(qp, io);
+    sendPendingAck(qp, io);
     if (res.atomic) {
       if (res.psn !== psn) return false;
       sendAtomicAck(qp, io, res);
@@ -417,12 +436,32 @@ function sendAtomicAck(qp: TransportQp, io: ResponderIo, res: ResponderResource)
   }, 0, null);
 }
 
-function sendAck(qp: TransportQp, io: ResponderIo, syndrome: number, psn: number): void {
+function sendAck(qp: TransportQp, io: Pick<ResponderIo, 'wire'>, syndrome: number, psn: number): void {
   io.wire.transmit(qp.attrs.dstIp, { opcode: Opcode.RcAck, dqpn: qp.attrs.destQpn, psn, aeth: { syndrome, msn: qp.resp.msn } }, 0, null);
 }
 
-/** Send the coalesced ACK, if one is owed: one ACK covers every request up to its PSN. */
-export function flushAck(qp: TransportQp, io: Pick<ResponderIo, 'wire'>): void {
+/** Copy a packet out of the receive buffer, which is reused for the next one. */
+function copyPacket(p: RocePacket): RocePacket {
+  return new RocePacket(p.bytes.slice(p.off, p.off + p.lenBytes), 0, p.lenBytes, p.info, p.payloadBytes, p.padCount);
+}
+
+/**
+ * End of a turn: send the coalesced ACK, if one is owed (one ACK covers every request up to its
+ * PSN), then the sequence NAK for a held request whose gap is still open.
+ */
+export function flushAck(qp: TransportQp, io: Pick<ResponderIo, 'wire' | 'count'>): void {
+  const r = qp.resp;
+  sendPendingAck(qp, io);
+  if (!r.nakDue) return;
+  r.nakDue = false;
+  if (r.nakSent || r.held === null || psnDiff(H.bthPsn(r.held.pkt), r.psn) <= 0) return;
+  if (qp.type !== QpType.Rc || !RECEIVING.has(qp.state)) return;
+  r.nakSent = true;
+  io.count?.('sequence NAK sent');
+  sendAck(qp, io, aethSyndrome(AethType.Nak, NakCode.PsnSequenceError), r.psn);
+}
+
+function sendPendingAck(qp: TransportQp, io: Pick<ResponderIo, 'wire'>): void {
   const r = qp.resp;
   if (!r.ackPending) return;
   r.ackPending = false;

@@ -6,7 +6,7 @@ import { Fifo } from '../../util/fifo.js';
 import type { QpState, QpType } from '../qp-state.js';
 import type { Sge } from '../verbs.js';
 import type { WcOpcode, WcStatus } from '../types.js';
-import type { BuildFields } from './packet.js';
+import type { BuildFields, RocePacket } from './packet.js';
 import type { NakCode } from './headers.js';
 import type { RecvWqe, SendWqe } from './wqe.js';
 
@@ -117,6 +117,12 @@ export interface ResponderState {
   resources: Fifo<ResponderResource>;
   ackPending: boolean;
   ackPsn: number;
+  /**
+   * One request that arrived ahead of the expected PSN (a copy), executed when the gap before
+   * it fills; `nakDue` sends the sequence NAK at the end of the turn if the gap is still open.
+   */
+  held: { pkt: RocePacket; fromIp: string } | null;
+  nakDue: boolean;
 }
 
 /** Transport attributes the roles read (set by modify QP). */
@@ -158,7 +164,7 @@ export class TransportQp {
   static freshResponder(psn: number): ResponderState {
     return {
       psn, msn: 0, nakSent: false, lastOpcode: -1, recv: null, recvOffset: 0, write: null,
-      resources: new Fifo<ResponderResource>(4), ackPending: false, ackPsn: 0,
+      resources: new Fifo<ResponderResource>(4), ackPending: false, ackPsn: 0, held: null, nakDue: false,
     };
   }
 
