@@ -89,6 +89,11 @@ const ops: Record<string, (a: Args) => unknown> = {
   poll() {
     return ready().cq.poll();
   },
+  /** The provider's transport event and drop counters, for the test's diagnostics. */
+  counters() {
+    const c = ready().vm.verbs.counters;
+    return { events: Object.fromEntries(c.events), dropped: Object.fromEntries(c.dropped), internalErrors: c.internalErrors };
+  },
   async close() {
     await objs?.vm.close();
     objs = null;
