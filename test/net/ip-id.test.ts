@@ -17,6 +17,10 @@ const DST = '127.0.0.2';
 
 interface Seen { ipId: number; df: boolean }
 
+/** Datagrams each test sends, and how many the raw socket must see (it may drop some under load). */
+const SENT = 20;
+const MIN_SEEN = 3;
+
 /** Opens the raw socket, or fails saying why raw sockets are needed. */
 function rawUdp(native: NativeAddon): number {
   try {
@@ -32,7 +36,10 @@ async function captured(native: NativeAddon, raw: number, srcPort: number, dstPo
   const data = new Uint8Array(64 * 2048);
   const desc = new Uint32Array(64 * native.udp.DESC_WORDS);
   const W = native.udp.DESC_WORDS;
-  for (let tries = 0; seen.length < want && tries < 50; tries++) {
+  // The raw socket sees every UDP datagram on the host; while other tests flood lo it may drop
+  // some of ours, so read until all are seen or the deadline passes, and callers ask for a few.
+  const deadline = Date.now() + 3000;
+  while (seen.length < want && Date.now() < deadline) {
     if ((native.pollFd(raw, native.poll.POLLIN, 0) & native.poll.POLLIN) === 0) {
       await new Promise((r) => setTimeout(r, 20));
       continue;
@@ -54,8 +61,8 @@ async function captured(native: NativeAddon, raw: number, srcPort: number, dstPo
 async function sendThrough(native: NativeAddon, link: Link, dstPort: number): Promise<Seen[]> {
   const raw = rawUdp(native);
   try {
-    for (let i = 0; i < 5; i++) link.send(new Uint8Array(40).fill(i), DST, dstPort);
-    return await captured(native, raw, link.localPort, dstPort, 5);
+    for (let i = 0; i < SENT; i++) link.send(new Uint8Array(40).fill(i), DST, dstPort);
+    return await captured(native, raw, link.localPort, dstPort, SENT);
   } finally {
     native.closeFd(raw);
   }
@@ -78,9 +85,9 @@ describe('IPv4 id on the wire', () => {
       await new Promise<void>((r) => sock.bind(0, SRC, r));
       const raw = rawUdp(native);
       try {
-        for (let i = 0; i < 5; i++) await new Promise((r) => sock.send(new Uint8Array(40), port, DST, r));
-        const seen = await captured(native, raw, sock.address().port, port, 5);
-        assert.equal(seen.length, 5);
+        for (let i = 0; i < SENT; i++) await new Promise((r) => sock.send(new Uint8Array(40), port, DST, r));
+        const seen = await captured(native, raw, sock.address().port, port, SENT);
+        assert.ok(seen.length >= MIN_SEEN, `saw ${seen.length} of ${SENT} datagrams`);
         assert.ok(seen.every((s) => s.df), 'Linux sets DF under IP_PMTUDISC_WANT too');
         assert.ok(seen.some((s) => s.ipId !== 0), `ids ${seen.map((s) => s.ipId).join(',')}`);
       } finally {
@@ -95,7 +102,8 @@ describe('IPv4 id on the wire', () => {
       const link = await BatchedUdpLink.open({ ip: SRC, port: 0 });
       try {
         const seen = await sendThrough(native, link, port);
-        assert.deepEqual(seen, Array.from({ length: 5 }, () => ({ ipId: 0, df: true })));
+        assert.ok(seen.length >= MIN_SEEN, `saw ${seen.length} of ${SENT} datagrams`);
+        assert.deepEqual(seen, Array.from({ length: seen.length }, () => ({ ipId: 0, df: true })));
       } finally {
         await link.close();
       }
@@ -109,7 +117,8 @@ describe('IPv4 id on the wire', () => {
         // Node 20 on Linux exposes the bound handle's fd: this must work here.
         assert.deepEqual(link.ipId, { ipIdZero: true });
         const seen = await sendThrough(native, link, port);
-        assert.deepEqual(seen, Array.from({ length: 5 }, () => ({ ipId: 0, df: true })));
+        assert.ok(seen.length >= MIN_SEEN, `saw ${seen.length} of ${SENT} datagrams`);
+        assert.deepEqual(seen, Array.from({ length: seen.length }, () => ({ ipId: 0, df: true })));
       } finally {
         await link.close();
       }
