@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <unistd.h>
 
 namespace vrdma {
 
@@ -115,6 +116,12 @@ void ThrowErrno(const Napi::Env& env, const char* syscall, int err) {
   error.Set("errno", Napi::Number::New(env, err));
   error.Set("syscall", Napi::String::New(env, syscall));
   throw error;
+}
+
+void CloseAndThrowErrno(const Napi::Env& env, int fd, const char* syscall) {
+  const int err = errno;
+  close(fd);
+  ThrowErrno(env, syscall, err);
 }
 
 }  // namespace vrdma

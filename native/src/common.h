@@ -45,6 +45,9 @@ void CheckRange(const Napi::Env& env, size_t spanLen, uint64_t off, uint64_t len
  */
 [[noreturn]] void ThrowErrno(const Napi::Env& env, const char* syscall, int err);
 
+/** A call on a socket just created failed: close it (keeping errno) and throw that errno. */
+[[noreturn]] void CloseAndThrowErrno(const Napi::Env& env, int fd, const char* syscall);
+
 /** Maximum safe integer in a JS number (2^53 - 1). */
 constexpr int64_t kMaxSafeInt = (int64_t{1} << 53) - 1;
 

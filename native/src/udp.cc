@@ -150,14 +150,10 @@ Napi::Value UdpBind(const Napi::CallbackInfo& info) {
   if (fd < 0) ThrowErrno(env, "socket", errno);
   const int pmtu = IP_PMTUDISC_DO;
   if (setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &pmtu, sizeof pmtu) != 0) {
-    const int err = errno;
-    close(fd);
-    ThrowErrno(env, "setsockopt", err);
+    CloseAndThrowErrno(env, fd, "setsockopt");
   }
   if (bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
-    const int err = errno;
-    close(fd);
-    ThrowErrno(env, "bind", err);
+    CloseAndThrowErrno(env, fd, "bind");
   }
   return Napi::Number::New(env, fd);
 }

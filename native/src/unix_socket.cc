@@ -51,9 +51,7 @@ Napi::Value UnixListen(const Napi::CallbackInfo& info) {
   const int backlog = info[1].IsUndefined() ? 16 : static_cast<int>(GetInt(env, info[1], "backlog", 1, 4096));
   const int fd = NewSocket(env);
   if (bind(fd, reinterpret_cast<const sockaddr*>(&addr), len) != 0 || listen(fd, backlog) != 0) {
-    const int err = errno;
-    close(fd);
-    ThrowErrno(env, "bind/listen", err);
+    CloseAndThrowErrno(env, fd, "bind/listen");
   }
   return Napi::Number::New(env, fd);
 }
@@ -69,9 +67,7 @@ Napi::Value UnixConnect(const Napi::CallbackInfo& info) {
     rc = connect(fd, reinterpret_cast<const sockaddr*>(&addr), len);
   } while (rc != 0 && errno == EINTR);
   if (rc != 0) {
-    const int err = errno;
-    close(fd);
-    ThrowErrno(env, "connect", err);
+    CloseAndThrowErrno(env, fd, "connect");
   }
   return Napi::Number::New(env, fd);
 }
