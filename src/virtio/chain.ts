@@ -16,6 +16,33 @@
 export const CHAIN_HEADER_BYTES = 16;
 export const SEGMENT_BYTES = 16;
 
+/** Write one segment at `at`: memory offset, length, and the GPA as its two 32-bit halves. */
+export function writeSegment(view: DataView, at: number, offset: number, len: number, gpaLo: number, gpaHi: number): void {
+  view.setUint32(at, offset, true);
+  view.setUint32(at + 4, len, true);
+  view.setUint32(at + 8, gpaLo, true);
+  view.setUint32(at + 12, gpaHi, true);
+}
+
+/** Write a chain record's header at `at` (the TypeScript twins' side of the format above). */
+export function writeChainHeader(
+  view: DataView,
+  at: number,
+  id: number,
+  descCount: number,
+  readSegs: number,
+  writeSegs: number,
+  readBytes: number,
+  writeBytes: number,
+): void {
+  view.setUint16(at, id, true);
+  view.setUint16(at + 2, descCount, true);
+  view.setUint16(at + 4, readSegs, true);
+  view.setUint16(at + 6, writeSegs, true);
+  view.setUint32(at + 8, readBytes, true);
+  view.setUint32(at + 12, writeBytes, true);
+}
+
 /** Bytes a chain record of `segments` segments takes. */
 export function chainRecordBytes(segments: number): number {
   return CHAIN_HEADER_BYTES + segments * SEGMENT_BYTES;

@@ -1,6 +1,7 @@
 // The TypeScript twin of assembly/packed-ring.ts: the same kernels, step for step (same checks in
 // the same order), over the same shared memory. It is the test oracle for the Wasm kernels and
 // the benchmark baseline. The rules for hostile rings are documented in the Wasm file.
+import { CHAIN_HEADER_BYTES, SEGMENT_BYTES, writeChainHeader, writeSegment } from './chain.js';
 import * as L from '../../assembly/packed-layout.js';
 import { RegionTable } from '../memory/region-table.js';
 import {
@@ -17,8 +18,6 @@ import {
 } from '../wasm/status.js';
 import type { PackedKernels } from './packed-kernels.js';
 
-const REC_HEADER = 16;
-const REC_SEGMENT = 16;
 const U32_MAX = 0xffffffff;
 /** High word of the first u64 at or above 2^53: no region reaches that far (gpa.ts). */
 const HI_2_53 = 0x200000;
@@ -62,8 +61,8 @@ export class PackedTwin implements PackedKernels {
     let flags = Atomics.load(this.u16, (d + L.PDESC_FLAGS) >>> 1);
     if (!isAvail(flags, wrap)) return 0;
     if (room === 0) return ST_AVAIL_JUMP;
-    if (rec + REC_HEADER > recEnd) return ST_NO_SPACE;
-    let seg = rec + REC_HEADER;
+    if (rec + CHAIN_HEADER_BYTES > recEnd) return ST_NO_SPACE;
+    let seg = rec + CHAIN_HEADER_BYTES;
     let readSegs = 0;
     let writeSegs = 0;
     let readBytes = 0;
@@ -100,12 +99,9 @@ export class PackedTwin implements PackedKernels {
         const hi = dv.getUint32(d + 4, true);
         const off = this.translate(table, lo, hi, len);
         if (off < 0) return off;
-        if (seg + REC_SEGMENT > recEnd) return ST_NO_SPACE;
-        dv.setUint32(seg, off, true);
-        dv.setUint32(seg + 4, len, true);
-        dv.setUint32(seg + 8, lo, true);
-        dv.setUint32(seg + 12, hi, true);
-        seg += REC_SEGMENT;
+        if (seg + SEGMENT_BYTES > recEnd) return ST_NO_SPACE;
+        writeSegment(dv, seg, off, len, lo, hi);
+        seg += SEGMENT_BYTES;
         if (isWrite) {
           writeSegs++;
           writeBytes += len;
@@ -133,12 +129,7 @@ export class PackedTwin implements PackedKernels {
       flags = dv.getUint16(d + L.PDESC_FLAGS, true);
       if (!isAvail(flags, wrap)) return ST_AVAIL_JUMP;
     }
-    dv.setUint16(rec, id, true);
-    dv.setUint16(rec + 2, descCount, true);
-    dv.setUint16(rec + 4, readSegs, true);
-    dv.setUint16(rec + 6, writeSegs, true);
-    dv.setUint32(rec + 8, readBytes, true);
-    dv.setUint32(rec + 12, writeBytes, true);
+    writeChainHeader(dv, rec, id, descCount, readSegs, writeSegs, readBytes, writeBytes);
     return seg - rec;
   }
 

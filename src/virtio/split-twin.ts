@@ -1,7 +1,7 @@
 // The TypeScript twin of the split ring kernels (assembly/split-ring.ts): the same functions with
 // the same results over the same shared memory. It is the oracle the tests compare the Wasm
 // kernels with, and the fallback engine. 64-bit guest values are handled as two 32-bit halves.
-import { CHAIN_HEADER_BYTES, SEGMENT_BYTES } from './chain.js';
+import { CHAIN_HEADER_BYTES, SEGMENT_BYTES, writeChainHeader, writeSegment } from './chain.js';
 import {
   SQ_AVAIL_OFF, SQ_DESC_OFF, SQ_FEATURES, SQ_FEATURE_EVENT_IDX, SQ_FLAGS, SQ_FLAG_SIGNALLED_VALID,
   SQ_NEXT_AVAIL, SQ_NEXT_USED, SQ_REGION_TABLE_OFF, SQ_SIGNALLED_USED, SQ_SIZE, SQ_USED_OFF, VIRTQ_AVAIL_F_NO_INTERRUPT,
@@ -88,10 +88,7 @@ export function splitTwin(memory: WebAssembly.Memory): SplitKernels {
         if (readBytes + writeBytes + len > U32_MAX) return ST_CHAIN_TOO_LONG;
         if (space - used < SEGMENT_BYTES) return ST_NO_SPACE;
         const seg = rec + used;
-        view.setUint32(seg, off, true);
-        view.setUint32(seg + 4, len, true);
-        view.setUint32(seg + 8, lo, true);
-        view.setUint32(seg + 12, hi, true);
+        writeSegment(view, seg, off, len, lo, hi);
         used += SEGMENT_BYTES;
         if (isWrite) {
           writeSegs++;
@@ -105,12 +102,7 @@ export function splitTwin(memory: WebAssembly.Memory): SplitKernels {
       if (next >= limit) return ST_BAD_INDEX;
       idx = next;
     }
-    view.setUint16(rec, head, true);
-    view.setUint16(rec + 2, ringDescs, true);
-    view.setUint16(rec + 4, readSegs, true);
-    view.setUint16(rec + 6, writeSegs, true);
-    view.setUint32(rec + 8, readBytes, true);
-    view.setUint32(rec + 12, writeBytes, true);
+    writeChainHeader(view, rec, head, ringDescs, readSegs, writeSegs, readBytes, writeBytes);
     return used;
   }
 
