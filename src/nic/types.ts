@@ -89,3 +89,22 @@ export enum PathMtu {
 export function mtuBytes(mtu: PathMtu): number {
   return 128 << mtu;
 }
+
+/** The completion opcode of a send work request (IBTA: a WRITE with immediate completes as a WRITE). */
+export function wcOpcodeOf(op: WrOpcode): WcOpcode {
+  switch (op) {
+    case WrOpcode.RdmaWrite:
+    case WrOpcode.RdmaWriteWithImm:
+      return WcOpcode.RdmaWrite;
+    case WrOpcode.RdmaRead:
+      return WcOpcode.RdmaRead;
+    case WrOpcode.AtomicCmpAndSwp:
+      return WcOpcode.CompSwap;
+    case WrOpcode.AtomicFetchAndAdd:
+      return WcOpcode.FetchAdd;
+    case WrOpcode.LocalInv:
+      return WcOpcode.LocalInv;
+    default:
+      return WcOpcode.Send;
+  }
+}

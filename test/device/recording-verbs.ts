@@ -5,7 +5,7 @@
 import { VerbsError, VerbsErrorCode, invalid } from '../../src/nic/errors.js';
 import { IdAllocator, KeyAllocator } from '../../src/nic/ids.js';
 import { QpAttr, QpState, QpType, checkTransition } from '../../src/nic/qp-state.js';
-import { WcOpcode, WcStatus, WrOpcode } from '../../src/nic/types.js';
+import { WcOpcode, WcStatus, wcOpcodeOf } from '../../src/nic/types.js';
 import type {
   AddressVector, CreateQpOptions, DeviceLimits, MrKeys, PhysicalRegistration, ProviderCapabilities, QpAttributes, RecvWr, SendWr, Sge, Verbs,
   WorkCompletion,
@@ -309,7 +309,7 @@ export class RecordingVerbs implements Verbs {
     const qp = this.qp(qpn);
     const wr = qp.sends.shift();
     if (wr === undefined) throw new Error(`QP ${qpn} has no outstanding send`);
-    const wc = this.wc(wr.wrId, qpn, status, SEND_WC[wr.opcode], extra);
+    const wc = this.wc(wr.wrId, qpn, status, wcOpcodeOf(wr.opcode), extra);
     this.push(qp.options.sendCq, wc);
     return wc;
   }
@@ -350,7 +350,7 @@ export class RecordingVerbs implements Verbs {
 
   /** IBTA 10.3.1: in ERR every outstanding work request completes with WR_FLUSH_ERR. */
   private flush(qpn: number, qp: QpRecord): void {
-    for (const wr of qp.sends.splice(0)) this.push(qp.options.sendCq, this.wc(wr.wrId, qpn, WcStatus.WrFlushErr, SEND_WC[wr.opcode], { vendorErr: 12 }));
+    for (const wr of qp.sends.splice(0)) this.push(qp.options.sendCq, this.wc(wr.wrId, qpn, WcStatus.WrFlushErr, wcOpcodeOf(wr.opcode), { vendorErr: 12 }));
     for (const wr of qp.recvs.splice(0)) this.push(qp.options.recvCq, this.wc(wr.wrId, qpn, WcStatus.WrFlushErr, WcOpcode.Recv, { vendorErr: 12 }));
   }
 
@@ -361,17 +361,6 @@ export class RecordingVerbs implements Verbs {
   }
 }
 
-const SEND_WC: Record<WrOpcode, WcOpcode> = {
-  [WrOpcode.RdmaWrite]: WcOpcode.RdmaWrite,
-  [WrOpcode.RdmaWriteWithImm]: WcOpcode.RdmaWrite,
-  [WrOpcode.Send]: WcOpcode.Send,
-  [WrOpcode.SendWithImm]: WcOpcode.Send,
-  [WrOpcode.SendWithInv]: WcOpcode.Send,
-  [WrOpcode.RdmaRead]: WcOpcode.RdmaRead,
-  [WrOpcode.AtomicCmpAndSwp]: WcOpcode.CompSwap,
-  [WrOpcode.AtomicFetchAndAdd]: WcOpcode.FetchAdd,
-  [WrOpcode.LocalInv]: WcOpcode.LocalInv,
-};
 
 const ATTR_BITS: [keyof QpAttributes, number][] = [
   ['curQpState', QpAttr.CUR_STATE], ['enSqdAsyncNotify', QpAttr.EN_SQD_ASYNC_NOTIFY], ['qpAccessFlags', QpAttr.ACCESS_FLAGS],

@@ -14,7 +14,8 @@ import type { RocePacket } from './packet.js';
 import { psnAdd, psnDiff, psnDistance } from './psn.js';
 import { RNR_RETRY_INFINITE, rnrTimerUs } from './timers.js';
 import type { Completion, MemoryPort, TransportQp } from './transport-qp.js';
-import { type SendWqe, WqeState, isAtomic, isReadOrAtomic, wcOpcodeOf } from './wqe.js';
+import { type SendWqe, WqeState, isAtomic, isReadOrAtomic } from './wqe.js';
+import { wcOpcodeOf } from '../types.js';
 
 export enum CompState {
   /** Is the packet's PSN one we are waiting for? */

@@ -2,7 +2,7 @@
 // checked and copied at post time) plus the transport's progress through it; a receive WQE is
 // a scatter list. PSNs of a message are consecutive, so a WQE needs only its first PSN and count.
 import type { Sge } from '../verbs.js';
-import { WcOpcode, WcStatus, WrOpcode } from '../types.js';
+import { WcStatus, WrOpcode } from '../types.js';
 
 /** Where a send WQE is in its life (after rxe's wqe_state). */
 export enum WqeState {
@@ -66,21 +66,3 @@ export function isAtomic(op: WrOpcode): boolean {
   return op === WrOpcode.AtomicCmpAndSwp || op === WrOpcode.AtomicFetchAndAdd;
 }
 
-/** The completion opcode of a send work request. */
-export function wcOpcodeOf(op: WrOpcode): WcOpcode {
-  switch (op) {
-    case WrOpcode.RdmaWrite:
-    case WrOpcode.RdmaWriteWithImm:
-      return WcOpcode.RdmaWrite;
-    case WrOpcode.RdmaRead:
-      return WcOpcode.RdmaRead;
-    case WrOpcode.AtomicCmpAndSwp:
-      return WcOpcode.CompSwap;
-    case WrOpcode.AtomicFetchAndAdd:
-      return WcOpcode.FetchAdd;
-    case WrOpcode.LocalInv:
-      return WcOpcode.LocalInv;
-    default:
-      return WcOpcode.Send;
-  }
-}

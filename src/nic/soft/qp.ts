@@ -10,7 +10,8 @@ import { type RequesterConfig, type RequesterIo, runRequester } from '../roce/re
 import { type ResponderIo, flushAck } from '../roce/responder.js';
 import { localAckTimeoutUs } from '../roce/timers.js';
 import { type Completion, type MemoryPort, type PacketPort, type QpHooks, TransportQp } from '../roce/transport-qp.js';
-import { type RecvWqe, type SendWqe, wcOpcodeOf } from '../roce/wqe.js';
+import { type RecvWqe, type SendWqe } from '../roce/wqe.js';
+import { wcOpcodeOf } from '../types.js';
 import { WcOpcode, WcStatus } from '../types.js';
 import type { CreateQpOptions, QpAttributes, WorkCompletion } from '../verbs.js';
 import type { SoftCq } from './cq.js';
