@@ -13,7 +13,8 @@ import { gpa } from '../../src/memory/gpa.js';
 import { LoopbackHub } from '../../src/net/loopback.js';
 import { QpState } from '../../src/nic/qp-state.js';
 import { SoftRoce } from '../../src/nic/soft/soft-roce.js';
-import type { Cqe } from '../../src/device/cqe.js';
+import { waitForCompletions } from '../../src/host/completions.js';
+import { pattern } from './pattern.js';
 
 const MiB = 1024 * 1024;
 const RAM = 32 * MiB;
@@ -76,30 +77,7 @@ async function connect(a: Vm, b: Vm): Promise<void> {
   }
 }
 
-/** Poll until `n` CQEs have arrived, yielding to the event loop so packets flow. */
-async function completions(v: Vm, n: number, timeoutMs = 10_000): Promise<Cqe[]> {
-  const out: Cqe[] = [];
-  const deadline = Date.now() + timeoutMs;
-  while (out.length < n) {
-    out.push(...v.cq.poll());
-    if (out.length >= n) break;
-    if (Date.now() > deadline) throw new Error(`${v.ip}: ${out.length} of ${n} completions after ${timeoutMs} ms`);
-    await new Promise((r) => setImmediate(r));
-  }
-  return out;
-}
 
-function pattern(len: number, seed: number): Uint8Array {
-  const b = new Uint8Array(len);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < len; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    b[i] = x & 0xff;
-  }
-  return b;
-}
 
 async function pair(packed = false): Promise<[Vm, Vm]> {
   const hub = new LoopbackHub();
@@ -124,14 +102,14 @@ describe('guest to guest through the device, SoftRoce and the loopback link', ()
       let sendOff = 0;
       const sent: Uint8Array[] = [];
       for (const [i, size] of sizes.entries()) {
-        const data = pattern(size, i + 1);
+        const data = pattern(i + 1, size);
         sent.push(data);
         a.dm.guest.write(gpa(DATA + sendOff), data);
         a.qp.postSend([{ wrId: BigInt(i), opcode: SendOpcode.SendWithImm, flags: SendFlag.SIGNALED, imm: 0xc0de0000 + i, sgList: [{ addr: IOVA + sendOff, length: size, lkey: a.lkey }] }]);
         sendOff += size + 4096;
       }
-      const sendCqes = await completions(a, sizes.length);
-      const recvCqes = await completions(b, sizes.length);
+      const sendCqes = await waitForCompletions(a.cq, sizes.length);
+      const recvCqes = await waitForCompletions(b.cq, sizes.length);
       assert.deepEqual(sendCqes.map((c) => [c.wrId, c.status, c.opcode]), sizes.map((_, i) => [BigInt(i), CqeStatus.Success, CqeOpcode.Send]));
       assert.deepEqual(recvCqes.map((c) => [c.wrId, c.status, c.byteLen, c.immData]), sizes.map((s, i) => [BigInt(100 + i), CqeStatus.Success, s, 0xc0de0000 + i]));
       for (const [i, size] of sizes.entries()) {
@@ -145,25 +123,25 @@ describe('guest to guest through the device, SoftRoce and the loopback link', ()
   it('inline SEND carries the bytes posted in the WQE', async () => {
     const [a, b] = await pair();
     b.qp.postRecv([{ wrId: 1n, sgList: [{ addr: IOVA, length: 64, lkey: b.lkey }] }]);
-    a.qp.postSend([{ wrId: 2n, opcode: SendOpcode.Send, flags: SendFlag.SIGNALED, inline: pattern(48, 9) }]);
-    await completions(a, 1);
-    const [c] = await completions(b, 1);
+    a.qp.postSend([{ wrId: 2n, opcode: SendOpcode.Send, flags: SendFlag.SIGNALED, inline: pattern(9, 48) }]);
+    await waitForCompletions(a.cq, 1);
+    const [c] = await waitForCompletions(b.cq, 1);
     assert.equal(c.byteLen, 48);
     const got = new Uint8Array(48);
     b.dm.guest.read(gpa(DATA), got);
-    assert.deepEqual(got, pattern(48, 9));
+    assert.deepEqual(got, pattern(9, 48));
   });
 
   it('RDMA WRITE with immediate and RDMA READ move data by rkey, nothing outside the target range', async () => {
     const [a, b] = await pair();
-    const data = pattern(200_000, 3);
+    const data = pattern(3, 200_000);
     a.dm.guest.write(gpa(DATA), data);
     b.dm.guest.fill(gpa(DATA + MiB - 16), 200_032, 0xee);
     b.qp.postRecv([{ wrId: 7n, sgList: [] }]);
     a.qp.postSend([{ wrId: 1n, opcode: SendOpcode.RdmaWriteWithImm, flags: SendFlag.SIGNALED, imm: 0x1234, remoteAddr: IOVA + MiB, rkey: b.rkey, sgList: [{ addr: IOVA, length: data.length, lkey: a.lkey }] }]);
-    const [w] = await completions(a, 1);
+    const [w] = await waitForCompletions(a.cq, 1);
     assert.equal(w.status, CqeStatus.Success);
-    const [r] = await completions(b, 1);
+    const [r] = await waitForCompletions(b.cq, 1);
     assert.deepEqual([r.wrId, r.opcode, r.byteLen, r.immData], [7n, CqeOpcode.RecvRdmaWithImm, data.length, 0x1234]);
     const landed = new Uint8Array(data.length + 32);
     b.dm.guest.read(gpa(DATA + MiB - 16), landed);
@@ -171,7 +149,7 @@ describe('guest to guest through the device, SoftRoce and the loopback link', ()
     assert.deepEqual(landed.subarray(16, 16 + data.length), data);
     // Read it back into another place of a's memory.
     a.qp.postSend([{ wrId: 2n, opcode: SendOpcode.RdmaRead, flags: SendFlag.SIGNALED, remoteAddr: IOVA + MiB, rkey: b.rkey, sgList: [{ addr: IOVA + 4 * MiB, length: data.length, lkey: a.lkey }] }]);
-    const [rd] = await completions(a, 1);
+    const [rd] = await waitForCompletions(a.cq, 1);
     assert.deepEqual([rd.status, rd.opcode, rd.byteLen], [CqeStatus.Success, CqeOpcode.RdmaRead, data.length]);
     const back = new Uint8Array(data.length);
     a.dm.guest.read(gpa(DATA + 4 * MiB), back);
@@ -184,14 +162,14 @@ describe('guest to guest through the device, SoftRoce and the loopback link', ()
     b.dm.guest.writeU64(gpa(DATA + 2 * MiB), 1000);
     for (let i = 0; i < N; i++) {
       a.qp.postSend([{ wrId: BigInt(i), opcode: SendOpcode.AtomicFetchAndAdd, flags: SendFlag.SIGNALED, remoteAddr: IOVA + 2 * MiB, rkey: b.rkey, compareAdd: 3n, sgList: [{ addr: IOVA + 8 * i, length: 8, lkey: a.lkey }] }]);
-      if (i % 48 === 47) await completions(a, 48).then((cs) => assert.ok(cs.every((c) => c.status === CqeStatus.Success)));
+      if (i % 48 === 47) await waitForCompletions(a.cq, 48).then((cs) => assert.ok(cs.every((c) => c.status === CqeStatus.Success)));
     }
-    await completions(a, N % 48);
+    await waitForCompletions(a.cq, N % 48);
     assert.equal(b.dm.guest.readU64(gpa(DATA + 2 * MiB)), 1000 + 3 * N);
     const olds = Array.from({ length: N }, (_, i) => a.dm.guest.readU64(gpa(DATA + 8 * i))).sort((x, y) => x - y);
     assert.deepEqual(olds, Array.from({ length: N }, (_, i) => 1000 + 3 * i), 'each fetch-add saw a distinct old value');
     a.qp.postSend([{ wrId: 999n, opcode: SendOpcode.AtomicCmpAndSwp, flags: SendFlag.SIGNALED, remoteAddr: IOVA + 2 * MiB, rkey: b.rkey, compareAdd: BigInt(1000 + 3 * N), swap: 42n, sgList: [{ addr: IOVA + 8 * N, length: 8, lkey: a.lkey }] }]);
-    const [cas] = await completions(a, 1);
+    const [cas] = await waitForCompletions(a.cq, 1);
     assert.equal(cas.status, CqeStatus.Success);
     assert.equal(b.dm.guest.readU64(gpa(DATA + 2 * MiB)), 42);
   });
@@ -203,10 +181,10 @@ describe('guest to guest through the device, SoftRoce and the loopback link', ()
     b.device.memoryChanged();
     const dma = await b.guest.getDmaMr(b.pd, ALL);
     const write = async (wrId: bigint, seed: number): Promise<Uint8Array> => {
-      const data = pattern(8192, seed);
+      const data = pattern(seed, 8192);
       a.dm.guest.write(gpa(DATA), data);
       a.qp.postSend([{ wrId, opcode: SendOpcode.RdmaWrite, flags: SendFlag.SIGNALED, remoteAddr: HOT + 4096, rkey: dma.rkey, sgList: [{ addr: IOVA, length: data.length, lkey: a.lkey }] }]);
-      const [c] = await completions(a, 1);
+      const [c] = await waitForCompletions(a.cq, 1);
       assert.equal(c.status, CqeStatus.Success);
       return data;
     };
@@ -221,7 +199,7 @@ describe('guest to guest through the device, SoftRoce and the loopback link', ()
     b.device.memoryChanged();
     await write(2n, 12);
     a.qp.postSend([{ wrId: 3n, opcode: SendOpcode.RdmaRead, flags: SendFlag.SIGNALED, remoteAddr: HOT + 4096, rkey: dma.rkey, sgList: [{ addr: IOVA + MiB, length: 8192, lkey: a.lkey }] }]);
-    const [rd] = await completions(a, 1);
+    const [rd] = await waitForCompletions(a.cq, 1);
     assert.equal(rd.status, CqeStatus.Success);
     const hole = new Uint8Array(8192);
     a.dm.guest.read(gpa(DATA + MiB), hole);
@@ -239,7 +217,7 @@ describe('guest to guest through the device, SoftRoce and the loopback link', ()
     const before = new Uint8Array(4096);
     b.dm.guest.read(gpa(DATA + DATA_BYTES - 4096), before);
     a.qp.postSend([{ wrId: 5n, opcode: SendOpcode.RdmaWrite, flags: SendFlag.SIGNALED, remoteAddr: IOVA + DATA_BYTES - 16, rkey: b.rkey, sgList: [{ addr: IOVA, length: 64, lkey: a.lkey }] }]);
-    const [c] = await completions(a, 1);
+    const [c] = await waitForCompletions(a.cq, 1);
     assert.equal(c.status, CqeStatus.RemAccessErr);
     const after = new Uint8Array(4096);
     b.dm.guest.read(gpa(DATA + DATA_BYTES - 4096), after);
