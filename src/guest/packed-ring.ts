@@ -10,6 +10,7 @@ import { type Gpa, gpa } from '../memory/gpa.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import { VirtioError } from '../virtio/errors.js';
 import { type PackedQueueState, initialPackedQueueState } from '../virtio/packed-queue.js';
+import { type Fail, bool, int, ints, record } from '../util/plain.js';
 import { ST_BAD_ID } from '../wasm/status.js';
 
 /** One guest buffer element: guest-physical address and length in bytes. */
@@ -35,6 +36,30 @@ export interface UsedBuffer {
 }
 
 const NO_TABLE = -1;
+
+/** Where a packed ring's three parts lie in guest memory. */
+export interface PackedRingGpas {
+  descGpa: number;
+  driverEventGpa: number;
+  deviceEventGpa: number;
+}
+
+/** Plain data: the driver's private state, which a real guest keeps in its own RAM. */
+export interface PackedDriverState extends PackedRingGpas {
+  size: number;
+  eventIdx: boolean;
+  indirect: boolean;
+  nextAvail: number;
+  availWrap: number;
+  nextUsed: number;
+  usedWrap: number;
+  freeSlots: number;
+  freeIds: number[];
+  freeIdCount: number;
+  slotsById: number[];
+  tableById: number[];
+  kickPos: number;
+}
 
 export class PackedDriver {
   readonly size: number;
@@ -63,7 +88,8 @@ export class PackedDriver {
   /** Avail position at the last kick decision (2.8.10, DESC mode). */
   private kickPos = 0;
 
-  constructor(private readonly guest: GuestMemory, private readonly ram: Arena, options: PackedDriverOptions) {
+  /** A fresh ring from `ram`; or, with `rings`, a driver over rings already in guest memory (restore). */
+  constructor(private readonly guest: GuestMemory, private readonly ram: Arena, options: PackedDriverOptions, rings?: PackedRingGpas) {
     const { size } = options;
     if (!Number.isInteger(size) || size < 1 || size > L.PQ_MAX_SIZE) throw new RangeError(`packed queue size ${size} not in 1..${L.PQ_MAX_SIZE}`);
     this.size = size;
@@ -71,13 +97,15 @@ export class PackedDriver {
     this.indirect = options.indirect ?? false;
     // Alignment per 2.8.11: descriptor ring 16, event suppression areas 4.
     const ringBytes = size * L.PDESC_BYTES;
-    this.descGpa = gpa(ram.alloc(ringBytes, 16));
-    this.driverEventGpa = gpa(ram.alloc(L.EVENT_BYTES, 4));
-    this.deviceEventGpa = gpa(ram.alloc(L.EVENT_BYTES, 4));
-    // "The descriptor ring is zero-initialized" (2.8.13); events start as ENABLE.
-    guest.fill(this.descGpa, ringBytes, 0);
-    guest.fill(this.driverEventGpa, L.EVENT_BYTES, 0);
-    guest.fill(this.deviceEventGpa, L.EVENT_BYTES, 0);
+    this.descGpa = gpa(rings?.descGpa ?? ram.alloc(ringBytes, 16));
+    this.driverEventGpa = gpa(rings?.driverEventGpa ?? ram.alloc(L.EVENT_BYTES, 4));
+    this.deviceEventGpa = gpa(rings?.deviceEventGpa ?? ram.alloc(L.EVENT_BYTES, 4));
+    if (rings === undefined) {
+      // "The descriptor ring is zero-initialized" (2.8.13); events start as ENABLE.
+      guest.fill(this.descGpa, ringBytes, 0);
+      guest.fill(this.driverEventGpa, L.EVENT_BYTES, 0);
+      guest.fill(this.deviceEventGpa, L.EVENT_BYTES, 0);
+    }
     const buffer = guest.memory.buffer;
     this.dv = new DataView(buffer);
     this.u16 = new Uint16Array(buffer);
@@ -91,6 +119,53 @@ export class PackedDriver {
     this.freeIdCount = size;
     this.slotsById = new Uint16Array(size);
     this.tableById = new Float64Array(size).fill(NO_TABLE);
+  }
+
+  saveState(): PackedDriverState {
+    return {
+      size: this.size, eventIdx: this.eventIdx, indirect: this.indirect,
+      descGpa: this.descGpa, driverEventGpa: this.driverEventGpa, deviceEventGpa: this.deviceEventGpa,
+      nextAvail: this.nextAvail, availWrap: this.availWrap, nextUsed: this.nextUsed, usedWrap: this.usedWrap, freeSlots: this.freeSlots,
+      freeIds: [...this.freeIds], freeIdCount: this.freeIdCount, slotsById: [...this.slotsById], tableById: [...this.tableById], kickPos: this.kickPos,
+    };
+  }
+
+  /**
+   * The driver in a saved state, over rings already in guest memory (nothing is allocated or
+   * written). Throws RangeError naming the first field that is out of range or inconsistent.
+   */
+  static fromState(guest: GuestMemory, ram: Arena, state: unknown): PackedDriver {
+    const fail: Fail = (message) => {
+      throw new RangeError(`packed ring state: ${message}`);
+    };
+    const s = record(state, 'state', fail);
+    const size = int(s.size, 1, L.PQ_MAX_SIZE, 'size', fail);
+    const addr = (name: string) => int(s[name], 0, Number.MAX_SAFE_INTEGER, name, fail);
+    const rings = { descGpa: addr('descGpa'), driverEventGpa: addr('driverEventGpa'), deviceEventGpa: addr('deviceEventGpa') };
+    const freeIdCount = int(s.freeIdCount, 0, size, 'freeIdCount', fail);
+    const freeIds = ints(s.freeIds, 0, size - 1, 'freeIds', fail, size);
+    const slotsById = ints(s.slotsById, 0, size, 'slotsById', fail, size);
+    const tableById = ints(s.tableById, NO_TABLE, Number.MAX_SAFE_INTEGER, 'tableById', fail, size);
+    const freeSlots = int(s.freeSlots, 0, size, 'freeSlots', fail);
+    const live = new Set(freeIds.slice(0, freeIdCount));
+    if (live.size !== freeIdCount) fail('an id is free twice');
+    for (let id = 0; id < size; id++) {
+      if (live.has(id) !== (slotsById[id] === 0)) fail(`id ${id}: free and in flight disagree`);
+      if (tableById[id] !== NO_TABLE && slotsById[id] !== 1) fail(`id ${id}: an indirect table on a buffer of ${slotsById[id]} slots`);
+    }
+    if (slotsById.reduce((a, b) => a + b, 0) !== size - freeSlots) fail('slots in flight do not match freeSlots');
+    const d = new PackedDriver(guest, ram, { size, eventIdx: bool(s.eventIdx, 'eventIdx', fail), indirect: bool(s.indirect, 'indirect', fail) }, rings);
+    d.nextAvail = int(s.nextAvail, 0, size - 1, 'nextAvail', fail);
+    d.availWrap = int(s.availWrap, 0, 1, 'availWrap', fail);
+    d.nextUsed = int(s.nextUsed, 0, size - 1, 'nextUsed', fail);
+    d.usedWrap = int(s.usedWrap, 0, 1, 'usedWrap', fail);
+    d.freeSlots = freeSlots;
+    d.freeIds.set(freeIds);
+    d.freeIdCount = freeIdCount;
+    d.slotsById.set(slotsById);
+    d.tableById.set(tableById);
+    d.kickPos = int(s.kickPos, 0, 2 * size - 1, 'kickPos', fail);
+    return d;
   }
 
   /** The device's starting state for this ring (what the transport tells the device). */

@@ -4,8 +4,8 @@
 import type { Arena } from '../memory/arena.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import type { QueueState } from '../virtio/queue-state.js';
-import { PackedDriver } from './packed-ring.js';
-import { type GuestBuffer, SplitRingDriver } from './split-ring.js';
+import { PackedDriver, type PackedDriverState } from './packed-ring.js';
+import { type GuestBuffer, SplitRingDriver, type SplitDriverState } from './split-ring.js';
 
 export type { GuestBuffer };
 
@@ -16,6 +16,11 @@ export interface Completed<T> {
   len: number;
   token: T;
 }
+
+/** Plain data: a guest ring's driver-private state (tokens must be numbers to be saved). */
+export type GuestRingState =
+  | { format: 'split'; driver: SplitDriverState }
+  | { format: 'packed'; driver: PackedDriverState; tokens: (number | null)[] };
 
 export interface GuestRingOptions {
   size: number;
@@ -38,6 +43,8 @@ export interface GuestRing<T> {
   enableUsedNotify(): boolean;
   disableUsedNotify(): void;
   dispose(): void;
+  /** The driver's state, for migration; throws TypeError if a chain in flight has a non-numeric token. */
+  saveState(): GuestRingState;
 }
 
 class SplitGuestRing<T> implements GuestRing<T> {
@@ -67,13 +74,16 @@ class SplitGuestRing<T> implements GuestRing<T> {
   dispose(): void {
     this.d.dispose();
   }
+  saveState(): GuestRingState {
+    return { format: 'split', driver: this.d.saveState() };
+  }
 }
 
 class PackedGuestRing<T> implements GuestRing<T> {
   readonly format = 'packed';
   private readonly tokens: (T | undefined)[];
-  constructor(private readonly d: PackedDriver) {
-    this.tokens = new Array<T | undefined>(d.size);
+  constructor(private readonly d: PackedDriver, tokens?: (T | undefined)[]) {
+    this.tokens = tokens ?? new Array<T | undefined>(d.size);
   }
   get size(): number {
     return this.d.size;
@@ -103,6 +113,15 @@ class PackedGuestRing<T> implements GuestRing<T> {
   dispose(): void {
     this.d.dispose();
   }
+  saveState(): GuestRingState {
+    const driver = this.d.saveState();
+    const tokens = this.tokens.map((t, id) => {
+      if (driver.slotsById[id] === 0) return null;
+      if (typeof t !== 'number') throw new TypeError(`packed ring: token of buffer ${id} is not a number; only numeric tokens can be saved`);
+      return t;
+    });
+    return { format: 'packed', driver, tokens };
+  }
 }
 
 /** Lay a ring of `format` out in guest memory, allocating from `alloc` (guest-physical). */
@@ -111,4 +130,25 @@ export function createGuestRing<T>(format: RingFormat, guest: GuestMemory, alloc
     return new SplitGuestRing(SplitRingDriver.create<T>(guest, alloc, { size: options.size, eventIdx: options.eventIdx, indirectDesc: options.indirect }));
   }
   return new PackedGuestRing<T>(new PackedDriver(guest, alloc, { size: options.size, eventIdx: options.eventIdx, indirect: options.indirect }));
+}
+
+/**
+ * A guest ring in a saved state, over rings already in guest memory (restore after migration).
+ * Throws RangeError if the state is out of range or inconsistent.
+ */
+export function restoreGuestRing(guest: GuestMemory, alloc: Arena, state: unknown): GuestRing<number> {
+  const s = state as Partial<GuestRingState> | null;
+  if (typeof s !== 'object' || s === null) throw new RangeError('guest ring state is not an object');
+  if (s.format === 'split') return new SplitGuestRing(SplitRingDriver.fromState(guest, alloc, s.driver));
+  if (s.format !== 'packed') throw new RangeError(`guest ring state: format ${String(s.format)}`);
+  const driver = PackedDriver.fromState(guest, alloc, s.driver);
+  const raw = s.tokens;
+  if (!Array.isArray(raw) || raw.length !== driver.size) throw new RangeError('packed ring state: tokens is not an array of the ring size');
+  const live = driver.saveState().slotsById;
+  const tokens = raw.map((t, id) => {
+    if ((live[id] === 0) !== (t === null)) throw new RangeError(`packed ring state: buffer ${id} has a token without being in flight, or the reverse`);
+    if (t !== null && (typeof t !== 'number' || !Number.isSafeInteger(t))) throw new RangeError(`packed ring state: token ${String(t)} of buffer ${id}`);
+    return t ?? undefined;
+  });
+  return new PackedGuestRing<number>(driver, tokens);
 }

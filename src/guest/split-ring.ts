@@ -13,6 +13,7 @@ import {
   VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, VIRTQ_USED_F_NO_NOTIFY, splitRingBytes,
 } from '../virtio/split-block.js';
 import type { SplitQueueState } from '../virtio/split-queue.js';
+import { type Fail, bool, int, ints, record } from '../util/plain.js';
 import { ST_BAD_ID } from '../wasm/status.js';
 
 /** A guest buffer: guest-physical address and length in bytes. */
@@ -38,6 +39,28 @@ export interface UsedBuffer<T> {
 
 const NO_TABLE = -1;
 const U32_MAX = 2 ** 32 - 1;
+
+/**
+ * Plain data: the driver's private state, which a real guest keeps in its own RAM (migration
+ * carries it as the guest's state). Tokens must be numbers; null marks a head not in flight.
+ */
+export interface SplitDriverState {
+  size: number;
+  eventIdx: boolean;
+  indirectDesc: boolean;
+  descGpa: number;
+  availGpa: number;
+  usedGpa: number;
+  freeNext: number[];
+  chainDescs: number[];
+  tableGpa: number[];
+  tokens: (number | null)[];
+  freeHead: number;
+  free: number;
+  availShadow: number;
+  published: number;
+  lastUsed: number;
+}
 
 export class SplitRingDriver<T = unknown> {
   readonly size: number;
@@ -101,6 +124,57 @@ export class SplitRingDriver<T = unknown> {
     guest.fill(rings[1], bytes.avail, 0);
     guest.fill(rings[2], bytes.used, 0);
     return new SplitRingDriver<T>(guest, alloc, options, rings);
+  }
+
+  saveState(): SplitDriverState {
+    const tokens = this.tokens.map((t, head) => {
+      if (this.chainDescs[head] === 0) return null;
+      if (typeof t !== 'number') throw new TypeError(`split ring: token of head ${head} is not a number; only numeric tokens can be saved`);
+      return t;
+    });
+    return {
+      size: this.size, eventIdx: this.eventIdx, indirectDesc: this.indirectDesc, descGpa: this.descGpa, availGpa: this.availGpa, usedGpa: this.usedGpa,
+      freeNext: [...this.freeNext], chainDescs: [...this.chainDescs], tableGpa: [...this.tableGpa], tokens,
+      freeHead: this.freeHead, free: this.free, availShadow: this.availShadow, published: this.published, lastUsed: this.lastUsed,
+    };
+  }
+
+  /**
+   * The driver in a saved state, over rings already in guest memory (nothing is allocated or
+   * written). Throws RangeError naming the first field that is out of range or inconsistent.
+   */
+  static fromState(guest: GuestMemory, alloc: Arena, state: unknown): SplitRingDriver<number> {
+    const fail: Fail = (message) => {
+      throw new RangeError(`split ring state: ${message}`);
+    };
+    const s = record(state, 'state', fail);
+    const size = int(s.size, 1, MAX_SPLIT_QUEUE_SIZE, 'size', fail);
+    if ((size & (size - 1)) !== 0) fail(`size ${size} is not a power of two`);
+    const gpaOf = (name: string) => gpa(int(s[name], 0, Number.MAX_SAFE_INTEGER, name, fail));
+    const rings: [Gpa, Gpa, Gpa] = [gpaOf('descGpa'), gpaOf('availGpa'), gpaOf('usedGpa')];
+    const freeNext = ints(s.freeNext, 0, size - 1, 'freeNext', fail, size);
+    const chainDescs = ints(s.chainDescs, 0, size, 'chainDescs', fail, size);
+    const tableGpa = ints(s.tableGpa, NO_TABLE, Number.MAX_SAFE_INTEGER, 'tableGpa', fail, size);
+    const tokens = ints((Array.isArray(s.tokens) ? s.tokens : []).map((t) => t ?? -1), -1, 0x7fffffff, 'tokens', fail, size);
+    const free = int(s.free, 0, size, 'free', fail);
+    if (chainDescs.reduce((a, b) => a + b, 0) !== size - free) fail(`chains hold ${chainDescs.reduce((a, b) => a + b, 0)} descriptors, free says ${size - free} are out`);
+    for (let h = 0; h < size; h++) {
+      if ((chainDescs[h] === 0) !== (tokens[h] === -1)) fail(`head ${h}: a token without a chain or a chain without a token`);
+      if (tableGpa[h] !== NO_TABLE && chainDescs[h] !== 1) fail(`head ${h}: an indirect table on a chain of ${chainDescs[h]} descriptors`);
+    }
+    const d = new SplitRingDriver<number>(guest, alloc, { size, eventIdx: bool(s.eventIdx, 'eventIdx', fail), indirectDesc: bool(s.indirectDesc, 'indirectDesc', fail) }, rings);
+    d.freeNext.set(freeNext);
+    d.chainDescs.set(chainDescs);
+    d.tableGpa.set(tableGpa);
+    tokens.forEach((t, h) => {
+      d.tokens[h] = t === -1 ? undefined : t;
+    });
+    d.freeHead = int(s.freeHead, 0, size - 1, 'freeHead', fail);
+    d.free = free;
+    d.availShadow = int(s.availShadow, 0, 0xffff, 'availShadow', fail);
+    d.published = int(s.published, 0, 0xffff, 'published', fail);
+    d.lastUsed = int(s.lastUsed, 0, 0xffff, 'lastUsed', fail);
+    return d;
   }
 
   /** The device's state when the driver sets DRIVER_OK on this fresh queue. */

@@ -14,6 +14,8 @@ export enum MemoryErrorCode {
   NoSpace = 'NO_SPACE',
   /** The requested size needs more than 32-bit Wasm memory can address (memory64). */
   TooLarge = 'TOO_LARGE',
+  /** A saved state (an allocator's, for migration) is inconsistent. */
+  BadState = 'BAD_STATE',
 }
 
 export class MemoryError extends Error {

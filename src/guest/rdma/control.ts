@@ -19,7 +19,9 @@ export interface RawAnswer {
 
 export class ControlChannel {
   private tail: Promise<unknown> = Promise.resolve();
-  private nextToken = 1;
+  /** Token of the next command's chain (driver state: migration carries it). */
+  nextToken = 1;
+  private inFlight = 0;
 
   constructor(
     private readonly transport: RdmaTransport,
@@ -55,9 +57,15 @@ export class ControlChannel {
    * given lengths, and wait for the device to return it. For tests that build hostile chains.
    */
   raw(readable: readonly Uint8Array[], writableLens: readonly number[], indirect = false): Promise<RawAnswer> {
-    const run = this.tail.then(() => this.exchange(readable, writableLens, indirect));
+    this.inFlight++;
+    const run = this.tail.then(() => this.exchange(readable, writableLens, indirect)).finally(() => this.inFlight--);
     this.tail = run.catch(() => undefined);
     return run;
+  }
+
+  /** Whether a command is queued or waiting for its answer. */
+  get busy(): boolean {
+    return this.inFlight > 0;
   }
 
   private async exchange(readable: readonly Uint8Array[], writableLens: readonly number[], indirect: boolean): Promise<RawAnswer> {

@@ -11,17 +11,19 @@ import { ipv4ToGid, setU64 } from '../../device/bytes.js';
 import { CONFIG_BYTES, type DeviceConfig, decodeConfig } from '../../device/config.js';
 import { type AhAttr, type QpAttr, type QpCap, readQpAttr, readQpCap, writeAhAttr, writeQpAttr, writeQpCap, writeSge } from '../../device/structs.js';
 import type { RdmaTransport } from '../../device/transport.js';
-import type { Arena } from '../../memory/arena.js';
+import { Arena, type ArenaState } from '../../memory/arena.js';
+import { MemoryError } from '../../memory/errors.js';
 import { gpa } from '../../memory/gpa.js';
 import type { GuestMemory } from '../../memory/guest-memory.js';
 import { VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_RING_PACKED, VIRTIO_F_VERSION_1 } from '../../virtio/queue.js';
 import { DeviceStatus } from '../../virtio/status.js';
 import { ControlChannel } from './control.js';
 import { GuestError, GuestErrorCode } from './errors.js';
-import { GuestCq, GuestQp, GuestSrq, type QpOptions } from './objects.js';
-import { CqeRing, type QueueHost } from './queues.js';
-import { type GuestRing, createGuestRing, ringSizeFor } from './ring.js';
+import { GuestCq, type GuestCqState, GuestQp, type GuestQpState, GuestSrq, type GuestSrqState, type QpOptions } from './objects.js';
+import { CqeRing, type CqeRingState, type QueueHost, WqeRing, badState } from './queues.js';
+import { type GuestRing, type GuestRingState, createGuestRing, restoreGuestRing, ringSizeFor } from './ring.js';
 import type { Sge } from './wqe.js';
+import { array, int, record, u64 } from '../../util/plain.js';
 
 export interface OpenOptions {
   /** Features the driver would like (intersected with the offer); default: everything offered. */
@@ -84,9 +86,36 @@ export function qpAttr(fields: Partial<QpAttr> = {}): QpAttr {
   };
 }
 
+/**
+ * Plain data: everything the guest driver library holds outside the device — what a real guest
+ * keeps in its own RAM and vCPU registers (ring shadows, free lists, tokens, the allocator of its
+ * driver area, the objects it created). Migration carries it beside the device state.
+ */
+export interface RdmaGuestState {
+  kind: typeof GUEST_STATE_KIND;
+  version: typeof GUEST_STATE_VERSION;
+  /** Negotiated features, in decimal. */
+  features: string;
+  timeoutMs: number;
+  alloc: ArenaState;
+  controlRing: GuestRingState;
+  controlNextToken: number;
+  events: CqeRingState | null;
+  cqs: GuestCqState[];
+  qps: GuestQpState[];
+  srqs: GuestSrqState[];
+}
+
+export const GUEST_STATE_KIND = 'vrdma-guest-driver';
+export const GUEST_STATE_VERSION = 1;
+
 export class RdmaGuest implements QueueHost {
   readonly control: ControlChannel;
-  private readonly events: CqeRing | null;
+  private events: CqeRing | null = null;
+  /** The objects this driver created and has not destroyed, by handle. */
+  readonly cqs = new Map<number, GuestCq>();
+  readonly qps = new Map<number, GuestQp>();
+  readonly srqs = new Map<number, GuestSrq>();
 
   private constructor(
     readonly transport: RdmaTransport,
@@ -96,17 +125,9 @@ export class RdmaGuest implements QueueHost {
     readonly config: DeviceConfig,
     /** The control queue's ring (tests that break rings reach it here). */
     readonly controlRing: GuestRing,
-    timeoutMs: number,
-    eventQueueSize: number,
+    private readonly timeoutMs: number,
   ) {
     this.control = new ControlChannel(transport, guest, alloc, controlRing, timeoutMs);
-    const evq = transport.map.event;
-    if (this.has(RdmaFeature.EVENTQ) && evq >= 0) {
-      const ring = this.setupQueue(evq, eventQueueSize);
-      this.events = new CqeRing(this, evq, ring, ring.size, EVENT_BYTES);
-    } else {
-      this.events = null;
-    }
   }
 
   /** §13.1: initialize the device and set DRIVER_OK. */
@@ -131,10 +152,75 @@ export class RdmaGuest implements QueueHost {
     });
     transport.configureQueue(0, controlRing.config);
     transport.enableQueue(0);
-    const dev = new RdmaGuest(transport, guest, alloc, features, config, controlRing, options.timeoutMs ?? 5000, options.eventQueueSize ?? 16);
+    const dev = new RdmaGuest(transport, guest, alloc, features, config, controlRing, options.timeoutMs ?? 5000);
+    const evq = transport.map.event;
+    if (dev.has(RdmaFeature.EVENTQ) && evq >= 0) {
+      const ring = dev.setupQueue(evq, options.eventQueueSize ?? 16);
+      dev.events = new CqeRing(dev, evq, ring, ring.size, EVENT_BYTES);
+    }
     transport.writeStatus(transport.status.status | DeviceStatus.DRIVER_OK);
     // Event buffers were offered before DRIVER_OK; tell the device they are there.
     if (dev.events !== null) transport.kick(transport.map.event);
+    return dev;
+  }
+
+  /**
+   * The driver's state, for migration: take it while the guest is stopped (no command in flight;
+   * GuestError BUSY otherwise), in the same turn as the device's state and the last RAM pages.
+   */
+  saveState(): RdmaGuestState {
+    if (this.control.busy) throw new GuestError(GuestErrorCode.Busy, 'a control command is in flight; stop the guest between commands');
+    return {
+      kind: GUEST_STATE_KIND,
+      version: GUEST_STATE_VERSION,
+      features: this.features.toString(),
+      timeoutMs: this.timeoutMs,
+      alloc: this.alloc.saveState(),
+      controlRing: this.controlRing.saveState(),
+      controlNextToken: this.control.nextToken,
+      events: this.events?.saveState() ?? null,
+      cqs: [...this.cqs.values()].map((cq) => cq.saveState()),
+      qps: [...this.qps.values()].map((qp) => qp.saveState()),
+      srqs: [...this.srqs.values()].map((srq) => srq.saveState()),
+    };
+  }
+
+  /**
+   * The driver in a saved state, over a device restored from the same instant (its transport
+   * already has the queues and DRIVER_OK) and guest RAM already copied. Nothing is written to
+   * guest memory or the device. GuestError BAD_STATE if the state is malformed or does not fit.
+   */
+  static restore(transport: RdmaTransport, guest: GuestMemory, state: unknown): RdmaGuest {
+    const s = record(state, 'guest driver state', badState);
+    if (s.kind !== GUEST_STATE_KIND) badState(`not a guest driver state (kind ${String(s.kind)})`);
+    if (s.version !== GUEST_STATE_VERSION) badState(`guest driver state version ${String(s.version)}, this library reads ${GUEST_STATE_VERSION}`);
+    const features = u64(s.features, 'features', badState);
+    if ((features & ~transport.deviceFeatures) !== 0n) badState('the saved features are not all offered by this device');
+    let alloc: Arena;
+    try {
+      alloc = Arena.fromState(s.alloc);
+    } catch (err) {
+      if (err instanceof MemoryError) badState(err.message);
+      throw err;
+    }
+    let controlRing: GuestRing;
+    try {
+      controlRing = restoreGuestRing(guest, alloc, s.controlRing);
+    } catch (err) {
+      if (err instanceof RangeError || err instanceof MemoryError) badState(`control ring: ${err.message}`);
+      throw err;
+    }
+    const config = decodeConfig(transport.readConfig(0, CONFIG_BYTES));
+    const dev = new RdmaGuest(transport, guest, alloc, features, config, controlRing, int(s.timeoutMs, 1, 2 ** 31 - 1, 'timeoutMs', badState));
+    dev.control.nextToken = int(s.controlNextToken, 0, Number.MAX_SAFE_INTEGER, 'controlNextToken', badState);
+    if (s.events !== null) dev.events = CqeRing.fromState(dev, s.events, 'event queue');
+    const once = <T>(map: Map<number, T>, key: number, value: T, what: string): void => {
+      if (map.has(key)) badState(`${what} ${key} appears twice`);
+      map.set(key, value);
+    };
+    for (const cq of array(s.cqs, 'cqs', badState).map((c) => GuestCq.fromState(dev, c))) once(dev.cqs, cq.cqn, cq, 'CQ');
+    for (const srq of array(s.srqs, 'srqs', badState).map((c) => GuestSrq.fromState(dev, c))) once(dev.srqs, srq.srqn, srq, 'SRQ');
+    for (const qp of array(s.qps, 'qps', badState).map((c) => GuestQp.fromState(dev, c))) once(dev.qps, qp.qpn, qp, 'QP');
     return dev;
   }
 
@@ -201,7 +287,9 @@ export class RdmaGuest implements QueueHost {
     const vq = r.getUint32(4, true);
     const buffers = options.buffers ?? cqe;
     const ring = this.setupQueue(vq, Math.max(1, buffers));
-    return new GuestCq(this, cqn, vq, r.getUint32(8, true), new CqeRing(this, vq, ring, Math.min(buffers, ring.size), options.bufferBytes));
+    const cq = new GuestCq(this, cqn, vq, r.getUint32(8, true), new CqeRing(this, vq, ring, Math.min(buffers, ring.size), options.bufferBytes));
+    this.cqs.set(cqn, cq);
+    return cq;
   }
 
   /** DESTROY_CQ without touching the guest-side object (GuestCq.destroy does both). */
@@ -322,7 +410,9 @@ export class RdmaGuest implements QueueHost {
     const recvSlot = RECV_WQE_HEADER_BYTES + SGE_BYTES * Math.max(cap.maxRecvSge, 1);
     const sq = this.setupQueue(map.sq(index), Math.max(1, cap.maxSendWr));
     const rq = this.setupQueue(map.rq(index), Math.max(1, cap.maxRecvWr));
-    return new GuestQp(this, qpn, index, options, cap, sq, sendSlot, rq, recvSlot);
+    const qp = new GuestQp(this, qpn, index, options, cap, new WqeRing(this, map.sq(index), sq, sendSlot), new WqeRing(this, map.rq(index), rq, recvSlot));
+    this.qps.set(qpn, qp);
+    return qp;
   }
 
   async modifyQp(qpn: number, mask: number, attr: Partial<QpAttr>): Promise<void> {
@@ -375,7 +465,9 @@ export class RdmaGuest implements QueueHost {
     const granted = { maxWr: r.getUint32(8, true), maxSge: r.getUint32(12, true) };
     const vq = this.transport.map.srq(index);
     const ring = this.setupQueue(vq, granted.maxWr);
-    return new GuestSrq(this, srqn, index, granted.maxWr, granted.maxSge, ring);
+    const srq = new GuestSrq(this, srqn, index, granted.maxWr, granted.maxSge, new WqeRing(this, vq, ring, 16 + 16 * granted.maxSge));
+    this.srqs.set(srqn, srq);
+    return srq;
   }
 
   async modifySrq(srqn: number, mask: number, maxWr: number, limit: number): Promise<void> {
@@ -394,6 +486,9 @@ export class RdmaGuest implements QueueHost {
   /** Reset the device (status 0): every object is gone (§13.3). */
   reset(): void {
     this.transport.writeStatus(0);
+    this.cqs.clear();
+    this.qps.clear();
+    this.srqs.clear();
   }
 }
 

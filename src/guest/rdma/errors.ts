@@ -25,6 +25,10 @@ export enum GuestErrorCode {
   Unsupported = 'UNSUPPORTED',
   /** The caller passed something the interface cannot carry. */
   InvalidArgument = 'INVALID_ARGUMENT',
+  /** A saved driver state (migration) is malformed or inconsistent. */
+  BadState = 'BAD_STATE',
+  /** The driver cannot be saved now (a command is in flight). */
+  Busy = 'BUSY',
 }
 
 export class GuestError extends Error {

@@ -4,9 +4,9 @@
 import { NotifyFlag } from '../../device/abi.js';
 import type { Cqe } from '../../device/cqe.js';
 import type { QpAttr, QpCap } from '../../device/structs.js';
+import { bool, int, record } from '../../util/plain.js';
 import type { RdmaGuest } from './device.js';
-import { CqeRing, WqeRing } from './queues.js';
-import type { GuestRing } from './ring.js';
+import { CqeRing, type CqeRingState, WqeRing, type WqeRingState, badState } from './queues.js';
 import { type RecvRequest, type SendRequest, encodeRecvWqe, encodeSendWqe } from './wqe.js';
 
 export interface QpOptions {
@@ -19,6 +19,33 @@ export interface QpOptions {
   cap: QpCap;
   sigAll?: boolean;
 }
+
+/** Plain data: the guest-side objects' state (migration carries it as the guest's). */
+export interface GuestCqState {
+  cqn: number;
+  vq: number;
+  depth: number;
+  cqes: CqeRingState;
+}
+
+export interface GuestQpState {
+  qpn: number;
+  index: number;
+  options: QpOptions;
+  cap: QpCap;
+  sq: WqeRingState;
+  rq: WqeRingState;
+}
+
+export interface GuestSrqState {
+  srqn: number;
+  index: number;
+  maxWr: number;
+  maxSge: number;
+  wq: WqeRingState;
+}
+
+const U32 = 0xffffffff;
 
 export class GuestCq {
   constructor(private readonly dev: RdmaGuest, readonly cqn: number, readonly vq: number, readonly depth: number, readonly cqes: CqeRing) {}
@@ -43,8 +70,19 @@ export class GuestCq {
     return this.dev.transport.callDoorbell(this.vq).value();
   }
 
+  saveState(): GuestCqState {
+    return { cqn: this.cqn, vq: this.vq, depth: this.depth, cqes: this.cqes.saveState() };
+  }
+
+  static fromState(dev: RdmaGuest, state: unknown): GuestCq {
+    const s = record(state, 'cq', badState);
+    const cqn = int(s.cqn, 0, U32, 'cq.cqn', badState);
+    return new GuestCq(dev, cqn, int(s.vq, 0, 0xffff, 'cq.vq', badState), int(s.depth, 0, U32, 'cq.depth', badState), CqeRing.fromState(dev, s.cqes, `cq ${cqn} ring`));
+  }
+
   async destroy(): Promise<void> {
     await this.dev.destroyCqCommand(this.cqn);
+    this.dev.cqs.delete(this.cqn);
     this.cqes.drain();
     this.dev.releaseQueue(this.vq, null);
     this.cqes.dispose();
@@ -52,23 +90,35 @@ export class GuestCq {
 }
 
 export class GuestQp {
-  readonly sq: WqeRing;
-  readonly rq: WqeRing;
-
   constructor(
     private readonly dev: RdmaGuest,
     readonly qpn: number,
     readonly index: number,
     readonly options: QpOptions,
     readonly cap: QpCap,
-    sqRing: GuestRing,
-    sendSlotBytes: number,
-    rqRing: GuestRing,
-    recvSlotBytes: number,
-  ) {
-    const map = dev.transport.map;
-    this.sq = new WqeRing(dev, map.sq(index), sqRing, sendSlotBytes);
-    this.rq = new WqeRing(dev, map.rq(index), rqRing, recvSlotBytes);
+    readonly sq: WqeRing,
+    readonly rq: WqeRing,
+  ) {}
+
+  saveState(): GuestQpState {
+    return { qpn: this.qpn, index: this.index, options: { ...this.options, cap: { ...this.options.cap } }, cap: { ...this.cap }, sq: this.sq.saveState(), rq: this.rq.saveState() };
+  }
+
+  static fromState(dev: RdmaGuest, state: unknown): GuestQp {
+    const s = record(state, 'qp', badState);
+    const qpn = int(s.qpn, 0, 0xffffff, 'qp.qpn', badState);
+    const o = record(s.options, 'qp.options', badState);
+    const options: QpOptions = {
+      pd: int(o.pd, 0, U32, 'qp.options.pd', badState),
+      type: int(o.type, 0, 0xff, 'qp.options.type', badState),
+      sendCq: int(o.sendCq, 0, U32, 'qp.options.sendCq', badState),
+      recvCq: int(o.recvCq, 0, U32, 'qp.options.recvCq', badState),
+      cap: readCap(o.cap, 'qp.options.cap'),
+    };
+    if (o.srq !== undefined) options.srq = int(o.srq, 0, U32, 'qp.options.srq', badState);
+    if (o.sigAll !== undefined) options.sigAll = bool(o.sigAll, 'qp.options.sigAll', badState);
+    return new GuestQp(dev, qpn, int(s.index, 0, 0xffff, 'qp.index', badState), options, readCap(s.cap, 'qp.cap'),
+      WqeRing.fromState(dev, s.sq, `qp ${qpn} send queue`), WqeRing.fromState(dev, s.rq, `qp ${qpn} receive queue`));
   }
 
   postSend(wrs: readonly SendRequest[]): void {
@@ -89,6 +139,7 @@ export class GuestQp {
 
   async destroy(): Promise<void> {
     await this.dev.destroyQpCommand(this.qpn);
+    this.dev.qps.delete(this.qpn);
     this.sq.reclaim();
     this.rq.reclaim();
     this.dev.releaseQueue(this.sq.vq, null);
@@ -99,10 +150,17 @@ export class GuestQp {
 }
 
 export class GuestSrq {
-  readonly wq: WqeRing;
+  constructor(private readonly dev: RdmaGuest, readonly srqn: number, readonly index: number, readonly maxWr: number, readonly maxSge: number, readonly wq: WqeRing) {}
 
-  constructor(private readonly dev: RdmaGuest, readonly srqn: number, readonly index: number, readonly maxWr: number, readonly maxSge: number, ring: GuestRing) {
-    this.wq = new WqeRing(dev, dev.transport.map.srq(index), ring, 16 + 16 * maxSge);
+  saveState(): GuestSrqState {
+    return { srqn: this.srqn, index: this.index, maxWr: this.maxWr, maxSge: this.maxSge, wq: this.wq.saveState() };
+  }
+
+  static fromState(dev: RdmaGuest, state: unknown): GuestSrq {
+    const s = record(state, 'srq', badState);
+    const srqn = int(s.srqn, 0, U32, 'srq.srqn', badState);
+    return new GuestSrq(dev, srqn, int(s.index, 0, 0xffff, 'srq.index', badState), int(s.maxWr, 0, U32, 'srq.maxWr', badState), int(s.maxSge, 0, U32, 'srq.maxSge', badState),
+      WqeRing.fromState(dev, s.wq, `srq ${srqn} queue`));
   }
 
   postRecv(wrs: readonly RecvRequest[]): void {
@@ -119,8 +177,16 @@ export class GuestSrq {
 
   async destroy(): Promise<void> {
     await this.dev.destroySrqCommand(this.srqn);
+    this.dev.srqs.delete(this.srqn);
     this.wq.reclaim();
     this.dev.releaseQueue(this.wq.vq, null);
     this.wq.dispose();
   }
+}
+
+function readCap(value: unknown, what: string): QpCap {
+  const c = record(value, what, badState);
+  const field = (name: string) => int(c[name], 0, U32, `${what}.${name}`, badState);
+  const cap: QpCap = { maxSendWr: field('maxSendWr'), maxRecvWr: field('maxRecvWr'), maxSendSge: field('maxSendSge'), maxRecvSge: field('maxRecvSge'), maxInlineData: field('maxInlineData') };
+  return cap;
 }

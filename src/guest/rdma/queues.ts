@@ -4,10 +4,12 @@ import { CQE_BYTES } from '../../device/abi.js';
 import { type Cqe, decodeCqe } from '../../device/cqe.js';
 import type { RdmaTransport } from '../../device/transport.js';
 import type { Arena } from '../../memory/arena.js';
+import { MemoryError } from '../../memory/errors.js';
 import { gpa } from '../../memory/gpa.js';
 import type { GuestMemory } from '../../memory/guest-memory.js';
+import { type Fail, array, int, ints, record, u64 } from '../../util/plain.js';
 import { GuestError, GuestErrorCode } from './errors.js';
-import type { GuestBuffer, GuestRing } from './ring.js';
+import { type GuestBuffer, type GuestRing, type GuestRingState, restoreGuestRing } from './ring.js';
 
 /** What queue objects need from the device they belong to. */
 export interface QueueHost {
@@ -23,6 +25,44 @@ interface Slot {
   own: number[];
 }
 
+/** Plain data: a work ring's driver-private state (wr_ids as decimal strings). */
+export interface WqeRingState {
+  vq: number;
+  slotBytes: number;
+  base: number;
+  ring: GuestRingState;
+  freeSlots: number[];
+  /** [token, slot, wrId, guest buffers owned] per WQE in flight. */
+  inUse: [number, number, string, number[]][];
+  nextToken: number;
+  returned: string[];
+}
+
+/** Plain data: a completion ring's driver-private state. */
+export interface CqeRingState {
+  vq: number;
+  bufferBytes: number;
+  base: number;
+  ring: GuestRingState;
+  consumed: number;
+  returnedEmpty: number;
+}
+
+/** Throws GuestError BAD_STATE. */
+export const badState: Fail = (message) => {
+  throw new GuestError(GuestErrorCode.BadState, message);
+};
+
+/** A ring from its saved state, with RangeErrors from the ring drivers reported as BAD_STATE. */
+function ringFromState(host: QueueHost, state: unknown, what: string): GuestRing {
+  try {
+    return restoreGuestRing(host.guest, host.alloc, state);
+  } catch (err) {
+    if (err instanceof RangeError || err instanceof MemoryError) badState(`${what}: ${err.message}`);
+    throw err;
+  }
+}
+
 /**
  * A send, receive or SRQ queue: WQEs written into fixed-size slots in guest memory, one readable
  * descriptor each, offered in posting order; a used chain frees its slot.
@@ -35,10 +75,50 @@ export class WqeRing {
   /** wr_ids of returned chains, in used-ring order (takeReturned()). */
   private returned: bigint[] = [];
 
-  constructor(private readonly host: QueueHost, readonly vq: number, readonly ring: GuestRing, readonly slotBytes: number) {
-    this.base = host.alloc.alloc(slotBytes * ring.size, 64);
-    this.freeSlots = Array.from({ length: ring.size }, (_, i) => ring.size - 1 - i);
-    ring.disableCallbacks();
+  /** A fresh queue's slots from the allocator; or, with `base`, slots already there (restore). */
+  constructor(private readonly host: QueueHost, readonly vq: number, readonly ring: GuestRing, readonly slotBytes: number, base?: number) {
+    this.base = base ?? host.alloc.alloc(slotBytes * ring.size, 64);
+    this.freeSlots = base !== undefined ? [] : Array.from({ length: ring.size }, (_, i) => ring.size - 1 - i);
+    if (base === undefined) ring.disableCallbacks();
+  }
+
+  saveState(): WqeRingState {
+    return {
+      vq: this.vq, slotBytes: this.slotBytes, base: this.base, ring: this.ring.saveState(), freeSlots: [...this.freeSlots],
+      inUse: [...this.inUse].map(([token, s]) => [token, s.slot, s.wrId.toString(), [...s.own]]),
+      nextToken: this.nextToken, returned: this.returned.map((w) => w.toString()),
+    };
+  }
+
+  /** A queue in a saved state (GuestError BAD_STATE if it is malformed or inconsistent). */
+  static fromState(host: QueueHost, state: unknown, what = 'work ring'): WqeRing {
+    const s = record(state, what, badState);
+    const ring = ringFromState(host, s.ring, what);
+    const size = ring.size;
+    const vq = int(s.vq, 0, 0xffff, `${what}.vq`, badState);
+    const slotBytes = int(s.slotBytes, 1, 2 ** 24, `${what}.slotBytes`, badState);
+    const q = new WqeRing(host, vq, ring, slotBytes, int(s.base, 0, Number.MAX_SAFE_INTEGER, `${what}.base`, badState));
+    const seen = new Set<number>();
+    const slotOnce = (slot: number): void => {
+      if (seen.has(slot)) badState(`${what}: slot ${slot} is used twice`);
+      seen.add(slot);
+    };
+    for (const slot of ints(s.freeSlots, 0, size - 1, `${what}.freeSlots`, badState)) {
+      slotOnce(slot);
+      q.freeSlots.push(slot);
+    }
+    array(s.inUse, `${what}.inUse`, badState).forEach((entry, i) => {
+      const e = array(entry, `${what}.inUse[${i}]`, badState, 4);
+      const token = int(e[0], 0, 0x7fffffff, `${what}.inUse[${i}] token`, badState);
+      const slot = int(e[1], 0, size - 1, `${what}.inUse[${i}] slot`, badState);
+      slotOnce(slot);
+      if (q.inUse.has(token)) badState(`${what}: token ${token} is in flight twice`);
+      q.inUse.set(token, { slot, wrId: u64(e[2], `${what}.inUse[${i}] wrId`, badState), own: ints(e[3], 0, Number.MAX_SAFE_INTEGER, `${what}.inUse[${i}] own`, badState) });
+    });
+    if (seen.size !== size) badState(`${what}: ${seen.size} slots accounted for, the ring has ${size}`);
+    q.nextToken = int(s.nextToken, 0, Number.MAX_SAFE_INTEGER, `${what}.nextToken`, badState);
+    q.returned = array(s.returned, `${what}.returned`, badState).map((w, i) => u64(w, `${what}.returned[${i}]`, badState));
+    return q;
   }
 
   /** WQEs posted and not yet returned. */
@@ -130,10 +210,28 @@ export class CqeRing {
   /** Buffers the device returned empty (destroy, or a buffer too short). */
   returnedEmpty = 0;
 
-  constructor(private readonly host: QueueHost, readonly vq: number, readonly ring: GuestRing, buffers: number, readonly bufferBytes = CQE_BYTES) {
-    this.base = host.alloc.alloc(bufferBytes * Math.max(1, buffers), 64);
+  /** Offers `buffers` fresh CQE buffers; or, with `base`, takes over buffers already offered (restore). */
+  constructor(private readonly host: QueueHost, readonly vq: number, readonly ring: GuestRing, buffers: number, readonly bufferBytes = CQE_BYTES, base?: number) {
+    this.base = base ?? host.alloc.alloc(bufferBytes * Math.max(1, buffers), 64);
+    if (base !== undefined) return;
     for (let i = 0; i < buffers; i++) this.offer(i);
     if (this.ring.publish()) host.transport.kick(vq);
+  }
+
+  saveState(): CqeRingState {
+    return { vq: this.vq, bufferBytes: this.bufferBytes, base: this.base, ring: this.ring.saveState(), consumed: this.consumed, returnedEmpty: this.returnedEmpty };
+  }
+
+  /** A completion ring in a saved state (GuestError BAD_STATE if it is malformed). */
+  static fromState(host: QueueHost, state: unknown, what = 'completion ring'): CqeRing {
+    const s = record(state, what, badState);
+    const ring = ringFromState(host, s.ring, what);
+    const vq = int(s.vq, 0, 0xffff, `${what}.vq`, badState);
+    const bufferBytes = int(s.bufferBytes, 1, 2 ** 24, `${what}.bufferBytes`, badState);
+    const q = new CqeRing(host, vq, ring, 0, bufferBytes, int(s.base, 0, Number.MAX_SAFE_INTEGER, `${what}.base`, badState));
+    q.consumed = int(s.consumed, 0, 0xffffffff, `${what}.consumed`, badState);
+    q.returnedEmpty = int(s.returnedEmpty, 0, Number.MAX_SAFE_INTEGER, `${what}.returnedEmpty`, badState);
+    return q;
   }
 
   private offer(i: number): void {

@@ -3,9 +3,9 @@
 import type { QueueConfig } from '../../device/queue-factory.js';
 import type { Arena } from '../../memory/arena.js';
 import type { GuestMemory } from '../../memory/guest-memory.js';
-import { type GuestBuffer, type GuestRing as AnyRing, type RingFormat, createGuestRing as createAnyRing } from '../ring.js';
+import { type GuestBuffer, type GuestRing as AnyRing, type GuestRingState, type RingFormat, createGuestRing as createAnyRing, restoreGuestRing as restoreAnyRing } from '../ring.js';
 
-export type { GuestBuffer, RingFormat };
+export type { GuestBuffer, GuestRingState, RingFormat };
 
 export interface GuestRing {
   readonly format: RingFormat;
@@ -20,6 +20,7 @@ export interface GuestRing {
   enableCallbacks(): boolean;
   disableCallbacks(): void;
   dispose(): void;
+  saveState(): GuestRingState;
 }
 
 export interface RingOptions {
@@ -62,10 +63,18 @@ class RdmaRing implements GuestRing {
   dispose(): void {
     this.ring.dispose();
   }
+  saveState(): GuestRingState {
+    return this.ring.saveState();
+  }
 }
 
 export function createGuestRing(format: RingFormat, guest: GuestMemory, alloc: Arena, options: RingOptions): GuestRing {
   return new RdmaRing(createAnyRing<number>(format, guest, alloc, { size: options.size, eventIdx: options.eventIdx, indirect: options.indirectDesc }));
+}
+
+/** A ring in a saved state over rings already in guest memory (RangeError if the state is bad). */
+export function restoreGuestRing(guest: GuestMemory, alloc: Arena, state: unknown): GuestRing {
+  return new RdmaRing(restoreAnyRing(guest, alloc, state));
 }
 
 /** Smallest power of two >= n (at least 1), capped at `max`. */

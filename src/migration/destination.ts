@@ -1,0 +1,215 @@
+// The destination side of a migration: accept one source, lay out the same guest RAM in a fresh
+// DeviceMemory and fill it round by round, then take the device, guest and application state,
+// build the VM around them on a link bound to the VM's address, resume every QP the source
+// suspended, hand the guest back to the host, and confirm. A source that breaks the protocol (or
+// asks for more than this host allows) is refused with an ABORT naming why; nothing it sent
+// survives. After CONFIRM the destination watches each QP for its first completion and reports
+// when it came (the QP blackout).
+import { type AddressInfo, type Server, type Socket, createServer } from 'node:net';
+import { DeviceMemory } from '../memory/device-memory.js';
+import type { Verbs, WorkCompletion } from '../nic/verbs.js';
+import { Channel, DEFAULT_TIMEOUT_MS } from './channel.js';
+import { MigrationError, MigrationErrorCode, asMigrationError } from './errors.js';
+import { MessageType } from './frame.js';
+import { type Hello, type QpInstant, type Switchover, decodeHello, decodePages, decodeRoundEnd, decodeSwitchover, encodeBlackout, encodeConfirm, encodeHelloAck } from './messages.js';
+import { planRam, writePages } from './precopy.js';
+import { instant } from './report.js';
+
+/** What the destination has in hand to build the VM from. */
+export interface RestoreParts {
+  ip: string;
+  /** Guest RAM as the source had it at the switchover. */
+  dm: DeviceMemory;
+  deviceState: Uint8Array;
+  guestState: Uint8Array;
+}
+
+/** What the coordinator needs of the VM it builds. */
+export interface DestinationVm {
+  readonly verbs: Pick<Verbs, 'resumeQp' | 'pollCq'>;
+  close(): Promise<void>;
+}
+
+export interface IncomingMigration<V extends DestinationVm> {
+  vm: V;
+  /** The application's state from the source's pauseGuest(). */
+  appState: Uint8Array;
+  /** The destination's first guest activity (just before resumeGuest, if given, was called). */
+  resumedAt: number;
+  /** The source's last guest activity. */
+  pausedAt: number;
+  /** QPs resumed here, each with when. */
+  resumed: QpInstant[];
+}
+
+export interface ListenOptions<V extends DestinationVm> {
+  /** Build the VM on this host from RAM already copied and the saved states (B, C, D's restore). */
+  restoreVm(parts: RestoreParts): Promise<V>;
+  /** Let the guest's workload run from the application state (called before CONFIRM). */
+  resumeGuest?(vm: V, appState: Uint8Array): void | Promise<void>;
+  /** Largest guest RAM window accepted; default 3 GiB (wasm32). */
+  maxRamBytes?: number;
+  /** Largest device arena accepted; default 256 MiB. */
+  maxArenaBytes?: number;
+  maxFrameBytes?: number;
+  timeoutMs?: number;
+}
+
+export interface MigrationListener<V extends DestinationVm> {
+  /** Where the listener is bound (the port, when 0 was asked for). */
+  readonly ready: Promise<AddressInfo>;
+  /** The migrated VM, once it runs here; rejects if the one migration this listener takes fails. */
+  readonly accepted: Promise<IncomingMigration<V>>;
+  /** Stop listening (a migration under way is not interrupted). */
+  close(): Promise<void>;
+}
+
+/** Listen for one incoming migration at host:port. */
+export function listenForMigration<V extends DestinationVm>(address: { host: string; port: number }, options: ListenOptions<V>): MigrationListener<V> {
+  const server: Server = createServer();
+  let taken = false;
+  const ready = new Promise<AddressInfo>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(address.port, address.host, () => resolve(server.address() as AddressInfo));
+  });
+  const closeServer = (): Promise<void> => new Promise((resolve) => server.close(() => resolve()));
+  const accepted = new Promise<IncomingMigration<V>>((resolve, reject) => {
+    ready.catch(reject);
+    server.on('connection', (socket: Socket) => {
+      if (taken) {
+        socket.destroy();
+        return;
+      }
+      taken = true;
+      void closeServer();
+      receive(socket, options).then(resolve, reject);
+    });
+  });
+  accepted.catch(() => {});
+  return { ready, accepted, close: closeServer };
+}
+
+async function receive<V extends DestinationVm>(socket: Socket, options: ListenOptions<V>): Promise<IncomingMigration<V>> {
+  const ch = new Channel(socket, { timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS, maxFrameBytes: options.maxFrameBytes });
+  let vm: V | null = null;
+  let hello: Hello;
+  let switchover: Switchover;
+  let appState: Uint8Array;
+  const resumed: QpInstant[] = [];
+  let resumedAt: number;
+  try {
+    hello = decodeHello((await ch.receive([MessageType.Hello], 'at the start')).body);
+    const dm = layOut(hello, options);
+    await ch.send(encodeHelloAck());
+    await receiveRam(ch, dm);
+    const deviceState = (await ch.receive([MessageType.DeviceState], 'after the last round')).body;
+    const guestState = (await ch.receive([MessageType.GuestState], 'after the device state')).body;
+    appState = (await ch.receive([MessageType.AppState], 'after the guest state')).body.slice();
+    switchover = decodeSwitchover((await ch.receive([MessageType.Switchover], 'after the application state')).body);
+    // The source has released the address: build the VM and bind it here.
+    try {
+      vm = await options.restoreVm({ ip: hello.ip, dm, deviceState: deviceState.slice(), guestState: guestState.slice() });
+    } catch (err) {
+      throw asMigrationError(err, MigrationErrorCode.Switchover, 'restoring the VM');
+    }
+    // The source may have given up while we restored; then it is taking the VM back.
+    ch.expectNothing('while the VM was restored');
+    for (const q of switchover.suspended) {
+      try {
+        vm.verbs.resumeQp(q.qpn);
+      } catch (err) {
+        throw asMigrationError(err, MigrationErrorCode.Switchover, `resuming QP ${q.qpn}`);
+      }
+      resumed.push({ qpn: q.qpn, at: instant() });
+    }
+    resumedAt = instant();
+    try {
+      await options.resumeGuest?.(vm, appState);
+    } catch (err) {
+      throw asMigrationError(err, MigrationErrorCode.Switchover, 'resuming the guest');
+    }
+    await ch.send(encodeConfirm(resumedAt));
+  } catch (err) {
+    const e = asMigrationError(err, MigrationErrorCode.Closed, 'receiving the VM');
+    // Free the address before the source hears of the failure and binds it again.
+    if (vm !== null) await vm.close().catch(() => {});
+    ch.fail(e, true);
+    throw e;
+  }
+  void watchBlackout(ch, vm, switchover.suspended.map((q) => q.qpn), resumed, hello.blackoutWatchMs);
+  return { vm, appState, resumedAt, pausedAt: switchover.guestPausedAt, resumed };
+}
+
+function layOut(hello: Hello, options: ListenOptions<DestinationVm>): DeviceMemory {
+  const maxRam = options.maxRamBytes ?? 3 * 1024 ** 3;
+  const maxArena = options.maxArenaBytes ?? 256 * 1024 ** 2;
+  if (hello.ramBytes > maxRam) throw new MigrationError(MigrationErrorCode.Refused, `a RAM window of ${hello.ramBytes} bytes exceeds this host's limit of ${maxRam}`);
+  if (hello.arenaBytes > maxArena) throw new MigrationError(MigrationErrorCode.Refused, `a device arena of ${hello.arenaBytes} bytes exceeds this host's limit of ${maxArena}`);
+  let dm: DeviceMemory;
+  try {
+    dm = DeviceMemory.create({ ramBytes: hello.ramBytes, arenaBytes: hello.arenaBytes });
+  } catch (err) {
+    throw asMigrationError(err, MigrationErrorCode.Refused, 'laying out guest memory');
+  }
+  planRam(dm, hello.regions);
+  return dm;
+}
+
+/** PAGES and ROUND_END until the final round's end; rounds are numbered 0, 1, 2, ... */
+async function receiveRam(ch: Channel, dm: DeviceMemory): Promise<void> {
+  let round = 0;
+  let pages = 0;
+  for (;;) {
+    const f = await ch.receive([MessageType.Pages, MessageType.RoundEnd], `in round ${round}`);
+    if (f.type === MessageType.Pages) {
+      const batch = decodePages(f.body);
+      if (batch.round !== round) throw new MigrationError(MigrationErrorCode.Order, `PAGES of round ${batch.round} arrived in round ${round}`);
+      pages += writePages(dm, batch);
+      continue;
+    }
+    const end = decodeRoundEnd(f.body);
+    if (end.round !== round) throw new MigrationError(MigrationErrorCode.Order, `ROUND_END of round ${end.round} arrived in round ${round}`);
+    if (end.pages !== pages) throw new MigrationError(MigrationErrorCode.Malformed, `round ${round} announced ${end.pages} pages, ${pages} arrived`);
+    if (end.final) return;
+    round++;
+    pages = 0;
+  }
+}
+
+/**
+ * Record each resumed QP's first completion (every completion the device takes from the
+ * provider passes through pollCq), until all have one or the watch ends; then report them.
+ */
+async function watchBlackout(ch: Channel, vm: DestinationVm, qpns: readonly number[], resumed: QpInstant[], watchMs: number): Promise<void> {
+  const first = new Map<number, number>();
+  const waiting = new Set(qpns);
+  const verbs = vm.verbs as { pollCq: (cq: number, max: number) => WorkCompletion[] };
+  const original = verbs.pollCq;
+  const ownBefore = Object.prototype.hasOwnProperty.call(verbs, 'pollCq');
+  let done: () => void = () => {};
+  const allDone = new Promise<void>((resolve) => {
+    done = resolve;
+  });
+  verbs.pollCq = function tapped(this: unknown, cq: number, max: number): WorkCompletion[] {
+    const wcs = original.call(this, cq, max);
+    for (const wc of wcs) {
+      if (waiting.delete(wc.qpNum)) {
+        first.set(wc.qpNum, instant());
+        if (waiting.size === 0) done();
+      }
+    }
+    return wcs;
+  };
+  if (waiting.size === 0) done();
+  const timer = setTimeout(done, watchMs);
+  await allDone;
+  clearTimeout(timer);
+  if (ownBefore) verbs.pollCq = original;
+  else delete (verbs as { pollCq?: unknown }).pollCq;
+  try {
+    await ch.send(encodeBlackout({ resumed, firstCompletion: qpns.map((qpn) => ({ qpn, at: first.get(qpn) ?? Number.NaN })) }));
+    await ch.close();
+  } catch {
+    // The source stopped listening; the VM runs here regardless.
+  }
+}

@@ -1,0 +1,76 @@
+// What a migration reports (issue 5 item 6): the rounds, what moved, the downtime and each QP's
+// blackout. Instants are ms since the epoch with sub-ms resolution (performance.timeOrigin +
+// performance.now()), so the source and destination processes can compare theirs; across
+// machines that needs synchronized clocks, as any downtime measured between two hosts does.
+import type { QpInstant } from './messages.js';
+import type { StopReason } from './precopy.js';
+
+/** Now, as an instant comparable between processes on this machine. */
+export function instant(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+export interface RoundReport {
+  round: number;
+  pages: number;
+  zeroPages: number;
+  /** Frame bytes of the round's PAGES messages. */
+  bytes: number;
+  ms: number;
+  /** The stop-and-copy round, sent with the guest stopped. */
+  final: boolean;
+}
+
+export interface QpBlackout {
+  qpn: number;
+  /** Suspend on the source to the first completion after resume on the destination; null if none came within the watch. */
+  ms: number | null;
+}
+
+export interface BlackoutSummary {
+  perQp: QpBlackout[];
+  /** Over the QPs that completed within the watch; null if none did. */
+  p50Ms: number | null;
+  p99Ms: number | null;
+  maxMs: number | null;
+}
+
+export interface MigrationReport {
+  /** The VM's address, which moved with it. */
+  ip: string;
+  rounds: RoundReport[];
+  stopReason: StopReason;
+  pagesMoved: number;
+  /** Every byte of the stream, both ways (frame headers included). */
+  bytesMoved: number;
+  deviceStateBytes: number;
+  guestStateBytes: number;
+  appStateBytes: number;
+  /** The source's last guest activity (pauseGuest returned) to the destination's first (guest resumed). */
+  downtimeMs: number;
+  /** Guest stopped to the destination's confirmation, as the source saw it. */
+  switchoverMs: number;
+  blackout: BlackoutSummary;
+  /** Connect to the end of the blackout watch. */
+  totalMs: number;
+}
+
+/** The p-th percentile (0..100) by nearest rank; null for no samples. */
+export function percentile(samples: readonly number[], p: number): number | null {
+  if (samples.length === 0) return null;
+  const sorted = [...samples].sort((a, b) => a - b);
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, rank - 1))];
+}
+
+/** Per-QP blackout from the suspend instants (source) and the first completions (destination). */
+export function summarizeBlackout(suspended: readonly QpInstant[], firstCompletion: readonly QpInstant[]): BlackoutSummary {
+  const first = new Map<number, number>();
+  for (const q of firstCompletion) if (Number.isFinite(q.at)) first.set(q.qpn, q.at);
+  const perQp = suspended.map((s): QpBlackout => {
+    const at = first.get(s.qpn);
+    return { qpn: s.qpn, ms: at === undefined ? null : Math.max(0, at - s.at) };
+  });
+  const ms = perQp.flatMap((q) => (q.ms === null ? [] : [q.ms]));
+  return { perQp, p50Ms: percentile(ms, 50), p99Ms: percentile(ms, 99), maxMs: ms.length === 0 ? null : Math.max(...ms) };
+}
