@@ -84,19 +84,23 @@ export class BodyWriter {
   }
 
   u8(v: number): this {
-    this.view.setUint8(this.room(1), v);
+    const at = this.room(1);
+    this.view.setUint8(at, v);
     return this;
   }
   u16(v: number): this {
-    this.view.setUint16(this.room(2), v, true);
+    const at = this.room(2);
+    this.view.setUint16(at, v, true);
     return this;
   }
   u32(v: number): this {
-    this.view.setUint32(this.room(4), v >>> 0, true);
+    const at = this.room(4);
+    this.view.setUint32(at, v >>> 0, true);
     return this;
   }
   f64(v: number): this {
-    this.view.setFloat64(this.room(8), v, true);
+    const at = this.room(8);
+    this.view.setFloat64(at, v, true);
     return this;
   }
   u53(v: number): this {
@@ -104,7 +108,9 @@ export class BodyWriter {
     return this.u32(v % 2 ** 32).u32(Math.floor(v / 2 ** 32));
   }
   bytes(b: Uint8Array): this {
-    this.buf.set(b, this.room(b.length));
+    // room() may replace the buffer: take the offset first.
+    const at = this.room(b.length);
+    this.buf.set(b, at);
     return this;
   }
   blob(b: Uint8Array): this {

@@ -110,6 +110,12 @@ export class Channel {
   }
 
   private peerAbort(frame: Frame, what: string): MigrationError {
+    const e = this.peerAbortError(frame, what);
+    this.fail(e, false);
+    return e;
+  }
+
+  private peerAbortError(frame: Frame, what: string): MigrationError {
     let detail: string;
     try {
       const a = decodeAbort(frame.body);
@@ -117,9 +123,7 @@ export class Channel {
     } catch (err) {
       detail = `(unreadable ABORT: ${(err as Error).message})`;
     }
-    const e = new MigrationError(MigrationErrorCode.PeerAbort, `the peer gave up ${what}: ${detail}`);
-    this.fail(e, false);
-    return e;
+    return new MigrationError(MigrationErrorCode.PeerAbort, `the peer gave up ${what}: ${detail}`);
   }
 
   private async next(what: string, timeoutMs: number): Promise<Frame> {
@@ -161,6 +165,15 @@ export class Channel {
    */
   fail(err: MigrationError, tellPeer: boolean): void {
     if (this.fault !== null) return;
+    // The peer's ABORT says why better than the broken pipe its closing caused here.
+    const abort = err.code === MigrationErrorCode.Closed ? this.frames.find((f) => f.type === MessageType.Abort) : undefined;
+    if (abort !== undefined) {
+      this.frames.length = 0;
+      this.fault = this.peerAbortError(abort, 'and closed the stream');
+      this.socket.destroy();
+      this.wake();
+      return;
+    }
     this.fault = err;
     if (tellPeer && !this.socket.destroyed && this.socket.writable) {
       this.socket.end(encodeAbort({ code: err.code, reason: err.message }));

@@ -88,6 +88,9 @@ export async function migrateOut(vm: SourceVm, target: MigrationTarget, options:
   const rounds: RoundReport[] = [];
   const regions = ramRegions(vm.dm);
   const runRound = async (round: number, pages: Uint32Array): Promise<void> => {
+    // Let the guest, its traffic and the destination's messages in between rounds, even empty ones.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    ch.expectNothing(`before pre-copy round ${round}`);
     const t = instant();
     const sent = await sendPages(vm.dm, round, pages, (f) => ch.send(f), () => ch.expectNothing(`during pre-copy round ${round}`));
     await ch.send(encodeRoundEnd({ round, pages: sent.pages, final: false }));
