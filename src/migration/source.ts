@@ -33,7 +33,7 @@ export interface SourceVm {
   /** Close the VM's link: its address is free for the destination to bind (R7). */
   releaseAddress(): Promise<void>;
   /** Bind the address again after a failed switchover. */
-  rebindAddress(): Promise<void>;
+  bindAddress(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -237,7 +237,7 @@ async function rollBack(vm: SourceVm, options: MigrateOutOptions, done: { releas
   const problems: string[] = [];
   if (done.released) {
     try {
-      await vm.rebindAddress();
+      await vm.bindAddress();
     } catch (err) {
       problems.push(`rebinding ${vm.ip}: ${(err as Error).message}`);
     }

@@ -81,7 +81,7 @@ export class FakeSourceVm implements SourceVm {
     this.addressHeld = false;
     this.events.push('release');
   }
-  async rebindAddress(): Promise<void> {
+  async bindAddress(): Promise<void> {
     this.addressHeld = true;
     this.events.push('rebind');
   }
