@@ -14,7 +14,7 @@ import type { Arena } from '../memory/arena.js';
 import type { DeviceMemory } from '../memory/device-memory.js';
 import type { WriteLog } from '../memory/write-log.js';
 import type { KernelExports } from '../wasm/loader.js';
-import { ST_OUT_OF_RANGE, statusMessage } from '../wasm/status.js';
+import { statusMessage } from '../wasm/status.js';
 import type { KernelEngine } from '../virtio/queue.js';
 import { DIRTY_MAX_BITMAP_BYTES, DIRTY_PAGE_BYTES, type DirtyKernels, dirtyKernels } from './dirty-kernels.js';
 
@@ -53,8 +53,8 @@ export class DirtyLog implements WriteLog {
   harvests = 0;
   pagesHarvested = 0;
   /**
-   * A write reached past coverBytes (a region plugged above the covered range): its pages could
-   * not be logged, so a migration must resend everything it does not know to be clean.
+   * A write reached past coverBytes (a region plugged above the covered range) or named no
+   * address: its pages could not be logged, so a migration must resend everything.
    */
   overflowed = false;
   private on = false;
@@ -167,9 +167,9 @@ export class DirtyLog implements WriteLog {
   }
 
   private markSlow(gpa: number, lenBytes: number): void {
-    const r = this.kernels.dirtyMark(this.placement.bitmapOff, this.placement.bitmapBytes, gpa, lenBytes);
-    if (r === ST_OUT_OF_RANGE) this.overflowed = true;
-    else if (r < 0) throw new RangeError(`dirty log: cannot mark ${gpa}+${lenBytes}: ${statusMessage(r)}`);
+    // Past the covered range (ST_OUT_OF_RANGE) or not an address at all (ST_OVERFLOW): the write
+    // cannot be logged, so the log can no longer vouch for clean pages. Never throw on the data path.
+    if (this.kernels.dirtyMark(this.placement.bitmapOff, this.placement.bitmapBytes, gpa, lenBytes) < 0) this.overflowed = true;
   }
 
   /** Whether page `page` is dirty now (tests, logs; does not clear it). */
