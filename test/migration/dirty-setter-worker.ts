@@ -2,7 +2,7 @@
 // Atomics.or (alternating byte-wide and 32-bit-wide ORs, as different writers would), in phases.
 // After each phase it waits until the main thread has finished a harvest that began after the
 // phase's first bit was set, so harvests provably interleave with the setting.
-import { workerData } from 'node:worker_threads';
+import { isMainThread, workerData } from 'node:worker_threads';
 
 export interface SetterData {
   memory: WebAssembly.Memory;
@@ -14,20 +14,23 @@ export interface SetterData {
   control: Int32Array;
 }
 
-const { memory, bitmapOff, pages, phases, control } = workerData as SetterData;
-const bytes = new Uint8Array(memory.buffer);
-const words = new Int32Array(memory.buffer);
-const per = Math.ceil(pages.length / phases);
-for (let phase = 0; phase < phases; phase++) {
-  const harvestsBefore = Atomics.load(control, 1);
-  Atomics.store(control, 0, phase);
-  for (let i = phase * per; i < Math.min(pages.length, (phase + 1) * per); i++) {
-    const p = pages[i];
-    if (i & 1) Atomics.or(bytes, bitmapOff + (p >>> 3), 1 << (p & 7));
-    else Atomics.or(words, (bitmapOff >>> 2) + (p >>> 5), 1 << (p & 31));
+if (!isMainThread) setBits(workerData as SetterData);
+
+function setBits({ memory, bitmapOff, pages, phases, control }: SetterData): void {
+  const bytes = new Uint8Array(memory.buffer);
+  const words = new Int32Array(memory.buffer);
+  const per = Math.ceil(pages.length / phases);
+  for (let phase = 0; phase < phases; phase++) {
+    const harvestsBefore = Atomics.load(control, 1);
+    Atomics.store(control, 0, phase);
+    for (let i = phase * per; i < Math.min(pages.length, (phase + 1) * per); i++) {
+      const p = pages[i];
+      if (i & 1) Atomics.or(bytes, bitmapOff + (p >>> 3), 1 << (p & 7));
+      else Atomics.or(words, (bitmapOff >>> 2) + (p >>> 5), 1 << (p & 31));
+    }
+    // A harvest that started before this phase may have missed its bits; wait for one more to end
+    // after that (two completions past the count seen at the phase's start).
+    while (Atomics.load(control, 1) < harvestsBefore + 2) Atomics.wait(control, 1, Atomics.load(control, 1), 50);
   }
-  // A harvest that started before this phase may have missed its bits; wait for one more to end
-  // after that (two completions past the count seen at the phase's start).
-  while (Atomics.load(control, 1) < harvestsBefore + 2) Atomics.wait(control, 1, Atomics.load(control, 1), 50);
+  Atomics.store(control, 0, phases);
 }
-Atomics.store(control, 0, phases);

@@ -16,7 +16,7 @@ describe('SoftRoce objects', () => {
   it('tells the truth about what it can do', async () => {
     const { a, b } = pair();
     const c = a.dev.capabilities;
-    assert.deepEqual({ ...c }, { physicalMr: true, allMemoryMr: true, onDemandPaging: false, dirtyLog: false, chosenQpn: true, suspendQp: false, saveState: false });
+    assert.deepEqual({ ...c }, { physicalMr: true, allMemoryMr: true, onDemandPaging: false, dirtyLog: true, chosenQpn: true, suspendQp: false, saveState: false });
     const [qa] = connectRc(a, b);
     assert.throws(() => a.dev.suspendQp(qa, 'rnr-nak'), code(VerbsErrorCode.NotSupported));
     assert.throws(() => a.dev.resumeQp(qa), code(VerbsErrorCode.NotSupported));
