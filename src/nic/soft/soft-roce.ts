@@ -12,6 +12,7 @@ import { RoceError } from '../roce/errors.js';
 import { bthDqpn, bthPkey } from '../roce/headers.js';
 import { OpFlag } from '../roce/opcodes.js';
 import { type ResponderIo, respond } from '../roce/responder.js';
+import { suspendedRequest, suspendedResponse } from '../roce/suspended.js';
 import type {
   AddressVector, CreateQpOptions, DeviceLimits, MrKeys, PhysicalRegistration, ProviderCapabilities, QpAttributes,
   RecvWr, SendWr, Verbs, WorkCompletion,
@@ -49,7 +50,7 @@ const CAPABILITIES: ProviderCapabilities = Object.freeze({
   onDemandPaging: false,
   dirtyLog: false,
   chosenQpn: true,
-  suspendQp: false,
+  suspendQp: true,
   saveState: false,
 });
 
@@ -318,16 +319,18 @@ export class SoftRoce implements Verbs {
     }
   }
 
-  // ---- migration (later) --------------------------------------------------------------------
+  // ---- migration ----------------------------------------------------------------------------
 
-  suspendQp(qpn: number, _policy: 'rnr-nak' | 'drop'): void {
-    this.qp(qpn);
-    throw new VerbsError(VerbsErrorCode.NotSupported, 'SoftRoce cannot suspend QPs yet (R6)');
+  /** R6 (docs/device-spec.md §9.3): from RTS, SQD or SQE; anything else is INVALID_ARGUMENT. */
+  suspendQp(qpn: number, policy: 'rnr-nak' | 'drop'): void {
+    const qp = this.qp(qpn);
+    if (policy !== 'rnr-nak' && policy !== 'drop') throw invalid(`suspend policy ${String(policy)} is not 'rnr-nak' or 'drop'`);
+    qp.suspend(policy);
   }
 
+  /** R6: back to the state the QP was suspended from; INVALID_ARGUMENT if it is not SUSPENDED. */
   resumeQp(qpn: number): void {
-    this.qp(qpn);
-    throw new VerbsError(VerbsErrorCode.NotSupported, 'SoftRoce cannot resume QPs yet (R6)');
+    this.qp(qpn).resume();
   }
 
   saveState(): Uint8Array {
@@ -359,6 +362,12 @@ export class SoftRoce implements Verbs {
       if (pkt.info.transport !== (qp.type === QpType.Rc ? 'RC' : 'UD')) return this.drop('opcode for another QP type');
       // An RC QP talks to one peer; anything else is not part of its connection.
       if (qp.type === QpType.Rc && from.ip !== qp.t.attrs.dstIp) return this.drop('not from the connected peer');
+      if (qp.state === QpState.Suspended) {
+        const request = (pkt.info.flags & OpFlag.Request) !== 0;
+        const io = this.env.responderIo;
+        this.guard(qp, 'suspended', () => (request ? suspendedRequest(qp.t, io, pkt) : suspendedResponse(qp.t, io, pkt)));
+        return;
+      }
       if ((pkt.info.flags & OpFlag.Request) !== 0) {
         this.guard(qp, 'responder', () => respond(qp.t, this.env.responderIo, pkt, from.ip));
       } else {

@@ -1,0 +1,88 @@
+// A SUSPENDED QP (R6; docs/device-spec.md §9.3): the host has stopped it for migration. It sends
+// nothing of its own, executes nothing and writes no memory, so its state can be saved at any
+// moment; it only looks at what still reaches it. A request is answered with an RNR NAK naming
+// the expected PSN and the shortest RNR timer (policy 'rnr-nak'), or dropped ('drop'); nothing of
+// it is executed and the expected PSN stays. An ACK or NAK is remembered as the PSN it
+// acknowledges, to be applied at resume; READ responses and atomic ACKs are dropped (the requester
+// asks again after resume) but acknowledge what precedes them like any response. On resume the
+// responder sends one PSN-sequence-error NAK naming its expected PSN (IBTA 9.7.5.2.8 table 43),
+// so a peer whose requests were lost while the QP was away (or its address moved) goes back to
+// it at once instead of waiting for its local ACK timer.
+import { QpState, QpType } from '../qp-state.js';
+import * as H from './headers.js';
+import { AethType, NakCode, aethSyndrome, aethTypeOf } from './headers.js';
+import { Opcode } from './opcodes.js';
+import type { RocePacket } from './packet.js';
+import { psnAdd, psnDiff } from './psn.js';
+import { type ResponderIo, flushAck, sendAck } from './responder.js';
+import type { TransportQp } from './transport-qp.js';
+
+/**
+ * The RNR timer a suspended responder names: code 1, 0.01 ms, the shortest of IBTA 9.7.5.2.8
+ * table 45 (code 0 is the longest, 655 ms). The peer retries as soon as its timer granularity
+ * allows, so the first retry after resume is not a long wait; each retry costs it one rnr_retry
+ * unless that is 7 (forever).
+ */
+export const SUSPENDED_RNR_TIMER = 1;
+
+export type SuspendPolicy = 'rnr-nak' | 'drop';
+
+export type SuspendedIo = Pick<ResponderIo, 'wire' | 'count'>;
+
+/** States a QP's receive side answers requests in: they get a NAK on resume. */
+const RESPONDING = new Set([QpState.Rtr, QpState.Rts, QpState.Sqd]);
+
+/**
+ * Before entering SUSPENDED: send the ACK owed for requests already executed (their coalesced
+ * ACK would otherwise wait for resume), and forget a request held ahead of the expected PSN (a
+ * copy of a packet is not state worth saving; the peer sends it again).
+ */
+export function quiesceResponder(qp: TransportQp, io: SuspendedIo): void {
+  flushAck(qp, io);
+  if (qp.resp.held !== null) io.count?.('suspend: held request dropped');
+  qp.resp.held = null;
+  qp.resp.nakDue = false;
+}
+
+/** A request arrived for the suspended QP. */
+export function suspendedRequest(qp: TransportQp, io: SuspendedIo, pkt: RocePacket): void {
+  if (qp.type !== QpType.Rc || qp.suspendDrop) {
+    io.count?.('suspended: request dropped');
+    return;
+  }
+  // A responder NAKs only the request at its expected PSN, naming that PSN (9.7.5.2.8): packets
+  // of a connection arrive in order, so one NAK answers a burst at its first new packet. A
+  // duplicate would need its saved response sent, which waits for resume like everything else.
+  if (H.bthPsn(pkt) !== qp.resp.psn) {
+    io.count?.('suspended: request dropped');
+    return;
+  }
+  io.count?.('suspended: RNR NAK sent');
+  sendAck(qp, io, aethSyndrome(AethType.RnrNak, SUSPENDED_RNR_TIMER), qp.resp.psn);
+}
+
+/** A response (ACK, NAK, READ response, atomic ACK) arrived for the suspended QP. */
+export function suspendedResponse(qp: TransportQp, io: SuspendedIo, pkt: RocePacket): void {
+  const psn = H.bthPsn(pkt);
+  const isAck = pkt.opcode === Opcode.RcAck;
+  io.count?.(isAck ? 'suspended: ACK recorded' : 'suspended: response dropped');
+  // The completer's rules (completer.ts CheckPsn, ImplicitAck): only PSNs sent and unanswered,
+  // and a positive ACK covers its own PSN while every other response covers those before it.
+  if (qp.type !== QpType.Rc || qp.sq.length === 0) return;
+  if (psnDiff(psn, qp.comp.psn) < 0 || psnDiff(psn, qp.req.psn) >= 0) return;
+  const covered = isAck && aethTypeOf(H.aethSyndromeOf(pkt)) === AethType.Ack ? psn : psnAdd(psn, -1);
+  if (psnDiff(covered, qp.comp.psn) < 0) return;
+  if (qp.suspendAckPsn < 0 || psnDiff(covered, qp.suspendAckPsn) > 0) qp.suspendAckPsn = covered;
+}
+
+/**
+ * After leaving SUSPENDED for `qp.state`: tell an RC peer the PSN this QP expects with a
+ * PSN-sequence-error NAK. A peer with requests outstanding from that PSN on resends them at once
+ * (and takes the NAK as an ACK of what precedes it); a peer with nothing outstanding there
+ * ignores it as a response to nothing (rxe_comp.c: no WQE, or a PSN past the last sent).
+ */
+export function resumeResponder(qp: TransportQp, io: SuspendedIo): void {
+  if (qp.type !== QpType.Rc || !RESPONDING.has(qp.state)) return;
+  io.count?.('resume: sequence NAK sent');
+  sendAck(qp, io, aethSyndrome(AethType.Nak, NakCode.PsnSequenceError), qp.resp.psn);
+}
