@@ -1,8 +1,8 @@
 // A SUSPENDED QP (R6; docs/device-spec.md §9.3): the host has stopped it for migration. It sends
 // nothing of its own, executes nothing and writes no memory, so its state can be saved at any
-// moment; it only looks at what still reaches it. A request is answered with an RNR NAK naming
-// the expected PSN and the shortest RNR timer (policy 'rnr-nak'), or dropped ('drop'); nothing of
-// it is executed and the expected PSN stays. An ACK or NAK is remembered as the PSN it
+// moment; it only looks at what still reaches it. The request at the expected PSN is answered
+// with an RNR NAK naming that PSN and the shortest RNR timer (policy 'rnr-nak'), every other one
+// is dropped ('drop': all of them); nothing is executed and the expected PSN stays. An ACK or NAK is remembered as the PSN it
 // acknowledges, to be applied at resume; READ responses and atomic ACKs are dropped (the requester
 // asks again after resume) but acknowledge what precedes them like any response. On resume the
 // responder sends one PSN-sequence-error NAK naming its expected PSN (IBTA 9.7.5.2.8 table 43),
@@ -11,7 +11,7 @@
 import { QpState, QpType } from '../qp-state.js';
 import * as H from './headers.js';
 import { AethType, NakCode, aethSyndrome, aethTypeOf } from './headers.js';
-import { Opcode } from './opcodes.js';
+import { BTH_BYTES, OpFlag, Opcode, opcodeInfo } from './opcodes.js';
 import type { RocePacket } from './packet.js';
 import { psnAdd, psnDiff } from './psn.js';
 import { type ResponderIo, flushAck, sendAck } from './responder.js';
@@ -44,7 +44,23 @@ export function quiesceResponder(qp: TransportQp, io: SuspendedIo): void {
   qp.resp.nakDue = false;
 }
 
-/** A request arrived for the suspended QP. */
+/**
+ * Whether a packet for the suspended QP is a request it will drop unanswered, decided from the
+ * BTH alone. The caller drops it before checking its ICRC, which is most of what a packet costs:
+ * a peer told to wait by an RNR NAK resends its whole window each time the (short) timer runs out,
+ * and a suspended QP must keep up with that cheaply. Dropping a corrupt packet unchecked loses
+ * nothing: it would have been dropped too.
+ */
+export function dropsUnchecked(qp: TransportQp, io: SuspendedIo, bytes: Uint8Array): boolean {
+  if (bytes.length < BTH_BYTES) return false;
+  const info = opcodeInfo(H.bthOpcodeAt(bytes, 0));
+  if (info === undefined || (info.flags & OpFlag.Request) === 0) return false;
+  if (qp.type === QpType.Rc && !qp.suspendDrop && H.bthPsnAt(bytes, 0) === qp.resp.psn) return false;
+  io.count?.('suspended: request dropped');
+  return true;
+}
+
+/** A request arrived for the suspended QP (its ICRC checked). */
 export function suspendedRequest(qp: TransportQp, io: SuspendedIo, pkt: RocePacket): void {
   if (qp.type !== QpType.Rc || qp.suspendDrop) {
     io.count?.('suspended: request dropped');
@@ -64,12 +80,15 @@ export function suspendedRequest(qp: TransportQp, io: SuspendedIo, pkt: RocePack
 /** A response (ACK, NAK, READ response, atomic ACK) arrived for the suspended QP. */
 export function suspendedResponse(qp: TransportQp, io: SuspendedIo, pkt: RocePacket): void {
   const psn = H.bthPsn(pkt);
+  // The completer's rules (completer.ts CheckPsn, ImplicitAck): only PSNs sent and unanswered.
+  if (qp.type !== QpType.Rc || qp.sq.length === 0 || psnDiff(psn, qp.comp.psn) < 0 || psnDiff(psn, qp.req.psn) >= 0) {
+    io.count?.('suspended: stale response dropped');
+    return;
+  }
   const isAck = pkt.opcode === Opcode.RcAck;
   io.count?.(isAck ? 'suspended: ACK recorded' : 'suspended: response dropped');
-  // The completer's rules (completer.ts CheckPsn, ImplicitAck): only PSNs sent and unanswered,
-  // and a positive ACK covers its own PSN while every other response covers those before it.
-  if (qp.type !== QpType.Rc || qp.sq.length === 0) return;
-  if (psnDiff(psn, qp.comp.psn) < 0 || psnDiff(psn, qp.req.psn) >= 0) return;
+  // A positive ACK covers its own PSN; every other response (a NAK of any kind, a READ response,
+  // an atomic ACK) covers those before it.
   const covered = isAck && aethTypeOf(H.aethSyndromeOf(pkt)) === AethType.Ack ? psn : psnAdd(psn, -1);
   if (psnDiff(covered, qp.comp.psn) < 0) return;
   if (qp.suspendAckPsn < 0 || psnDiff(covered, qp.suspendAckPsn) > 0) qp.suspendAckPsn = covered;

@@ -9,10 +9,10 @@ import type { Link, LinkAddress } from '../link.js';
 import { QpState, QpType } from '../qp-state.js';
 import { type CompleterIo, runCompleter } from '../roce/completer.js';
 import { RoceError } from '../roce/errors.js';
-import { bthDqpn, bthPkey } from '../roce/headers.js';
-import { OpFlag } from '../roce/opcodes.js';
+import { bthDqpn, bthDqpnAt, bthPkey } from '../roce/headers.js';
+import { BTH_BYTES, OpFlag } from '../roce/opcodes.js';
 import { type ResponderIo, respond } from '../roce/responder.js';
-import { suspendedRequest, suspendedResponse } from '../roce/suspended.js';
+import { dropsUnchecked, suspendedRequest, suspendedResponse } from '../roce/suspended.js';
 import type {
   AddressVector, CreateQpOptions, DeviceLimits, MrKeys, PhysicalRegistration, ProviderCapabilities, QpAttributes,
   RecvWr, SendWr, Verbs, WorkCompletion,
@@ -353,6 +353,9 @@ export class SoftRoce implements Verbs {
   private receive(bytes: Uint8Array, from: LinkAddress): void {
     if (this.closed) return;
     try {
+      // A request a suspended QP will not answer costs no ICRC check (suspended.ts).
+      const target = bytes.length >= BTH_BYTES ? this.qps.get(bthDqpnAt(bytes, 0)) : undefined;
+      if (target?.state === QpState.Suspended && dropsUnchecked(target.t, this.env.responderIo, bytes)) return;
       const pkt = this.wire.parse(bytes, from);
       if (pkt instanceof RoceError) return this.drop(pkt.code);
       const qp = this.qps.get(bthDqpn(pkt));
