@@ -97,8 +97,9 @@ export function suspendedResponse(qp: TransportQp, io: SuspendedIo, pkt: RocePac
 /**
  * After leaving SUSPENDED for `qp.state`: tell an RC peer the PSN this QP expects with a
  * PSN-sequence-error NAK. A peer with requests outstanding from that PSN on resends them at once
- * (and takes the NAK as an ACK of what precedes it); a peer with nothing outstanding there
- * ignores it as a response to nothing (rxe_comp.c: no WQE, or a PSN past the last sent).
+ * (and takes the NAK as an ACK of what precedes it); a peer with nothing outstanding from there
+ * on ignores it (completer.ts drops a PSN not sent; rxe_comp.c completes the WQEs before it, as
+ * an ACK would, and drops it when no WQE waits).
  */
 export function resumeResponder(qp: TransportQp, io: SuspendedIo): void {
   if (qp.type !== QpType.Rc || !RESPONDING.has(qp.state)) return;
