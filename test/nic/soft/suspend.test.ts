@@ -351,21 +351,24 @@ describe('SUSPENDED: what reaches a suspended QP', () => {
 });
 
 describe('SUSPENDED: time suspended uses up no retries', () => {
-  it('retry_cnt 1 with a 4 ms ACK timeout survives a long suspension whose ACK was lost', async () => {
-    const { a, b, ta, qa } = connect({ retryCnt: 1, rnrRetry: 1, timeout: 10 });
+  it('retry_cnt 1 with a 17 ms ACK timeout survives a long suspension whose ACK was lost', async () => {
+    const { a, b, ta, qa } = connect({ retryCnt: 1, rnrRetry: 1, timeout: 12 });
     fill(a, 0, pattern(2000, 7));
     ta.hold = true;
     a.dev.postSend(qa, [write(a, b, 1n, 0, 2000)]);
     await waitFor('the ACK', () => ta.heldCount >= 1);
     a.dev.suspendQp(qa, 'drop');
+    // (On a loaded machine the timer may have fired once already: that retry is not the test's.)
+    const timeouts = ev(a, 'local ACK timeout');
     ta.release(false); // lost, as if sent to an address nobody held
-    await settle(80);
-    assert.equal(ev(a, 'local ACK timeout'), 0, 'the timer stopped');
+    await settle(120);
+    assert.equal(ev(a, 'local ACK timeout'), timeouts, 'the timer stood still');
     assert.equal(a.dev.queryQp(qa).qpState, S.Suspended);
+    const duplicates = ev(b, 'duplicate request');
     a.dev.resumeQp(qa);
     const [wc] = await completions(a, 1);
     assert.equal(wc.status, WcStatus.Success);
-    assert.equal(ev(b, 'duplicate request'), 2, 'the two packets went again at once');
+    assert.equal(ev(b, 'duplicate request') - duplicates, 2, 'the two packets went again at once');
     assert.equal(a.dev.queryQp(qa).qpState, S.Rts);
     await closeAll(a, b);
   });
