@@ -1,8 +1,9 @@
 // One VM on a host, composed end to end: guest RAM (DeviceMemory), the SoftRoce verbs provider
-// over a Link bound to the VM's own IPv4 address (its GID, R7), the virtio-rdma device processing
-// inline (each kick and each provider completion is handled in the caller's thread, as a vCPU
-// exit handled in place), and the guest verbs library opened on it. The CLI (`vrdma pingpong`),
-// the two-process tests and the end-to-end benchmarks all build their VMs here.
+// over a Link bound to the VM's own IPv4 address (its GID, R7; a MovableLink, so the address can
+// be released for migration and bound again, here or on another host), the virtio-rdma device
+// processing inline (each kick and each provider completion is handled in the caller's thread, as
+// a vCPU exit handled in place), and the guest verbs library opened on it. The CLI
+// (`vrdma pingpong`), the two-process tests and the end-to-end benchmarks all build their VMs here.
 //
 // Two dirty logs (R4) cover the VM's RAM: `dirtyLog` gets every write the device and its provider
 // make (the device memory's log), `cpuLog` every write the simulated guest makes (rings, WQEs,
@@ -18,6 +19,8 @@ import type { GuestMemory } from '../memory/guest-memory.js';
 import { DirtyLog } from '../migration/dirty-log.js';
 import { LossyLink, type LossyOptions } from '../net/lossy.js';
 import { CaptureLink } from '../net/capture.js';
+import { MovableLink, type MovableLinkCounters } from '../net/movable-link.js';
+import { NetError, NetErrorCode } from '../net/errors.js';
 import { UdpLink } from '../net/udp-link.js';
 import type { Link } from '../nic/link.js';
 import { SoftRoce, type SoftRoceOptions } from '../nic/soft/index.js';
@@ -35,8 +38,13 @@ export interface VmOptions {
   ramBytes?: number;
   /** Guest RAM kept for rings and command buffers; the rest is for data buffers. Default 4 MiB. */
   driverBytes?: number;
-  /** A link to use instead of a UdpLink bound to `ip` (the loopback hub in one process). */
+  /** A link to use instead of a UdpLink bound to `ip` (the loopback hub in one process); it can be bound once. */
   link?: Link;
+  /**
+   * Bind the address now (default). False builds the VM with its address unbound: a migration
+   * destination restores the device first and then calls bindAddress().
+   */
+  bindAddress?: boolean;
   /** UDP port to bind when no link is given; default 4791. */
   port?: number;
   /** Record every packet to this pcap file. */
@@ -54,6 +62,8 @@ export class Vm {
     readonly ip: string,
     readonly dm: DeviceMemory,
     readonly link: Link,
+    /** The socket side of `link` (under any lossy or capture wrapper): what moves with the VM. */
+    private readonly address: MovableLink,
     readonly verbs: SoftRoce,
     readonly device: RdmaDevice,
     readonly guest: RdmaGuest,
@@ -71,7 +81,16 @@ export class Vm {
     const ramBytes = options.ramBytes ?? DEFAULT_RAM_BYTES;
     const driverBytes = options.driverBytes ?? DEFAULT_DRIVER_BYTES;
     if (DRIVER_AREA_GPA + driverBytes >= ramBytes) throw new RangeError(`ramBytes ${ramBytes} leaves no room for data past the driver area`);
-    let link: Link = options.link ?? await UdpLink.open({ ip: options.ip, port: options.port });
+    const given = options.link;
+    let once = given;
+    const address = new MovableLink(options.ip, async () => {
+      if (given === undefined) return UdpLink.open({ ip: options.ip, port: options.port });
+      if (once === undefined) throw new NetError(NetErrorCode.Closed, `${options.ip}: a VM given its link cannot bind another`);
+      once = undefined;
+      return given;
+    }, given?.localPort ?? options.port);
+    if (options.bindAddress ?? true) await address.bind();
+    let link: Link = address;
     if (options.lossy !== undefined) link = new LossyLink(link, options.lossy);
     if (options.capturePath !== undefined) link = await CaptureLink.open(link, options.capturePath);
     const dm = DeviceMemory.create({ ramBytes, arenaBytes: 4 * MiB });
@@ -85,7 +104,34 @@ export class Vm {
     const driver = new Arena(DRIVER_AREA_GPA, driverBytes);
     const guest = RdmaGuest.open(device.transport, cpuMemory, driver, options.open);
     const dataBase = DRIVER_AREA_GPA + driverBytes;
-    return new Vm(options.ip, dm, link, verbs, device, guest, new Arena(dataBase, ramBytes - dataBase), dirtyLog, cpuLog, cpuMemory);
+    return new Vm(options.ip, dm, link, address, verbs, device, guest, new Arena(dataBase, ramBytes - dataBase), dirtyLog, cpuLog, cpuMemory);
+  }
+
+  /** Whether a socket holds the VM's address here. */
+  get addressBound(): boolean {
+    return this.address.isBound;
+  }
+
+  /** Packets the provider sent through the VM's address, and while it was released (lost; R8). */
+  get addressCounters(): Readonly<MovableLinkCounters> {
+    return { ...this.address.counters };
+  }
+
+  /**
+   * R7, source side: give up the VM's address (close its socket) once the sends already made
+   * have left. Suspends nothing itself: suspend the QPs first, or their packets are lost.
+   * Resolves when another host can bind the address.
+   */
+  releaseAddress(): Promise<void> {
+    return this.address.release();
+  }
+
+  /**
+   * R7, destination side (or the source again, when a migration is abandoned): bind the VM's
+   * address with a new socket. Rejects with NetError ADDRESS_IN_USE while another host holds it.
+   */
+  bindAddress(): Promise<void> {
+    return this.address.bind();
   }
 
   /** A data buffer of `bytes` in guest RAM (zeroed), returned as its GPA. */
