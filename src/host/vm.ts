@@ -12,6 +12,7 @@
 // the union of their harvests.
 import { RdmaDevice } from '../device/device.js';
 import { type OpenOptions, RdmaGuest } from '../guest/rdma/device.js';
+import { encodeGuestState } from '../guest/rdma/state-codec.js';
 import { Arena } from '../memory/arena.js';
 import { DeviceMemory } from '../memory/device-memory.js';
 import { gpa } from '../memory/gpa.js';
@@ -30,6 +31,7 @@ const MiB = 1024 * 1024;
 const DRIVER_AREA_GPA = 0x10000;
 const DEFAULT_RAM_BYTES = 32 * MiB;
 const DEFAULT_DRIVER_BYTES = 4 * MiB;
+const VM_GUEST_STATE_KIND = 'vrdma-vm-guest';
 
 export interface VmOptions {
   /** The VM's IPv4 address: its GID 0 and the address its link binds (127.0.1.x on one machine). */
@@ -105,6 +107,15 @@ export class Vm {
     const guest = RdmaGuest.open(device.transport, cpuMemory, driver, options.open);
     const dataBase = DRIVER_AREA_GPA + driverBytes;
     return new Vm(options.ip, dm, link, address, verbs, device, guest, new Arena(dataBase, ramBytes - dataBase), dirtyLog, cpuLog, cpuMemory);
+  }
+
+  /**
+   * What the guest holds outside the device, for migration: the driver library's state and the
+   * VM's buffer allocator (a real guest keeps both in its own RAM and registers). Take it with
+   * the guest stopped, in the same turn as the device's state.
+   */
+  saveGuestState(): Uint8Array {
+    return encodeGuestState({ kind: VM_GUEST_STATE_KIND, driver: this.guest.saveState(), data: this.data.saveState() });
   }
 
   /** Whether a socket holds the VM's address here. */
