@@ -40,17 +40,20 @@ export class FieldWriter {
 
   u8(v: number): this {
     this.uint(v, 8);
-    this.view.setUint8(this.room(1), v);
+    const at = this.room(1);
+    this.view.setUint8(at, v);
     return this;
   }
   u16(v: number): this {
     this.uint(v, 16);
-    this.view.setUint16(this.room(2), v, true);
+    const at = this.room(2);
+    this.view.setUint16(at, v, true);
     return this;
   }
   u32(v: number): this {
     this.uint(v, 32);
-    this.view.setUint32(this.room(4), v, true);
+    const at = this.room(4);
+    this.view.setUint32(at, v, true);
     return this;
   }
   /** A u64 from a safe integer or a bigint. */
@@ -60,13 +63,15 @@ export class FieldWriter {
       v = BigInt(v);
     }
     if (v < 0n || v >= U64_END) throw new RangeError(`state field value ${v} is not a u64`);
-    this.view.setBigUint64(this.room(8), v, true);
+    const at = this.room(8);
+    this.view.setBigUint64(at, v, true);
     return this;
   }
   /** A signed 32-bit value (-1 sentinels). */
   i32(v: number): this {
     if (!Number.isInteger(v) || v < -(2 ** 31) || v >= 2 ** 31) throw new RangeError(`state field value ${v} is not an i32`);
-    this.view.setInt32(this.room(4), v, true);
+    const at = this.room(4);
+    this.view.setInt32(at, v, true);
     return this;
   }
   bool(v: boolean): this {
@@ -75,19 +80,22 @@ export class FieldWriter {
   /** u32 byte count, then the bytes. */
   bytes(b: Uint8Array): this {
     this.u32(b.length);
-    this.buf.set(b, this.room(b.length));
+    const at = this.room(b.length);
+    this.buf.set(b, at);
     return this;
   }
   /** Bytes whose length the reader knows (no count). */
   raw(b: Uint8Array): this {
-    this.buf.set(b, this.room(b.length));
+    const at = this.room(b.length);
+    this.buf.set(b, at);
     return this;
   }
   /** u16 byte count, then UTF-8. */
   str(s: string): this {
     const b = new TextEncoder().encode(s);
     this.u16(b.length);
-    this.buf.set(b, this.room(b.length));
+    const at = this.room(b.length);
+    this.buf.set(b, at);
     return this;
   }
   /** u32 element count, then each element. */

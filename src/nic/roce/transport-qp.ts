@@ -149,6 +149,13 @@ export class TransportQp {
   comp: CompleterState = { psn: 0, retryLeft: 0, rnrLeft: 0, retryStarted: false };
   resp: ResponderState = TransportQp.freshResponder(0);
   state: QpState;
+  // R6, meaningful while `state` is SUSPENDED (suspended.ts). Plain fields, saved with the QP.
+  /** The state resumeQp returns to. */
+  resumeState: QpState;
+  /** Arriving requests are dropped (true) or answered with an RNR NAK (false). */
+  suspendDrop = false;
+  /** The highest PSN the peer acknowledged while suspended, applied at resume; -1 if none. */
+  suspendAckPsn = -1;
 
   constructor(
     readonly qpn: number,
@@ -159,6 +166,7 @@ export class TransportQp {
     initial: QpState,
   ) {
     this.state = initial;
+    this.resumeState = initial;
   }
 
   static freshResponder(psn: number): ResponderState {
