@@ -10,7 +10,7 @@ import type { MrKeys } from '../../../src/nic/verbs.js';
 import { BUF_BYTES, BUF_GPA, BUF_IOVA, KiB, MiB, RAM_BYTES, RAM_GPA, pattern } from './fixtures.js';
 
 export const LAYOUT = { ramBytes: 16 * MiB, arenaBytes: 8 * MiB };
-export const OPTIONS: SoftRoceOptions = { limits: { maxQp: 64, maxCq: 64, maxMr: 256, maxPd: 16, maxSrq: 8, maxAh: 16 } };
+export const OPTIONS: SoftRoceOptions = { limits: { maxQp: 64, maxCq: 64, maxMr: 256, maxPd: 16, maxSrq: 8, maxAh: 16 }, portMtu: PathMtu.Mtu2048 };
 
 export interface Rich {
   readonly ip: string;
