@@ -13,7 +13,7 @@ import { bthDqpn, bthPkey } from '../roce/headers.js';
 import { OpFlag } from '../roce/opcodes.js';
 import { type ResponderIo, respond } from '../roce/responder.js';
 import type {
-  AddressVector, CreateQpOptions, DeviceLimits, MrKeys, PhysicalRegistration, ProviderCapabilities, QpAttributes,
+  AddressVector, CreateQpOptions, DeviceLimits, MrKeys, PhysicalRegistration, ProviderCapabilities, ProviderStateSummary, QpAttributes,
   RecvWr, SendWr, Verbs, WorkCompletion,
 } from '../verbs.js';
 import { SoftCq } from './cq.js';
@@ -29,7 +29,7 @@ import { PathMtu } from '../types.js';
 import type { SoftAh, SoftRoceCounters, SoftRoceParts } from './state/parts.js';
 import { captureSoftRoce } from './state/capture.js';
 import { encodeSoftRoceState } from './state/codec.js';
-import { restoreSoftRoce } from './state/rebuild.js';
+import { inspectSoftRoce, restoreSoftRoce } from './state/rebuild.js';
 
 export type { SoftRoceCounters };
 
@@ -337,6 +337,11 @@ export class SoftRoce implements Verbs {
   restoreState(state: Uint8Array): void {
     if (this.closed) throw new VerbsError(VerbsErrorCode.InvalidArgument, 'the provider is closed');
     restoreSoftRoce(this.parts(), state);
+  }
+
+  /** R9: check a state against this provider without building anything; what it holds. */
+  inspectState(state: Uint8Array): ProviderStateSummary {
+    return inspectSoftRoce(this.parts(), state);
   }
 
   /** What the state code reaches inside this provider (src/nic/soft/state/parts.ts). */

@@ -9,6 +9,7 @@ import { RocePacket, parsePacket } from '../../roce/packet.js';
 import { TransportQp, type ResponderResource } from '../../roce/transport-qp.js';
 import { Fifo } from '../../../util/fifo.js';
 import { VerbsError } from '../../errors.js';
+import type { ProviderStateSummary } from '../../verbs.js';
 import { StateError, StateErrorCode, inconsistent } from '../../../state/index.js';
 import type { MrTable } from '../mr-table.js';
 import { transportAttrsOf } from '../qp-attrs.js';
@@ -19,11 +20,25 @@ import { decodeSoftRoceState } from './codec.js';
 import type { SoftRoceParts } from './parts.js';
 import type { SoftQpState, SoftRoceState } from './types.js';
 
-export function restoreSoftRoce(p: SoftRoceParts, buf: Uint8Array): void {
+/** Decode and check a state for this provider, which must hold no objects. */
+function checked(p: SoftRoceParts, buf: Uint8Array): SoftRoceState {
   const s = decodeSoftRoceState(buf);
   const objects = p.pds.size + p.cqs.size + p.qps.size + p.srqs.size + p.ahs.size + p.mrs.size;
   if (objects > 0 || p.gids.size > 1) throw new StateError(StateErrorCode.NotEmpty, `the provider holds ${objects} objects and ${p.gids.size} GIDs`);
   checkSoftRoceState(s, { dm: p.dm, localIp: p.localIp, limits: p.limits, portMtu: p.portMtu, maxKeyIndex: p.mrs.maxKeyIndex });
+  return s;
+}
+
+export function inspectSoftRoce(p: SoftRoceParts, buf: Uint8Array): ProviderStateSummary {
+  const s = checked(p, buf);
+  return {
+    pds: [...s.pds], cqs: s.cqs.map((c) => c.handle), srqs: s.srqs.map((x) => x.handle), ahs: s.ahs.map((x) => x.handle),
+    qps: s.qps.map((q) => ({ qpn: q.qpn, type: q.type })), mrKeys: s.mrs.map((m) => m.key), gids: s.gids.map((g) => ({ ...g })),
+  };
+}
+
+export function restoreSoftRoce(p: SoftRoceParts, buf: Uint8Array): void {
+  const s = checked(p, buf);
   const tables: PageTable[] = [];
   try {
     for (const mr of s.mrs) tables.push(p.mrs.buildTable(mr.table));
