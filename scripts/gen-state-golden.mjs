@@ -5,6 +5,8 @@
 // test/device/state-golden.test.ts checks that the file still loads and holds what is built here:
 // a golden file is never regenerated for the version it is named after.
 import { writeFileSync } from 'node:fs';
+import process from 'node:process';
+import { setImmediate } from 'node:timers';
 import { URL } from 'node:url';
 import { AttrMask, QpTypeCode, SendFlag, SendOpcode } from '../dist/src/device/abi.js';
 import { RdmaDevice } from '../dist/src/device/device.js';
@@ -56,4 +58,4 @@ for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
 const out = process.argv[2] ?? new URL('../test/fixtures/state/v1.bin', import.meta.url);
 writeFileSync(out, device.saveState());
 verbs.close();
-console.log(`wrote ${out}`);
+process.stdout.write(`wrote ${out}\n`);
