@@ -14,7 +14,7 @@ import { SoftRoce } from '../../src/nic/soft/soft-roce.js';
 import { decodeSoftRoceState } from '../../src/nic/soft/state/codec.js';
 import { WqeState } from '../../src/nic/roce/wqe.js';
 import { WrOpcode } from '../../src/nic/types.js';
-import { StateKind, openState } from '../../src/state/index.js';
+import { StateError, StateErrorCode, StateKind, openState } from '../../src/state/index.js';
 
 const V1 = new Uint8Array(readFileSync(new URL('../../../test/fixtures/state/v1.bin', import.meta.url)));
 // As scripts/gen-state-golden.mjs built it.
@@ -50,6 +50,15 @@ describe('golden state, format version 1', () => {
     assert.deepEqual(p.mrs.map((m) => [m.key, m.table.kind]), [[0x101, 'physical'], [0x201, 'all-memory']]);
     assert.deepEqual(p.allocators.keys.cursor, 3);
     assert.equal(p.counters.packetsSent, 5);
+  });
+
+  it('is refused at every shorter length, and with any byte damaged', () => {
+    for (let n = 0; n < V1.length; n++) assert.throws(() => decodeDeviceState(V1.subarray(0, n)), (e) => e instanceof StateError && e.code === StateErrorCode.Truncated, `length ${n}`);
+    for (let i = 28; i < V1.length; i += 7) {
+      const bad = V1.slice();
+      bad[i] ^= 0x10;
+      assert.throws(() => decodeDeviceState(bad), (e) => e instanceof StateError && e.code === StateErrorCode.BadChecksum, `byte ${i}`);
+    }
   });
 
   it('restores onto a device configured as the generator\'s', () => {
