@@ -26,6 +26,10 @@ export class AgentClient {
     return this.child.started;
   }
 
+  get running(): boolean {
+    return this.child.running;
+  }
+
   get pid(): number | undefined {
     return this.child.proc.pid;
   }
