@@ -12,7 +12,7 @@ function sample(): WorkloadState {
   return {
     version: 1, config, side: 1, areaGpa: 0x800000, lkey: 0x1234, cqn: 3, peer: { areaGpa: 0x900000, rkey: 0x4321 },
     qps: [
-      { qpn: 17, sendPosted: 1030, sendCompleted: 1024, recvPosted: 530, recvCompleted: 520, bytesCompleted: 3_000_000, byStatus: { 0: 1544 } },
+      { qpn: 17, sendPosted: 1027, sendCompleted: 1024, recvPosted: 530, recvCompleted: 520, bytesCompleted: 3_000_000, byStatus: { 0: 1544 } },
       { qpn: 18, sendPosted: 8, sendCompleted: 8, recvPosted: 16, recvCompleted: 0, bytesCompleted: 8192, byStatus: {} },
     ],
     violations: [{ qp: 1, what: 'fetch-add 3 returned 4' }], violationCount: 2,
