@@ -158,6 +158,16 @@ export class DeviceCore {
     return this.nextSeq++;
   }
 
+  /** The next sequence number (the wrId the provider will see next), for migration. */
+  get seqCursor(): number {
+    return this.nextSeq;
+  }
+
+  set seqCursor(next: number) {
+    if (!Number.isSafeInteger(next) || next < 1) throw new RangeError(`sequence cursor ${next}`);
+    this.nextSeq = next;
+  }
+
   pd(handle: number): PdObj {
     const pd = this.pds.get(handle);
     if (pd === undefined) throw badHandle(`no PD ${handle}`);

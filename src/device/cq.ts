@@ -101,6 +101,16 @@ export class DeviceCq {
     }
   }
 
+  /** The CQEs waiting for a buffer, oldest first (migration, R9). */
+  backlogSnapshot(): { bytes: Uint8Array; solicitedOrError: boolean }[] {
+    return this.backlog.map((p) => ({ bytes: p.bytes.slice(), solicitedOrError: p.solicitedOrError }));
+  }
+
+  /** Restore a migrated backlog on a new CQ. */
+  loadBacklog(entries: readonly { bytes: Uint8Array; solicitedOrError: boolean }[]): void {
+    for (const e of entries) this.backlog.push({ bytes: e.bytes.slice(), solicitedOrError: e.solicitedOrError });
+  }
+
   /** Enter error (§11.4): the backlog and all later CQEs are discarded. */
   fail(): void {
     this.error = true;

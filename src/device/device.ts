@@ -16,6 +16,10 @@ import { DeviceCore } from './core.js';
 import { Datapath } from './datapath.js';
 import { EventQueue } from './eventq.js';
 import { type QueueFactory, ringQueueFactory } from './queue-factory.js';
+import { StateError, StateErrorCode } from '../state/index.js';
+import { captureDevice } from './state/capture.js';
+import { encodeDeviceState } from './state/codec.js';
+import { restoreDevice } from './state/rebuild.js';
 import { DEFAULT_QUEUE_NUM_MAX, type QueueNumMax, RdmaTransport, transportFeatures } from './transport.js';
 
 export interface RdmaDeviceOptions {
@@ -61,10 +65,12 @@ export class RdmaDevice {
   private readonly verbsPending = new Set<number>();
   private processing = false;
   private readonly inline: boolean;
+  private readonly factory: QueueFactory;
 
   constructor(options: RdmaDeviceOptions) {
     const { verbs, dm } = options;
     const factory = options.queueFactory ?? ringQueueFactory(options.engine ?? 'wasm');
+    this.factory = factory;
     const deviceFeatures = offeredDeviceFeatures(verbs, options.withhold);
     const config = { ...defaultConfig(verbs, options.vmIp, deviceFeatures), ...options.config };
     const eventq = (deviceFeatures & featureBit(RdmaFeature.EVENTQ)) !== 0n;
@@ -246,6 +252,31 @@ export class RdmaDevice {
     for (const mr of this.core.mrs.values()) {
       if (mr.kind === 'dma') this.core.verbs.reregisterPhysical(mr.lkey, 'all-memory');
     }
+  }
+
+  /**
+   * R9: the whole device in one buffer (docs/state-format.md, a Device-kind state): transport,
+   * virtqueues, the device's objects and the chains it holds, events, and the provider's state
+   * nested. Call it between passes (not from inside process()), with the guest stopped and the
+   * QPs suspended, so that nothing moves while it is taken.
+   */
+  saveState(): Uint8Array {
+    if (this.processing) throw new StateError(StateErrorCode.Busy, 'the device is inside a pass');
+    return encodeDeviceState(captureDevice(this));
+  }
+
+  /**
+   * R9: take a saved device on this device, just created over a DeviceMemory whose RAM holds the
+   * guest's pages and over a provider with no objects, bound to the VM's address. Everything is
+   * checked first; a refused state (StateError) leaves device and provider as they were. The
+   * provider's QPs come back SUSPENDED: resume them once the address is bound. Every queue and CQ
+   * is then looked at on the next pass, so nothing a kick or a completion announced is missed.
+   */
+  restoreState(state: Uint8Array): void {
+    restoreDevice(this, this.factory, state);
+    for (let vq = 0; vq < this.transport.numQueues; vq++) if (this.transport.queueEnabled(vq)) this.transport.setPending(vq);
+    for (const cq of this.core.cqByVerbs.keys()) this.verbsPending.add(cq);
+    this.transport.wake.notify();
   }
 
   /** The state a guest sees for a QP (tests and logs). */

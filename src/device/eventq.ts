@@ -59,6 +59,18 @@ export class EventQueue {
     return used;
   }
 
+  /** Pending events in raise order (migration, R9). */
+  snapshot(): { type: EventType; handle: number }[] {
+    return [...this.pending.values()].map((e) => ({ ...e }));
+  }
+
+  /** Restore migrated pending events, in order, on an empty queue. */
+  load(events: readonly { type: EventType; handle: number }[], written: number): void {
+    this.pending.clear();
+    for (const e of events) this.pending.set(`${e.type}:${e.handle >>> 0}`, { type: e.type, handle: e.handle >>> 0 });
+    this.written = written;
+  }
+
   clear(): void {
     this.pending.clear();
     this.written = 0;

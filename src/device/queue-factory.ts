@@ -5,7 +5,7 @@
 import type { DeviceMemory } from '../memory/device-memory.js';
 import type { DeviceQueue, KernelEngine } from '../virtio/queue.js';
 import { initialPackedQueueState } from '../virtio/packed-queue.js';
-import { queueFromState } from '../virtio/queue-state.js';
+import { type QueueState, queueFromState } from '../virtio/queue-state.js';
 import { RdmaStatus } from './abi.js';
 import { DeviceError } from './errors.js';
 
@@ -34,6 +34,8 @@ export interface QueueFactory {
   readonly formats: readonly RingFormat[];
   /** Build the queue; throws VirtioError if the configuration is not a usable ring. */
   create(dm: DeviceMemory, format: RingFormat, config: QueueConfig, features: QueueFeatures, name: string): OwnedQueue;
+  /** Build a queue from a migrated state (R9); throws VirtioError if it is not a usable ring. */
+  fromState?(dm: DeviceMemory, state: QueueState, name: string): OwnedQueue;
 }
 
 /** Split and packed rings over the Wasm kernels or their TypeScript twins. */
@@ -50,6 +52,10 @@ export function ringQueueFactory(engine: KernelEngine = 'wasm', formats: readonl
       }
       const rings = { descGpa: config.descGpa, driverEventGpa: config.driverGpa, deviceEventGpa: config.deviceGpa };
       return queueFromState(dm, { format, ...initialPackedQueueState(config.size, rings, { eventIdx: features.eventIdx, indirect: features.indirectDesc }) }, engine);
+    },
+    fromState(dm, state) {
+      if (!formats.includes(state.format)) throw new DeviceError(RdmaStatus.NotSupported, `${state.format} rings are not offered`);
+      return queueFromState(dm, state, engine);
     },
   };
 }

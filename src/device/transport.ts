@@ -227,6 +227,32 @@ export class RdmaTransport {
     return this.calls[vq];
   }
 
+  // ---- migration (R9) -----------------------------------------------------------------------
+
+  /** A queue's configuration as the driver wrote it (enabled or not). */
+  queueConfig(vq: number): QueueConfig {
+    return { ...this.slot(vq).config };
+  }
+
+  /** Counts of a queue's kick and call doorbells. */
+  doorbells(vq: number): { kick: number; call: number } {
+    this.slot(vq);
+    return { kick: this.kicks[vq].value(), call: this.calls[vq].value() };
+  }
+
+  /**
+   * Put a migrated queue in place: its configuration, and the queue built from its state (or
+   * none, for a configured queue that was not enabled), on a device that was just created.
+   */
+  restoreQueue(vq: number, config: QueueConfig, queue: OwnedQueue | null, doorbells: { kick: number; call: number }): void {
+    const slot = this.slot(vq);
+    if (slot.queue !== null) throw new DeviceError(RdmaStatus.InvalidArg, `queue ${vq} is enabled`);
+    slot.config = { ...config };
+    slot.queue = queue;
+    Atomics.store(new Int32Array(this.dm.memory.buffer, this.doorbellBase + 8 * vq, 2), 0, doorbells.kick | 0);
+    Atomics.store(new Int32Array(this.dm.memory.buffer, this.doorbellBase + 8 * vq, 2), 1, doorbells.call | 0);
+  }
+
   /** Release the doorbell words (the device is gone). */
   dispose(): void {
     for (let q = 0; q < this.slots.length; q++) this.dropQueue(q);

@@ -69,6 +69,11 @@ export class WorkQueue {
     return done;
   }
 
+  /** Everything held, in posting order, left in place (migration, R9). */
+  snapshot(): { entries: readonly WqEntry[]; pending: readonly { chain: DescriptorChain; queue: DeviceQueue }[] } {
+    return { entries: [...this.entries], pending: [...this.pending] };
+  }
+
   /** Everything held, in posting order, for a reset or destroy; the queue is left empty. */
   takeAll(): { entries: WqEntry[]; pending: { chain: DescriptorChain; queue: DeviceQueue }[] } {
     const entries = this.entries.splice(0);

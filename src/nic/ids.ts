@@ -44,6 +44,19 @@ export class IdAllocator {
   release(id: number): void {
     if (!this.live.delete(id)) throw new VerbsError(VerbsErrorCode.NoSuchObject, `${this.what} ${id} is not allocated`);
   }
+
+  /** Where the next allocation starts looking (saved with a device's state, R9). */
+  get cursor(): number {
+    return this.next;
+  }
+
+  /** Continue allocating from `next` (a restored device), so numbers are reused as late as before. */
+  seek(next: number): void {
+    if (!Number.isInteger(next) || next < this.min || next > this.max) {
+      throw new VerbsError(VerbsErrorCode.InvalidArgument, `${this.what} cursor ${next} outside [${this.min}, ${this.max}]`);
+    }
+    this.next = next;
+  }
 }
 
 /**
@@ -80,5 +93,31 @@ export class KeyAllocator {
   release(key: number): void {
     if (!this.isLive(key)) throw new VerbsError(VerbsErrorCode.NoSuchObject, `memory key 0x${key.toString(16)} is not live`);
     this.indices.release(key >>> 8);
+  }
+
+  /** Index range, for a restore to check saved keys against. */
+  get maxIndex(): number {
+    return this.indices.max;
+  }
+
+  /**
+   * The last tag of every index ever used, live or freed, and the allocation cursor: what a
+   * restored device needs so the keys it hands out next never repeat a recent one (R9).
+   */
+  state(): { cursor: number; tags: [number, number][] } {
+    return { cursor: this.indices.cursor, tags: [...this.tags].sort((a, b) => a[0] - b[0]) };
+  }
+
+  /** Restore tags and cursor on an allocator with no live keys (the keys are reserved after). */
+  restoreState(s: { cursor: number; tags: readonly (readonly [number, number])[] }): void {
+    if (this.indices.size !== 0) throw new VerbsError(VerbsErrorCode.Busy, 'memory keys are live');
+    for (const [index, tag] of s.tags) {
+      if (!Number.isInteger(index) || index < 1 || index > this.indices.max || !Number.isInteger(tag) || tag < 0 || tag > 0xff) {
+        throw new VerbsError(VerbsErrorCode.InvalidArgument, `key tag ${tag} of index ${index} out of range`);
+      }
+    }
+    this.indices.seek(s.cursor);
+    this.tags.clear();
+    for (const [index, tag] of s.tags) this.tags.set(index, tag);
   }
 }

@@ -173,6 +173,17 @@ export interface ProviderCapabilities {
   saveState: boolean;
 }
 
+/** R9: the objects a saved provider state holds, by number (a device checks its own against it). */
+export interface ProviderStateSummary {
+  pds: readonly number[];
+  cqs: readonly number[];
+  srqs: readonly number[];
+  ahs: readonly number[];
+  qps: readonly { qpn: number; type: QpType }[];
+  mrKeys: readonly number[];
+  gids: readonly { index: number; ip: string }[];
+}
+
 export interface Verbs {
   readonly name: string;
   readonly capabilities: ProviderCapabilities;
@@ -235,6 +246,11 @@ export interface Verbs {
   /** R9: every resource of the device in one versioned buffer, and back. */
   saveState(): Uint8Array;
   restoreState(state: Uint8Array): void;
+  /**
+   * R9: check a state as restoreState would, on this provider, without building anything, and
+   * say what it holds. Optional; a device restores its own state only over a provider that has it.
+   */
+  inspectState?(state: Uint8Array): ProviderStateSummary;
 }
 
 export type { QpState, QpType, WcStatus, WrOpcode };

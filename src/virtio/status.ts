@@ -65,6 +65,18 @@ export class VirtioStatus {
     return this.statusBits;
   }
 
+  /**
+   * Take the status, features and reset reason a device had on another host (migration): the
+   * caller checked them against this device's offer.
+   */
+  restore(status: number, driverFeatures: bigint, resetReason: string | null): void {
+    if (!Number.isInteger(status) || status < 0 || status > 0xff) throw new RangeError(`device status ${status} is not a byte`);
+    if ((driverFeatures & ~this.deviceFeatures) !== 0n) throw new RangeError('driver features the device does not offer');
+    this.statusBits = status;
+    this.driverFeatures = driverFeatures;
+    this.resetReason = resetReason;
+  }
+
   /** The device found the driver broke something: set NEEDS_RESET on this device only. */
   markNeedsReset(reason: string): void {
     if (!this.needsReset) this.resetReason = reason;

@@ -34,6 +34,17 @@ export class SoftCq {
     return fire;
   }
 
+  /** Copies of the completions not yet polled, oldest first (saved state, R9). */
+  snapshot(): WorkCompletion[] {
+    return [...this.entries].map((wc) => ({ ...wc }));
+  }
+
+  /** Queue restored completions as they were: no arming fires, no overrun is counted. */
+  load(entries: readonly WorkCompletion[]): void {
+    if (this.entries.length + entries.length > this.depth) throw new VerbsError(VerbsErrorCode.InvalidArgument, `${entries.length} completions exceed CQ ${this.handle}'s ${this.depth}`);
+    for (const wc of entries) this.entries.push({ ...wc });
+  }
+
   poll(max: number): WorkCompletion[] {
     if (this.overrun) throw new VerbsError(VerbsErrorCode.IoError, `CQ ${this.handle} overran its ${this.depth} entries`);
     const out: WorkCompletion[] = [];

@@ -23,6 +23,15 @@ export class GidTable {
   get(index: number): string | undefined {
     return this.gids.get(index);
   }
+
+  /** Every entry, by index (index 0 first). */
+  entries(): [number, string][] {
+    return [...this.gids].sort((a, b) => a[0] - b[0]);
+  }
+
+  get size(): number {
+    return this.gids.size;
+  }
 }
 
 export function checkIp(text: string): string {

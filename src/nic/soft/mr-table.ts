@@ -10,7 +10,7 @@ import type { KernelEngine } from '../../virtio/queue.js';
 import type { KernelExports } from '../../wasm/loader.js';
 import { VerbsError, VerbsErrorCode, invalid } from '../errors.js';
 import { KeyAllocator } from '../ids.js';
-import { MrError, MrErrorCode, MrTranslator, PageTable, checkAccess } from '../mr/index.js';
+import { MrError, MrErrorCode, MrTranslator, PageTable, type PageTableState, checkAccess } from '../mr/index.js';
 import { NakCode } from '../roce/headers.js';
 import type { MemoryPort, RemoteRegion } from '../roce/transport-qp.js';
 import { Access, WcStatus } from '../types.js';
@@ -92,6 +92,44 @@ export class MrTable implements MemoryPort {
     this.mrs.delete(mr.key);
     this.keys.release(mr.key);
     mr.table.dispose();
+  }
+
+  // ---- saved state (R9) ---------------------------------------------------------------------
+
+  /** Every MR, in key order. */
+  list(): SoftMr[] {
+    return [...this.mrs.values()].sort((a, b) => a.key - b.key);
+  }
+
+  keyState(): { cursor: number; tags: [number, number][] } {
+    return this.keys.state();
+  }
+
+  get maxKeyIndex(): number {
+    return this.keys.maxIndex;
+  }
+
+  /** Key tags and cursor as saved, on a table with no MRs. */
+  restoreKeys(keys: { cursor: number; tags: readonly (readonly [number, number])[] }): void {
+    if (this.mrs.size !== 0) throw new VerbsError(VerbsErrorCode.Busy, 'MRs are registered');
+    this.keys.restoreState(keys);
+  }
+
+  /** Build a page table from a checked state; nothing is registered until install(). */
+  buildTable(state: PageTableState): PageTable {
+    return mrCall(() => PageTable.fromState(this.dm, state));
+  }
+
+  /**
+   * Put restored MRs in place with their own keys, after the key tags: on a table with no MRs
+   * (the caller checked the keys are distinct and agree with the tags).
+   */
+  install(keys: { cursor: number; tags: readonly (readonly [number, number])[] }, mrs: readonly { key: number; pd: number; table: PageTable }[]): void {
+    this.restoreKeys(keys);
+    for (const mr of mrs) {
+      this.keys.reserve(mr.key);
+      this.mrs.set(mr.key >>> 0, { key: mr.key >>> 0, pd: mr.pd, table: mr.table, live: true });
+    }
   }
 
   dispose(): void {

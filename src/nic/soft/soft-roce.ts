@@ -14,7 +14,7 @@ import { BTH_BYTES, OpFlag } from '../roce/opcodes.js';
 import { type ResponderIo, respond } from '../roce/responder.js';
 import { dropsUnchecked, suspendedRequest, suspendedResponse } from '../roce/suspended.js';
 import type {
-  AddressVector, CreateQpOptions, DeviceLimits, MrKeys, PhysicalRegistration, ProviderCapabilities, QpAttributes,
+  AddressVector, CreateQpOptions, DeviceLimits, MrKeys, PhysicalRegistration, ProviderCapabilities, ProviderStateSummary, QpAttributes,
   RecvWr, SendWr, Verbs, WorkCompletion,
 } from '../verbs.js';
 import { SoftCq } from './cq.js';
@@ -27,21 +27,12 @@ import { type QpEnv, SoftQp } from './qp.js';
 import { SoftSrq } from './srq.js';
 import { SoftWire } from './wire.js';
 import { PathMtu } from '../types.js';
+import type { SoftAh, SoftRoceCounters, SoftRoceParts } from './state/parts.js';
+import { captureSoftRoce } from './state/capture.js';
+import { encodeSoftRoceState } from './state/codec.js';
+import { inspectSoftRoce, restoreSoftRoce } from './state/rebuild.js';
 
-interface SoftAh {
-  readonly pd: number;
-  readonly av: AddressVector;
-}
-
-/** Why packets were dropped, and other counters, for tests and statistics. */
-export interface SoftRoceCounters {
-  dropped: Map<string, number>;
-  /** Transport events (go-back-Ns, PSNs resent, timeouts, NAKs), to see where time goes under loss. */
-  events: Map<string, number>;
-  /** Exceptions the engine contained (a bug if ever non-zero). */
-  internalErrors: number;
-  lastInternalError: unknown;
-}
+export type { SoftRoceCounters };
 
 const CAPABILITIES: ProviderCapabilities = Object.freeze({
   physicalMr: true,
@@ -52,7 +43,7 @@ const CAPABILITIES: ProviderCapabilities = Object.freeze({
   dirtyLog: true,
   chosenQpn: true,
   suspendQp: true,
-  saveState: false,
+  saveState: true,
 });
 
 export class SoftRoce implements Verbs {
@@ -334,12 +325,40 @@ export class SoftRoce implements Verbs {
     this.qp(qpn).resume();
   }
 
+  /**
+   * R9: every resource in one buffer (docs/state-format.md, a Provider-kind state). Meant for
+   * QPs that are SUSPENDED (or quiet): what a QP is doing is captured as it stands.
+   */
   saveState(): Uint8Array {
-    throw new VerbsError(VerbsErrorCode.NotSupported, 'SoftRoce cannot save its state yet (R9)');
+    return encodeSoftRoceState(captureSoftRoce(this.parts()));
   }
 
-  restoreState(_state: Uint8Array): void {
-    throw new VerbsError(VerbsErrorCode.NotSupported, 'SoftRoce cannot restore state yet (R9)');
+  /**
+   * R9: rebuild every resource of a saved state on this provider, which must hold no objects
+   * and be bound to the same address. Everything is checked before anything is built; a refused
+   * state (StateError) leaves the provider as it was. QPs that were sending come back SUSPENDED.
+   */
+  restoreState(state: Uint8Array): void {
+    if (this.closed) throw new VerbsError(VerbsErrorCode.InvalidArgument, 'the provider is closed');
+    restoreSoftRoce(this.parts(), state);
+  }
+
+  /** R9: check a state against this provider without building anything; what it holds. */
+  inspectState(state: Uint8Array): ProviderStateSummary {
+    return inspectSoftRoce(this.parts(), state);
+  }
+
+  /** What the state code reaches inside this provider (src/nic/soft/state/parts.ts). */
+  private parts(): SoftRoceParts {
+    return {
+      dm: this.dm, localIp: this.link.localIp, limits: this.limits, portMtu: this.portMtu, counters: this.counters,
+      wireCounters: this.wire.counters, mrs: this.mrs, gids: this.gids,
+      ids: { pd: this.pdIds, cq: this.cqIds, qp: this.qpIds, srq: this.srqIds, ah: this.ahIds },
+      pds: this.pds, cqs: this.cqs, qps: this.qps, srqs: this.srqs, ahs: this.ahs,
+      newCq: (handle, depth) => new SoftCq(handle, depth),
+      newSrq: (handle, pd, maxWr, maxSge, limit) => new SoftSrq(handle, pd, maxWr, maxSge, limit, (x) => this.srqLimit(x)),
+      newQp: (qpn, options, sendCq, recvCq, srq) => new SoftQp(qpn, options, sendCq, recvCq, srq, this.env),
+    };
   }
 
   /** Stop every QP's timers and ignore the network from now on; the link stays the caller's. */

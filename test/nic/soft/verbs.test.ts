@@ -7,6 +7,7 @@ import { type Gpa, gpa } from '../../../src/memory/index.js';
 import { VerbsError, VerbsErrorCode } from '../../../src/nic/errors.js';
 import { QpAttr, QpState, QpType } from '../../../src/nic/qp-state.js';
 import { Access, PathMtu, SendFlags, WcStatus, WrOpcode } from '../../../src/nic/types.js';
+import { StateError, StateErrorCode } from '../../../src/state/index.js';
 import { BUF_GPA, BUF_IOVA, RAM_GPA, assertOk, bytesAt, closeAll, completions, connectRc, fill, pair, pattern, settle } from './fixtures.js';
 
 const code = (c: VerbsErrorCode) => (e: unknown) => e instanceof VerbsError && e.code === c;
@@ -16,10 +17,9 @@ describe('SoftRoce objects', () => {
   it('tells the truth about what it can do', async () => {
     const { a, b } = pair();
     const c = a.dev.capabilities;
-    assert.deepEqual({ ...c }, { physicalMr: true, allMemoryMr: true, onDemandPaging: false, dirtyLog: true, chosenQpn: true, suspendQp: true, saveState: false });
+    assert.deepEqual({ ...c }, { physicalMr: true, allMemoryMr: true, onDemandPaging: false, dirtyLog: true, chosenQpn: true, suspendQp: true, saveState: true });
     connectRc(a, b);
-    assert.throws(() => a.dev.saveState(), code(VerbsErrorCode.NotSupported));
-    assert.throws(() => a.dev.restoreState(new Uint8Array(4)), code(VerbsErrorCode.NotSupported));
+    assert.throws(() => a.dev.restoreState(new Uint8Array(4)), (e) => e instanceof StateError && e.code === StateErrorCode.Truncated);
     assert.throws(() => a.dev.registerAll(a.pd, Access.LOCAL_WRITE | Access.ON_DEMAND), code(VerbsErrorCode.NotSupported));
     await closeAll(a, b);
   });
