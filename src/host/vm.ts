@@ -10,9 +10,13 @@
 // command buffers, and application buffers written through writeBuffer/fillBuffer), which a real
 // VMM would learn from KVM's dirty tracking. Both are off until start()ed; a pre-copy round takes
 // the union of their harvests.
+//
+// Migration (src/migration) takes a VM apart on one host — saveGuestState() beside the device's
+// saveState(), releaseAddress() — and Vm.restore() puts it together on another.
 import { RdmaDevice } from '../device/device.js';
 import { type OpenOptions, RdmaGuest } from '../guest/rdma/device.js';
-import { encodeGuestState } from '../guest/rdma/state-codec.js';
+import { GuestError, GuestErrorCode } from '../guest/rdma/errors.js';
+import { decodeGuestState, encodeGuestState } from '../guest/rdma/state-codec.js';
 import { Arena } from '../memory/arena.js';
 import { DeviceMemory } from '../memory/device-memory.js';
 import { gpa } from '../memory/gpa.js';
@@ -31,7 +35,15 @@ const MiB = 1024 * 1024;
 const DRIVER_AREA_GPA = 0x10000;
 const DEFAULT_RAM_BYTES = 32 * MiB;
 const DEFAULT_DRIVER_BYTES = 4 * MiB;
+const ARENA_BYTES = 4 * MiB;
 const VM_GUEST_STATE_KIND = 'vrdma-vm-guest';
+
+/** The VM's guest state blob: the kind tag, then the driver's and the allocator's plain states. */
+function decodeVmGuestState(bytes: Uint8Array): { driver: unknown; data: unknown } {
+  const s = decodeGuestState(bytes) as { kind?: unknown; driver?: unknown; data?: unknown } | null;
+  if (typeof s !== 'object' || s === null || s.kind !== VM_GUEST_STATE_KIND) throw new GuestError(GuestErrorCode.BadState, 'not a VM guest state');
+  return { driver: s.driver, data: s.data };
+}
 
 export interface VmOptions {
   /** The VM's IPv4 address: its GID 0 and the address its link binds (127.0.1.x on one machine). */
@@ -83,6 +95,51 @@ export class Vm {
     const ramBytes = options.ramBytes ?? DEFAULT_RAM_BYTES;
     const driverBytes = options.driverBytes ?? DEFAULT_DRIVER_BYTES;
     if (DRIVER_AREA_GPA + driverBytes >= ramBytes) throw new RangeError(`ramBytes ${ramBytes} leaves no room for data past the driver area`);
+    const { address, link } = await Vm.links(options);
+    if (options.bindAddress ?? true) await address.bind();
+    const dm = DeviceMemory.create({ ramBytes, arenaBytes: ARENA_BYTES });
+    dm.addRegion(0, ramBytes);
+    const { dirtyLog, cpuLog, cpuMemory } = Vm.logs(dm);
+    const verbs = new SoftRoce(dm, link, options.provider);
+    const device = new RdmaDevice({ verbs, dm, vmIp: options.ip, inline: true });
+    const driver = new Arena(DRIVER_AREA_GPA, driverBytes);
+    const guest = RdmaGuest.open(device.transport, cpuMemory, driver, options.open);
+    const dataBase = DRIVER_AREA_GPA + driverBytes;
+    return new Vm(options.ip, dm, link, address, verbs, device, guest, new Arena(dataBase, ramBytes - dataBase), dirtyLog, cpuLog, cpuMemory);
+  }
+
+  /**
+   * A migrated VM on this host (the coordinator's destination, src/migration): over `dm`, whose
+   * RAM already holds the guest's pages, a fresh provider and device take the saved device state
+   * (R9), the guest driver and the VM's buffer allocator take theirs, and the VM's address is bound
+   * here (R7). Its QPs come back SUSPENDED: the caller resumes them. StateError, GuestError or
+   * MemoryError if a state is refused; nothing is left bound then.
+   */
+  static async restore(
+    parts: { ip: string; dm: DeviceMemory; deviceState: Uint8Array; guestState: Uint8Array },
+    options: Omit<VmOptions, 'ip' | 'ramBytes' | 'driverBytes' | 'bindAddress' | 'open'> = {},
+  ): Promise<Vm> {
+    const { ip, dm } = parts;
+    const saved = decodeVmGuestState(parts.guestState);
+    const { address, link } = await Vm.links({ ...options, ip });
+    const { dirtyLog, cpuLog, cpuMemory } = Vm.logs(dm);
+    const verbs = new SoftRoce(dm, link, options.provider);
+    const device = new RdmaDevice({ verbs, dm, vmIp: ip, inline: true });
+    try {
+      device.restoreState(parts.deviceState);
+      const guest = RdmaGuest.restore(device.transport, cpuMemory, saved.driver);
+      const vm = new Vm(ip, dm, link, address, verbs, device, guest, Arena.fromState(saved.data), dirtyLog, cpuLog, cpuMemory);
+      await address.bind();
+      return vm;
+    } catch (err) {
+      verbs.close();
+      await link.close();
+      throw err;
+    }
+  }
+
+  /** The VM's address as a movable link, under any lossy or capture wrapper asked for. */
+  private static async links(options: VmOptions): Promise<{ address: MovableLink; link: Link }> {
     const given = options.link;
     let once = given;
     const address = new MovableLink(options.ip, async () => {
@@ -91,22 +148,18 @@ export class Vm {
       once = undefined;
       return given;
     }, given?.localPort ?? options.port);
-    if (options.bindAddress ?? true) await address.bind();
     let link: Link = address;
     if (options.lossy !== undefined) link = new LossyLink(link, options.lossy);
     if (options.capturePath !== undefined) link = await CaptureLink.open(link, options.capturePath);
-    const dm = DeviceMemory.create({ ramBytes, arenaBytes: 4 * MiB });
-    dm.addRegion(0, ramBytes);
+    return { address, link };
+  }
+
+  /** The two dirty logs over `dm` (R4) and guest RAM as the vCPU writes it. */
+  private static logs(dm: DeviceMemory): { dirtyLog: DirtyLog; cpuLog: DirtyLog; cpuMemory: GuestMemory } {
     const dirtyLog = DirtyLog.forDevice(dm);
     const cpuLog = DirtyLog.forDevice(dm);
     dm.dirtyLog = dirtyLog;
-    const cpuMemory = dm.guest.withLog(cpuLog);
-    const verbs = new SoftRoce(dm, link, options.provider);
-    const device = new RdmaDevice({ verbs, dm, vmIp: options.ip, inline: true });
-    const driver = new Arena(DRIVER_AREA_GPA, driverBytes);
-    const guest = RdmaGuest.open(device.transport, cpuMemory, driver, options.open);
-    const dataBase = DRIVER_AREA_GPA + driverBytes;
-    return new Vm(options.ip, dm, link, address, verbs, device, guest, new Arena(dataBase, ramBytes - dataBase), dirtyLog, cpuLog, cpuMemory);
+    return { dirtyLog, cpuLog, cpuMemory: dm.guest.withLog(cpuLog) };
   }
 
   /**

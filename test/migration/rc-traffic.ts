@@ -111,9 +111,12 @@ export class RcTraffic {
 
   private async run(): Promise<void> {
     while (this.running) {
-      this.poll();
+      const n = this.poll();
       if (this.done) this.running = false;
-      await new Promise((resolve) => setImmediate(resolve));
+      // Busy-poll while completions come; nap when none did, so host processes sharing cores
+      // leave each other (and the network) time to run.
+      if (n > 0) await new Promise((resolve) => setImmediate(resolve));
+      else await new Promise((resolve) => setTimeout(resolve, 1));
     }
   }
 

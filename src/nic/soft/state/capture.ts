@@ -47,7 +47,7 @@ function captureQp(qp: SoftQp): SoftQpState {
   const r = t.resp;
   const held = r.held === null ? null : { packet: r.held.pkt.bytes.slice(r.held.pkt.off, r.held.pkt.off + r.held.pkt.lenBytes), fromIp: r.held.fromIp };
   const resp: SavedResponder = {
-    psn: r.psn, msn: r.msn, nakSent: r.nakSent, lastOpcode: r.lastOpcode, recv: r.recv === null ? null : copyRecvWqe(r.recv), recvOffset: r.recvOffset,
+    psn: r.psn, msn: r.msn, nakSent: r.nakSent, lastOpcode: r.lastOpcode, recv: r.recv === null ? null : copyRecvWqe(r.recv), recvOffset: r.recv === null ? 0 : r.recvOffset,
     write: r.write === null ? null : { rkey: liveKey(r.write.region), va: r.write.va, remaining: r.write.remaining, lenBytes: r.write.lenBytes },
     resources: [...r.resources].map((res) => ({ ...res })), ackPending: r.ackPending, ackPsn: r.ackPsn, held, nakDue: r.nakDue,
   };
