@@ -199,5 +199,5 @@ export async function goodputRows(sizes = [4096, 65536], runs = 5): Promise<Benc
 }
 
 export default async function run(): Promise<BenchRow[]> {
-  return [...(await harvestRows()), ...(await markRows()), ...(await goodputRows())];
+  return [...(await harvestRows()), ...(await markRows()), ...(await goodputRows()), ...(await (await import('./migration-switchover.js')).switchoverRows())];
 }
