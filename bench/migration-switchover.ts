@@ -9,7 +9,7 @@ import { AccessFlag, QpTypeCode } from '../src/device/abi.js';
 import { connectRc } from '../src/host/connect.js';
 import { Vm } from '../src/host/vm.js';
 import { type MigrationReport, listenForMigration, migrateOut } from '../src/migration/index.js';
-import { RcTraffic, type TrafficConfig, type TrafficState } from '../test/migration/rc-traffic.js';
+import { RcTraffic, type TrafficConfig, type TrafficState, writeAreaBytes } from '../test/migration/rc-traffic.js';
 import type { BenchRow } from './harness.js';
 
 const SUITE = 'migration';
@@ -33,7 +33,7 @@ async function pair(n: number, ipA: string, ipB: string, ramBytes: number, ops: 
     const qps = [];
     for (let i = 0; i < n; i++) {
       const qp = await vm.guest.createQp({ pd, type: QpTypeCode.RC, sendCq: cq.cqn, recvCq: cq.cqn, cap: { maxSendWr: c.window, maxRecvWr: c.recvDepth, maxSendSge: 1, maxRecvSge: 1, maxInlineData: 0 } });
-      qps.push({ qp, sendBase: vm.allocBuffer(c.window * c.messageBytes), recvBase: vm.allocBuffer(c.recvDepth * c.messageBytes), writeArea: vm.allocBuffer(c.slots * c.messageBytes) });
+      qps.push({ qp, sendBase: vm.allocBuffer(c.window * c.messageBytes), recvBase: vm.allocBuffer(c.recvDepth * c.messageBytes), writeArea: vm.allocBuffer(writeAreaBytes(c)) });
     }
     return { vm, cq, qps, lkey: mr.lkey, rkey: mr.rkey, config: c };
   };

@@ -9,7 +9,7 @@ import { connectRc } from '../../src/host/connect.js';
 import { Vm } from '../../src/host/vm.js';
 import { type IncomingMigration, type MigrationListener, listenForMigration, migrateOut } from '../../src/migration/index.js';
 import type { SoftRoceOptions } from '../../src/nic/soft/options.js';
-import { type QpLayout, RcTraffic, type TrafficConfig, type TrafficState, expectedWrites } from './rc-traffic.js';
+import { type QpLayout, RcTraffic, type TrafficConfig, type TrafficState, expectedCounter, expectedWrites, writeAreaBytes } from './rc-traffic.js';
 
 const ALL = AccessFlag.LOCAL_WRITE | AccessFlag.REMOTE_WRITE | AccessFlag.REMOTE_READ | AccessFlag.REMOTE_ATOMIC;
 
@@ -52,7 +52,7 @@ const ops: Record<string, (a: Args) => unknown> = {
         qpn: qp.qpn,
         sendBase: v.allocBuffer(config.window * config.messageBytes),
         recvBase: v.allocBuffer(config.recvDepth * config.messageBytes),
-        writeArea: v.allocBuffer(config.slots * config.messageBytes),
+        writeArea: v.allocBuffer(writeAreaBytes(config)),
       });
     }
     traffic = null;
@@ -127,7 +127,7 @@ const ops: Record<string, (a: Args) => unknown> = {
     await t.finished((a.timeoutMs as number | undefined) ?? 30_000);
     return (await t.pause());
   },
-  /** Which of this VM's WRITE slots differ from what the peer's last WRITEs put there. */
+  /** Which of this VM's WRITE slots and counters differ from what the peer's WRITEs and fetch-adds left. */
   verifyWrites(a) {
     const v = need(vm, 'VM');
     const state = need(traffic, 'traffic').state;
@@ -138,6 +138,9 @@ const ops: Record<string, (a: Args) => unknown> = {
         const have = v.bytes(q.writeArea + slot * state.config.messageBytes, want.length);
         if (!Buffer.from(have).equals(Buffer.from(want))) bad.push(`QP ${q.qpn} slot ${slot}`);
       });
+      const counter = new DataView(v.bytes(q.writeArea + state.config.slots * state.config.messageBytes, 8).slice().buffer);
+      const value = counter.getUint32(0, true) + counter.getUint32(4, true) * 2 ** 32;
+      if (value !== expectedCounter(state.config.ops)) bad.push(`QP ${q.qpn} counter ${value}, expected ${expectedCounter(state.config.ops)}`);
     });
     return bad;
   },

@@ -1,8 +1,10 @@
 // Checked RC traffic between two guests for the migration tests and benchmark: on every QP each
-// side posts `ops` operations — even ones SENDs, odd ones RDMA WRITEs into the peer's slots — and
-// keeps `window` of them in flight, while keeping `recvDepth` receives posted. Every completion is
-// checked as it is polled: a QP's send completions must come in posting order, each once, with
-// success; each receive must carry the payload the peer's next SEND had. The traffic stops
+// side posts `ops` operations in a cycle of four — SEND, RDMA WRITE with immediate into one of
+// the peer's slots, RDMA READ of that slot back, fetch-and-add on the peer's counter — keeping
+// `window` of them in flight and `recvDepth` receives posted. Every completion is checked as it
+// is polled: a QP's send completions must come in posting order, each once, with success; a
+// READ must return what the WRITE before it put there, a fetch-add the count of the ones before
+// it; each receive must carry the payload (SEND) or the immediate (WRITE) the peer sent next. The traffic stops
 // (pause), saves its progress as plain data and resumes from it on another VM: the guest objects
 // are found again by QPN and CQN. Not a test file.
 import { CqeStatus, SendFlag, SendOpcode } from '../../src/device/abi.js';
@@ -48,15 +50,47 @@ export interface TrafficState {
 
 const RECV_TAG = 2n ** 48n;
 
+/** The cycle of operations: op n is OP_CYCLE[n % 4]. */
+const enum Op {
+  Send = 0,
+  WriteImm = 1,
+  Read = 2,
+  FetchAdd = 3,
+}
+
 export function payloadSeed(side: number, qpIndex: number, op: number): number {
   return (side * 7919 + qpIndex * 104729 + op * 31 + 1) >>> 0;
+}
+
+/** Bytes of a QP's WRITE area: the slots, then the 8-byte fetch-add counter. */
+export function writeAreaBytes(config: TrafficConfig): number {
+  return config.slots * config.messageBytes + 8;
+}
+
+/** Receives a side takes per QP from `ops` operations of its peer (SENDs and WRITEs with immediate). */
+export function receivesOf(ops: number): number {
+  return Math.floor(ops / 4) * 2 + Math.min(ops % 4, 2);
+}
+
+/** The peer operation behind receive `r`. */
+function opOfReceive(r: number): number {
+  return 4 * Math.floor(r / 2) + (r % 2);
+}
+
+function slotOf(config: TrafficConfig, op: number): number {
+  return (op >> 2) % config.slots;
 }
 
 /** The bytes the last WRITE of `ops` operations left in each of the peer's slots (null: never written). */
 export function expectedWrites(config: TrafficConfig, writerSide: number, qpIndex: number): (Uint8Array | null)[] {
   const out: (Uint8Array | null)[] = Array.from({ length: config.slots }, () => null);
-  for (let op = 1; op < config.ops; op += 2) out[(op >> 1) % config.slots] = pattern(payloadSeed(writerSide, qpIndex, op), config.messageBytes);
+  for (let op = Op.WriteImm; op < config.ops; op += 4) out[slotOf(config, op)] = pattern(payloadSeed(writerSide, qpIndex, op), config.messageBytes);
   return out;
+}
+
+/** The peer's counter once `ops` operations are done: one per fetch-add. */
+export function expectedCounter(ops: number): number {
+  return Math.floor((ops + 4 - 1 - Op.FetchAdd) / 4);
 }
 
 export class RcTraffic {
@@ -81,8 +115,8 @@ export class RcTraffic {
   }
 
   get done(): boolean {
-    const half = Math.ceil(this.state.config.ops / 2);
-    return this.state.qps.every((q) => q.completed === this.state.config.ops && q.received === half);
+    const recvs = receivesOf(this.state.config.ops);
+    return this.state.qps.every((q) => q.completed === this.state.config.ops && q.received === recvs);
   }
 
   /** Post what the window allows and poll until paused or done. */
@@ -122,22 +156,36 @@ export class RcTraffic {
 
   private fill(): void {
     const c = this.state.config;
-    const half = Math.ceil(c.ops / 2);
+    const recvs = receivesOf(c.ops);
     this.state.qps.forEach((p, i) => {
       const qp = this.qps[i];
-      while (p.recvPosted < half && p.recvPosted - p.received < c.recvDepth) {
+      while (p.recvPosted < recvs && p.recvPosted - p.received < c.recvDepth) {
         const r = p.recvPosted++;
         qp.postRecv([{ wrId: RECV_TAG + BigInt(i) * 2n ** 32n + BigInt(r), sgList: [{ addr: p.recvBase + (r % c.recvDepth) * c.messageBytes, length: c.messageBytes, lkey: this.state.lkey }] }]);
       }
       while (p.posted < c.ops && p.posted - p.completed < c.window) {
         const op = p.posted++;
-        const bytes = pattern(payloadSeed(c.side, i, op), c.messageBytes);
+        // The op's own buffer: its payload (SEND, WRITE), or where the READ or fetch-add lands.
         const at = p.sendBase + (op % c.window) * c.messageBytes;
-        this.write(at, bytes);
         const wrId = BigInt(i) * 2n ** 32n + BigInt(op);
-        const sgList = [{ addr: at, length: c.messageBytes, lkey: this.state.lkey }];
-        if (op % 2 === 0) qp.postSend([{ wrId, opcode: SendOpcode.Send, flags: SendFlag.SIGNALED, sgList }]);
-        else qp.postSend([{ wrId, opcode: SendOpcode.RdmaWrite, flags: SendFlag.SIGNALED, sgList, remoteAddr: p.peerWriteArea + ((op >> 1) % c.slots) * c.messageBytes, rkey: p.peerRkey }]);
+        const flags = SendFlag.SIGNALED;
+        const lkey = this.state.lkey;
+        switch ((op % 4) as Op) {
+          case Op.Send:
+          case Op.WriteImm: {
+            this.write(at, pattern(payloadSeed(c.side, i, op), c.messageBytes));
+            const sgList = [{ addr: at, length: c.messageBytes, lkey }];
+            if (op % 4 === Op.Send) qp.postSend([{ wrId, opcode: SendOpcode.Send, flags, sgList }]);
+            else qp.postSend([{ wrId, opcode: SendOpcode.RdmaWriteWithImm, flags, sgList, imm: op, remoteAddr: p.peerWriteArea + slotOf(c, op) * c.messageBytes, rkey: p.peerRkey }]);
+            break;
+          }
+          case Op.Read:
+            qp.postSend([{ wrId, opcode: SendOpcode.RdmaRead, flags, sgList: [{ addr: at, length: c.messageBytes, lkey }], remoteAddr: p.peerWriteArea + slotOf(c, op - 1) * c.messageBytes, rkey: p.peerRkey }]);
+            break;
+          case Op.FetchAdd:
+            qp.postSend([{ wrId, opcode: SendOpcode.AtomicFetchAndAdd, flags, sgList: [{ addr: at, length: 8, lkey }], remoteAddr: p.peerWriteArea + c.slots * c.messageBytes, rkey: p.peerRkey, compareAdd: 1n }]);
+            break;
+        }
       }
     });
   }
@@ -162,13 +210,28 @@ export class RcTraffic {
       if (e.wrId >= RECV_TAG) {
         const r = Number(e.wrId & 0xffffffffn);
         if (r !== p.received) this.violation(`QP ${p.qpn}: receive ${r} completed, expected ${p.received}`);
-        const want = pattern(payloadSeed(1 - c.side, i, 2 * r), c.messageBytes);
-        const have = this.read(p.recvBase + (r % c.recvDepth) * c.messageBytes, c.messageBytes);
-        if (e.byteLen !== c.messageBytes || !Buffer.from(have).equals(Buffer.from(want))) this.violation(`QP ${p.qpn}: receive ${r} carries the wrong bytes`);
+        const op = opOfReceive(r);
+        if (op % 4 === Op.Send) {
+          const want = pattern(payloadSeed(1 - c.side, i, op), c.messageBytes);
+          const have = this.read(p.recvBase + (r % c.recvDepth) * c.messageBytes, c.messageBytes);
+          if (e.byteLen !== c.messageBytes || !Buffer.from(have).equals(Buffer.from(want))) this.violation(`QP ${p.qpn}: receive ${r} carries the wrong bytes`);
+        } else if (e.immData !== op) {
+          this.violation(`QP ${p.qpn}: receive ${r} has immediate ${e.immData}, expected ${op}`);
+        }
         p.received++;
       } else {
         const op = Number(e.wrId & 0xffffffffn);
         if (op !== p.completed) this.violation(`QP ${p.qpn}: send ${op} completed, expected ${p.completed}`);
+        const at = p.sendBase + (op % c.window) * c.messageBytes;
+        if (e.status === CqeStatus.Success && op % 4 === Op.Read) {
+          const want = pattern(payloadSeed(c.side, i, op - 1), c.messageBytes);
+          if (!Buffer.from(this.read(at, c.messageBytes)).equals(Buffer.from(want))) this.violation(`QP ${p.qpn}: READ ${op} returned the wrong bytes`);
+        }
+        if (e.status === CqeStatus.Success && op % 4 === Op.FetchAdd) {
+          const v = new DataView(this.read(at, 8).buffer);
+          const was = v.getUint32(0, true) + v.getUint32(4, true) * 2 ** 32;
+          if (was !== op >> 2) this.violation(`QP ${p.qpn}: fetch-add ${op} returned ${was}, expected ${op >> 2}`);
+        }
         p.completed++;
       }
     }
