@@ -13,7 +13,7 @@ import { RcTraffic, type TrafficConfig, type TrafficState, writeAreaBytes } from
 import type { BenchRow } from './harness.js';
 
 const SUITE = 'migration';
-const ALL = AccessFlag.LOCAL_WRITE | AccessFlag.REMOTE_WRITE | AccessFlag.REMOTE_READ;
+const ALL = AccessFlag.LOCAL_WRITE | AccessFlag.REMOTE_WRITE | AccessFlag.REMOTE_READ | AccessFlag.REMOTE_ATOMIC;
 const MiB = 1024 * 1024;
 const DEST_HOST = '127.0.24.200';
 
