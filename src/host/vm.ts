@@ -1,15 +1,26 @@
 // One VM on a host, composed end to end: guest RAM (DeviceMemory), the SoftRoce verbs provider
-// over a Link bound to the VM's own IPv4 address (its GID, R7), the virtio-rdma device processing
-// inline (each kick and each provider completion is handled in the caller's thread, as a vCPU
-// exit handled in place), and the guest verbs library opened on it. The CLI (`vrdma pingpong`),
-// the two-process tests and the end-to-end benchmarks all build their VMs here.
+// over a Link bound to the VM's own IPv4 address (its GID, R7; a MovableLink, so the address can
+// be released for migration and bound again, here or on another host), the virtio-rdma device
+// processing inline (each kick and each provider completion is handled in the caller's thread, as
+// a vCPU exit handled in place), and the guest verbs library opened on it. The CLI
+// (`vrdma pingpong`), the two-process tests and the end-to-end benchmarks all build their VMs here.
+//
+// Two dirty logs (R4) cover the VM's RAM: `dirtyLog` gets every write the device and its provider
+// make (the device memory's log), `cpuLog` every write the simulated guest makes (rings, WQEs,
+// command buffers, and application buffers written through writeBuffer/fillBuffer), which a real
+// VMM would learn from KVM's dirty tracking. Both are off until start()ed; a pre-copy round takes
+// the union of their harvests.
 import { RdmaDevice } from '../device/device.js';
 import { type OpenOptions, RdmaGuest } from '../guest/rdma/device.js';
 import { Arena } from '../memory/arena.js';
 import { DeviceMemory } from '../memory/device-memory.js';
 import { gpa } from '../memory/gpa.js';
+import type { GuestMemory } from '../memory/guest-memory.js';
+import { DirtyLog } from '../migration/dirty-log.js';
 import { LossyLink, type LossyOptions } from '../net/lossy.js';
 import { CaptureLink } from '../net/capture.js';
+import { MovableLink, type MovableLinkCounters } from '../net/movable-link.js';
+import { NetError, NetErrorCode } from '../net/errors.js';
 import { UdpLink } from '../net/udp-link.js';
 import type { Link } from '../nic/link.js';
 import { SoftRoce, type SoftRoceOptions } from '../nic/soft/index.js';
@@ -27,8 +38,13 @@ export interface VmOptions {
   ramBytes?: number;
   /** Guest RAM kept for rings and command buffers; the rest is for data buffers. Default 4 MiB. */
   driverBytes?: number;
-  /** A link to use instead of a UdpLink bound to `ip` (the loopback hub in one process). */
+  /** A link to use instead of a UdpLink bound to `ip` (the loopback hub in one process); it can be bound once. */
   link?: Link;
+  /**
+   * Bind the address now (default). False builds the VM with its address unbound: a migration
+   * destination restores the device first and then calls bindAddress().
+   */
+  bindAddress?: boolean;
   /** UDP port to bind when no link is given; default 4791. */
   port?: number;
   /** Record every packet to this pcap file. */
@@ -46,42 +62,103 @@ export class Vm {
     readonly ip: string,
     readonly dm: DeviceMemory,
     readonly link: Link,
+    /** The socket side of `link` (under any lossy or capture wrapper): what moves with the VM. */
+    private readonly address: MovableLink,
     readonly verbs: SoftRoce,
     readonly device: RdmaDevice,
     readonly guest: RdmaGuest,
     /** Allocator of data buffers in guest RAM (GPAs). */
     private readonly data: Arena,
+    /** Writes of the device and its provider to guest RAM (also `dm.dirtyLog`). */
+    readonly dirtyLog: DirtyLog,
+    /** Writes of the simulated guest (its vCPU) to guest RAM. */
+    readonly cpuLog: DirtyLog,
+    /** Guest RAM as the vCPU writes it: every write is marked in cpuLog. */
+    readonly cpuMemory: GuestMemory,
   ) {}
 
   static async open(options: VmOptions): Promise<Vm> {
     const ramBytes = options.ramBytes ?? DEFAULT_RAM_BYTES;
     const driverBytes = options.driverBytes ?? DEFAULT_DRIVER_BYTES;
     if (DRIVER_AREA_GPA + driverBytes >= ramBytes) throw new RangeError(`ramBytes ${ramBytes} leaves no room for data past the driver area`);
-    let link: Link = options.link ?? await UdpLink.open({ ip: options.ip, port: options.port });
+    const given = options.link;
+    let once = given;
+    const address = new MovableLink(options.ip, async () => {
+      if (given === undefined) return UdpLink.open({ ip: options.ip, port: options.port });
+      if (once === undefined) throw new NetError(NetErrorCode.Closed, `${options.ip}: a VM given its link cannot bind another`);
+      once = undefined;
+      return given;
+    }, given?.localPort ?? options.port);
+    if (options.bindAddress ?? true) await address.bind();
+    let link: Link = address;
     if (options.lossy !== undefined) link = new LossyLink(link, options.lossy);
     if (options.capturePath !== undefined) link = await CaptureLink.open(link, options.capturePath);
     const dm = DeviceMemory.create({ ramBytes, arenaBytes: 4 * MiB });
     dm.addRegion(0, ramBytes);
+    const dirtyLog = DirtyLog.forDevice(dm);
+    const cpuLog = DirtyLog.forDevice(dm);
+    dm.dirtyLog = dirtyLog;
+    const cpuMemory = dm.guest.withLog(cpuLog);
     const verbs = new SoftRoce(dm, link, options.provider);
     const device = new RdmaDevice({ verbs, dm, vmIp: options.ip, inline: true });
     const driver = new Arena(DRIVER_AREA_GPA, driverBytes);
-    const guest = RdmaGuest.open(device.transport, dm.guest, driver, options.open);
+    const guest = RdmaGuest.open(device.transport, cpuMemory, driver, options.open);
     const dataBase = DRIVER_AREA_GPA + driverBytes;
-    return new Vm(options.ip, dm, link, verbs, device, guest, new Arena(dataBase, ramBytes - dataBase));
+    return new Vm(options.ip, dm, link, address, verbs, device, guest, new Arena(dataBase, ramBytes - dataBase), dirtyLog, cpuLog, cpuMemory);
+  }
+
+  /** Whether a socket holds the VM's address here. */
+  get addressBound(): boolean {
+    return this.address.isBound;
+  }
+
+  /** Packets the provider sent through the VM's address, and while it was released (lost; R8). */
+  get addressCounters(): Readonly<MovableLinkCounters> {
+    return { ...this.address.counters };
+  }
+
+  /**
+   * R7, source side: give up the VM's address (close its socket) once the sends already made
+   * have left. Suspends nothing itself: suspend the QPs first, or their packets are lost.
+   * Resolves when another host can bind the address.
+   */
+  releaseAddress(): Promise<void> {
+    return this.address.release();
+  }
+
+  /**
+   * R7, destination side (or the source again, when a migration is abandoned): bind the VM's
+   * address with a new socket. Rejects with NetError ADDRESS_IN_USE while another host holds it.
+   */
+  bindAddress(): Promise<void> {
+    return this.address.bind();
   }
 
   /** A data buffer of `bytes` in guest RAM (zeroed), returned as its GPA. */
   allocBuffer(bytes: number, align = 64): number {
     const at = this.data.alloc(bytes, align);
-    this.dm.guest.fill(gpa(at), bytes, 0);
+    this.cpuMemory.fill(gpa(at), bytes, 0);
     return at;
+  }
+
+  /** The application writes `src` into guest RAM at `at` (marked in cpuLog). */
+  writeBuffer(at: number, src: Uint8Array): void {
+    this.cpuMemory.write(gpa(at), src);
+  }
+
+  /** The application fills `len` bytes at `at` with `value` (marked in cpuLog). */
+  fillBuffer(at: number, len: number, value: number): void {
+    this.cpuMemory.fill(gpa(at), len, value);
   }
 
   releaseBuffer(at: number): void {
     this.data.release(at);
   }
 
-  /** A live view of guest RAM at `at` (the device writes into the same bytes). */
+  /**
+   * A live view of guest RAM at `at` (the device writes into the same bytes), for reading: writes
+   * through it escape the dirty log; use writeBuffer/fillBuffer to write.
+   */
   bytes(at: number, len: number): Uint8Array {
     return this.dm.guest.slice(gpa(at), len);
   }

@@ -114,16 +114,17 @@ const TRANSITIONS: Partial<Record<QpState, Partial<Record<QpState, Rule>>>> = {
 
 /**
  * Why a modify from `from` to `to` with `mask` is not allowed, or null if it is. Moves to RESET
- * and ERR are allowed from every state with no attributes. SUSPENDED is entered and left only
- * through suspendQp/resumeQp, never by a guest's modify.
+ * and ERR are allowed from every state with no attributes, SUSPENDED included (a QP can always
+ * be torn down). Otherwise SUSPENDED is entered and left only through suspendQp/resumeQp, never
+ * by a guest's modify.
  */
 export function checkTransition(type: QpType, from: QpState, to: QpState, mask: number): string | null {
   if ((mask & ~QP_ATTR_ALL) !== 0) return `unknown attribute mask bits 0x${(mask & ~QP_ATTR_ALL).toString(16)}`;
-  if (from === QpState.Suspended || to === QpState.Suspended) return 'SUSPENDED is entered and left only by suspend/resume';
   const attrs = mask & ~(A.STATE | A.CUR_STATE);
   if (to === QpState.Reset || to === QpState.Err) {
     return attrs === 0 ? null : `moving to ${QP_STATE_NAMES[to]} takes no attributes`;
   }
+  if (from === QpState.Suspended || to === QpState.Suspended) return 'SUSPENDED is entered and left only by suspend/resume';
   const r = TRANSITIONS[from]?.[to];
   if (!r || (type === QpType.Rc && from === QpState.Sqe)) {
     return `IBTA has no ${QP_STATE_NAMES[from]} -> ${QP_STATE_NAMES[to]} transition for ${QpType[type]} QPs`;

@@ -5,7 +5,10 @@
 // one, an ACK past an unanswered READ, a PSN sequence NAK, or the local ACK timer — starts a
 // go-back-N from the oldest unacknowledged PSN, counted against retry_cnt; an RNR NAK waits its
 // timer and counts against rnr_retry (7: forever). An error completes the oldest WQE with its
-// status and moves the QP to ERR, which flushes the rest.
+// status and moves the QP to ERR, which flushes the rest. Resuming a SUSPENDED QP (R6) applies
+// what the peer acknowledged meanwhile, gives the retry budgets back and goes back to the oldest
+// unacknowledged PSN, counting nothing against them.
+import { QpType } from '../qp-state.js';
 import { WcStatus, WrOpcode } from '../types.js';
 import { AethType, NakCode, aethTypeOf, aethValueOf, atomicAckOrig } from './headers.js';
 import * as H from './headers.js';
@@ -33,6 +36,8 @@ export enum CompState {
   Retire,
   /** Complete the head WQE with its error status; the QP leaves RTS. */
   Error,
+  /** R6: the QP left SUSPENDED; catch up and go back to the oldest unacknowledged PSN. */
+  Resume,
   Exit,
 }
 
@@ -47,11 +52,12 @@ export const COMP_STATE_NAMES: Record<CompState, string> = {
   [CompState.Retry]: 'RETRY',
   [CompState.Retire]: 'RETIRE',
   [CompState.Error]: 'ERROR',
+  [CompState.Resume]: 'RESUME',
   [CompState.Exit]: 'EXIT',
 };
 
-/** What woke the completer: a response packet, the local ACK timer, or work to retire. */
-export type CompInput = { kind: 'packet'; pkt: RocePacket } | { kind: 'timeout' } | { kind: 'retire' };
+/** What woke the completer: a response packet, the local ACK timer, work to retire, or resume. */
+export type CompInput = { kind: 'packet'; pkt: RocePacket } | { kind: 'timeout' } | { kind: 'retire' } | { kind: 'resume' };
 
 export interface CompleterIo {
   readonly memory: MemoryPort;
@@ -79,7 +85,8 @@ export function runCompleter(qp: TransportQp, io: CompleterIo, input: CompInput)
     io.count?.('local ACK timeout');
     // Nothing outstanding, or waiting out an RNR NAK: the timer has nothing to say.
     state = psnDistance(qp.comp.psn, qp.req.psn) === 0 || qp.req.waitRnr ? CompState.Retire : CompState.Retry;
-  } else state = CompState.Retire;
+  } else if (input.kind === 'resume') state = CompState.Resume;
+  else state = CompState.Retire;
 
   for (;;) {
     switch (state) {
@@ -181,6 +188,7 @@ export function runCompleter(qp: TransportQp, io: CompleterIo, input: CompInput)
         const p = pkt as RocePacket;
         state = CompState.Retire;
         const head = qp.sq.at(0);
+        io.count?.('RNR NAK received');
         if (head === undefined || qp.req.waitRnr) break;
         if (qp.comp.rnrLeft === 0) {
           head.status = WcStatus.RnrRetryExcErr;
@@ -243,6 +251,30 @@ export function runCompleter(qp: TransportQp, io: CompleterIo, input: CompInput)
           break;
         }
         if (psnDistance(qp.comp.psn, qp.req.psn) === 0 && !qp.req.needRetry) qp.hooks.stopRetryTimer();
+        break;
+      }
+
+      case CompState.Resume: {
+        state = CompState.Retire;
+        const acked = qp.suspendAckPsn;
+        qp.suspendAckPsn = -1;
+        if (qp.type !== QpType.Rc) break;
+        // What the peer acknowledged while the QP was suspended (suspended.ts checked the window).
+        if (acked >= 0 && psnDiff(acked, qp.comp.psn) >= 0 && psnDiff(acked, qp.req.psn) < 0) ackThrough(qp, acked);
+        // Time spent suspended uses up no retries: the budgets are whole again, as after
+        // progress, and the go-back-N below is not counted against them.
+        qp.comp.retryLeft = qp.attrs.retryCnt;
+        qp.comp.rnrLeft = qp.attrs.rnrRetry;
+        qp.comp.retryStarted = false;
+        qp.req.waitRnr = false;
+        if (psnDistance(qp.comp.psn, qp.req.psn) > 0 && qp.sq.length > 0) {
+          // Responses sent to us while we were away (or to an address nobody held) are lost:
+          // resend from the oldest unacknowledged PSN at once instead of waiting for the timer.
+          io.count?.('go-back-N on resume');
+          qp.req.needRetry = true;
+          qp.hooks.restartRetryTimer();
+        }
+        qp.hooks.scheduleRequester();
         break;
       }
 

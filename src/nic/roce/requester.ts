@@ -76,9 +76,10 @@ export function runRequester(qp: TransportQp, io: RequesterIo): void {
         }
         wqe = qp.sq.at(qp.req.next);
         if (wqe === undefined || wqe.state === WqeState.Error) break;
-        // SQD drains: messages already started finish, new ones wait.
+        // SQD drains: messages already started finish (a go-back-N sends them again from their
+        // start: `checked` says they were started), new ones wait.
         const fresh = wqe.state === WqeState.Posted;
-        if (qp.state !== QpState.Rts && !(qp.state === QpState.Sqd && !fresh)) break;
+        if (qp.state !== QpState.Rts && !(qp.state === QpState.Sqd && wqe.checked)) break;
         state = fresh ? ReqState.CheckLimits : ReqState.SendPacket;
         break;
       }

@@ -436,7 +436,8 @@ function sendAtomicAck(qp: TransportQp, io: ResponderIo, res: ResponderResource)
   }, 0, null);
 }
 
-function sendAck(qp: TransportQp, io: Pick<ResponderIo, 'wire'>, syndrome: number, psn: number): void {
+/** Send an ACK or NAK (`syndrome`, 9.7.5.2.8) for `psn`, with the current MSN. */
+export function sendAck(qp: TransportQp, io: Pick<ResponderIo, 'wire'>, syndrome: number, psn: number): void {
   io.wire.transmit(qp.attrs.dstIp, { opcode: Opcode.RcAck, dqpn: qp.attrs.destQpn, psn, aeth: { syndrome, msn: qp.resp.msn } }, 0, null);
 }
 

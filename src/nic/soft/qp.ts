@@ -1,13 +1,15 @@
 // A SoftRoce queue pair: the verbs-level object around the transport's TransportQp. It owns the
 // receive queue, the attribute record, the modify-QP state machine (checkTransition plus the
-// effects of each state), flushing, the two transport timers, and the scheduling of the roles:
-// each runs later in the event loop, coalesced, never inside the caller that asked for it.
+// effects of each state), suspend and resume for migration (R6), flushing, the two transport
+// timers, and the scheduling of the roles: each runs later in the event loop, coalesced, never
+// inside the caller that asked for it, and none runs while the QP is SUSPENDED.
 import { Fifo } from '../../util/fifo.js';
 import { invalid } from '../errors.js';
-import { QP_STATE_NAMES, QpAttr, QpState, QpType, checkTransition } from '../qp-state.js';
+import { QP_STATE_NAMES, QpAttr, QpState, QpType, canSuspend, checkTransition } from '../qp-state.js';
 import { type CompleterIo, runCompleter } from '../roce/completer.js';
 import { type RequesterConfig, type RequesterIo, runRequester } from '../roce/requester.js';
 import { type ResponderIo, flushAck } from '../roce/responder.js';
+import { type SuspendPolicy, quiesceResponder, resumeResponder } from '../roce/suspended.js';
 import { localAckTimeoutUs } from '../roce/timers.js';
 import { type Completion, type MemoryPort, type PacketPort, type QpHooks, TransportQp } from '../roce/transport-qp.js';
 import { type RecvWqe, type SendWqe } from '../roce/wqe.js';
@@ -78,6 +80,10 @@ export class SoftQp {
   get state(): QpState {
     return this.t.state;
   }
+  /** The state the guest knows: while SUSPENDED, the one it will resume to. */
+  get guestState(): QpState {
+    return this.t.state === QpState.Suspended ? this.t.resumeState : this.t.state;
+  }
 
   query(): QpAttributes {
     return { ...this.rec, ahAttr: { ...this.rec.ahAttr }, qpState: this.state, curQpState: this.state };
@@ -100,6 +106,8 @@ export class SoftQp {
 
   private enter(from: QpState, to: QpState): void {
     this.t.state = to;
+    // Only RESET and ERR leave SUSPENDED this way; what was recorded for resume is moot.
+    this.t.suspendAckPsn = -1;
     switch (to) {
       case QpState.Reset:
         this.reset();
@@ -117,6 +125,39 @@ export class SoftQp {
       default:
         break;
     }
+  }
+
+  /**
+   * R6: stop the QP for migration. It sends nothing from now on (no new packets, retransmissions
+   * or ACKs: the ACK owed for requests already executed goes out now), its timers stop, and
+   * arriving packets are handled by src/nic/roce/suspended.ts until resume().
+   */
+  suspend(policy: SuspendPolicy): void {
+    const from = this.state;
+    if (!canSuspend(from)) throw invalid(`a QP in ${QP_STATE_NAMES[from]} cannot be suspended (RTS, SQD or SQE only)`);
+    quiesceResponder(this.t, this.env.responderIo);
+    this.t.resumeState = from;
+    this.t.suspendDrop = policy === 'drop';
+    this.t.suspendAckPsn = -1;
+    this.t.state = QpState.Suspended;
+    this.stopRetryTimer();
+    this.stopRnrTimer();
+    this.env.count('suspend');
+  }
+
+  /**
+   * R6: back to the state the QP was suspended from (or restored in, on another host). Apply
+   * what the peer acknowledged meanwhile, give the retry budgets back, go back to the oldest
+   * unacknowledged PSN and send from there at once; tell an RC peer the PSN this QP expects.
+   */
+  resume(): void {
+    if (this.state !== QpState.Suspended) throw invalid(`QP ${this.qpn} is ${QP_STATE_NAMES[this.state]}, not SUSPENDED`);
+    this.t.state = this.t.resumeState;
+    this.env.count('resume');
+    this.env.guard(this, 'resume', () => {
+      runCompleter(this.t, this.env.completerIo, { kind: 'resume' });
+      resumeResponder(this.t, this.env.responderIo);
+    });
   }
 
   /** A transport error: RC QPs go to ERR; a UD send error takes the QP to SQE. */
@@ -160,7 +201,7 @@ export class SoftQp {
 
   /** Post a send WQE already checked by the poster. */
   pushSend(w: SendWqe): void {
-    if (this.state === QpState.Err || this.state === QpState.Sqe) {
+    if (this.guestState === QpState.Err || this.guestState === QpState.Sqe) {
       this.complete(this.sendCq, flushed(w.wrId, wcOpcodeOf(w.opcode)), false);
       return;
     }
@@ -196,31 +237,37 @@ export class SoftQp {
 
   // ---- scheduling ---------------------------------------------------------------------------
 
+  // Work asked for while SUSPENDED, or queued before it, does not run: resume runs the
+  // completer, which schedules the requester, and the responder owes nothing (quiesceResponder).
+  private get idle(): boolean {
+    return this.destroyed || this.state === QpState.Suspended;
+  }
+
   scheduleRequester(): void {
-    if (this.requesterQueued || this.destroyed) return;
+    if (this.requesterQueued || this.idle) return;
     this.requesterQueued = true;
     setImmediate(() => {
       this.requesterQueued = false;
-      if (!this.destroyed) this.env.guard(this, 'requester', () => runRequester(this.t, this.requesterIo));
+      if (!this.idle) this.env.guard(this, 'requester', () => runRequester(this.t, this.requesterIo));
     });
   }
 
   private scheduleRetire(): void {
-    if (this.retireQueued || this.destroyed) return;
+    if (this.retireQueued || this.idle) return;
     this.retireQueued = true;
     setImmediate(() => {
       this.retireQueued = false;
-      if (!this.destroyed) this.env.guard(this, 'completer', () => runCompleter(this.t, this.env.completerIo, { kind: 'retire' }));
+      if (!this.idle) this.env.guard(this, 'completer', () => runCompleter(this.t, this.env.completerIo, { kind: 'retire' }));
     });
   }
 
   private scheduleAck(): void {
     // Every ACK asked for within one turn of the event loop goes out as one (ACK coalescing).
-    if (this.ackQueued || this.destroyed) return;
+    if (this.ackQueued || this.idle) return;
     this.ackQueued = true;
     setImmediate(() => {
       this.ackQueued = false;
-      if (!this.destroyed) this.env.guard(this, 'ack', () => flushAck(this.t, this.env.responderIo));
+      if (!this.idle) this.env.guard(this, 'ack', () => flushAck(this.t, this.env.responderIo));
     });
   }
 
@@ -228,7 +275,7 @@ export class SoftQp {
 
   private restartRetryTimer(): void {
     const us = localAckTimeoutUs(this.t.attrs.timeout);
-    if (us === null || this.destroyed) return;
+    if (us === null || this.idle) return;
     this.retryDeadlineMs = performance.now() + us / 1000;
     if (this.retryTimer === null) this.armRetryTimer(us / 1000);
   }
@@ -252,10 +299,14 @@ export class SoftQp {
   }
 
   private startRnrTimer(us: number): void {
-    this.stopRnrTimer();
+    // Not stopRnrTimer(): the completer has just set waitRnr, which holds the requester until
+    // the timer runs out.
+    if (this.rnrTimer !== null) clearTimeout(this.rnrTimer);
+    this.rnrTimer = null;
+    if (this.idle) return;
     this.rnrTimer = setTimeout(() => {
       this.rnrTimer = null;
-      if (this.destroyed) return;
+      if (this.idle) return;
       this.t.req.waitRnr = false;
       this.t.req.needRetry = true;
       this.scheduleRequester();

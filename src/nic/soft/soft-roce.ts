@@ -9,9 +9,10 @@ import type { Link, LinkAddress } from '../link.js';
 import { QpState, QpType } from '../qp-state.js';
 import { type CompleterIo, runCompleter } from '../roce/completer.js';
 import { RoceError } from '../roce/errors.js';
-import { bthDqpn, bthPkey } from '../roce/headers.js';
-import { OpFlag } from '../roce/opcodes.js';
+import { bthDqpn, bthDqpnAt, bthPkey } from '../roce/headers.js';
+import { BTH_BYTES, OpFlag } from '../roce/opcodes.js';
 import { type ResponderIo, respond } from '../roce/responder.js';
+import { dropsUnchecked, suspendedRequest, suspendedResponse } from '../roce/suspended.js';
 import type {
   AddressVector, CreateQpOptions, DeviceLimits, MrKeys, PhysicalRegistration, ProviderCapabilities, ProviderStateSummary, QpAttributes,
   RecvWr, SendWr, Verbs, WorkCompletion,
@@ -38,9 +39,10 @@ const CAPABILITIES: ProviderCapabilities = Object.freeze({
   allMemoryMr: true,
   // The page tables can be on-demand, but the fault path (R3) is not wired up yet.
   onDemandPaging: false,
-  dirtyLog: false,
+  // Every write into guest memory is marked in the device memory's dirty log (mr-table.ts).
+  dirtyLog: true,
   chosenQpn: true,
-  suspendQp: false,
+  suspendQp: true,
   saveState: true,
 });
 
@@ -309,16 +311,18 @@ export class SoftRoce implements Verbs {
     }
   }
 
-  // ---- migration (later) --------------------------------------------------------------------
+  // ---- migration ----------------------------------------------------------------------------
 
-  suspendQp(qpn: number, _policy: 'rnr-nak' | 'drop'): void {
-    this.qp(qpn);
-    throw new VerbsError(VerbsErrorCode.NotSupported, 'SoftRoce cannot suspend QPs yet (R6)');
+  /** R6 (docs/device-spec.md §9.3): from RTS, SQD or SQE; anything else is INVALID_ARGUMENT. */
+  suspendQp(qpn: number, policy: 'rnr-nak' | 'drop'): void {
+    const qp = this.qp(qpn);
+    if (policy !== 'rnr-nak' && policy !== 'drop') throw invalid(`suspend policy ${String(policy)} is not 'rnr-nak' or 'drop'`);
+    qp.suspend(policy);
   }
 
+  /** R6: back to the state the QP was suspended from; INVALID_ARGUMENT if it is not SUSPENDED. */
   resumeQp(qpn: number): void {
-    this.qp(qpn);
-    throw new VerbsError(VerbsErrorCode.NotSupported, 'SoftRoce cannot resume QPs yet (R6)');
+    this.qp(qpn).resume();
   }
 
   /**
@@ -369,6 +373,9 @@ export class SoftRoce implements Verbs {
   private receive(bytes: Uint8Array, from: LinkAddress): void {
     if (this.closed) return;
     try {
+      // A request a suspended QP will not answer costs no ICRC check (suspended.ts).
+      const target = bytes.length >= BTH_BYTES ? this.qps.get(bthDqpnAt(bytes, 0)) : undefined;
+      if (target?.state === QpState.Suspended && dropsUnchecked(target.t, this.env.responderIo, bytes)) return;
       const pkt = this.wire.parse(bytes, from);
       if (pkt instanceof RoceError) return this.drop(pkt.code);
       const qp = this.qps.get(bthDqpn(pkt));
@@ -378,6 +385,12 @@ export class SoftRoce implements Verbs {
       if (pkt.info.transport !== (qp.type === QpType.Rc ? 'RC' : 'UD')) return this.drop('opcode for another QP type');
       // An RC QP talks to one peer; anything else is not part of its connection.
       if (qp.type === QpType.Rc && from.ip !== qp.t.attrs.dstIp) return this.drop('not from the connected peer');
+      if (qp.state === QpState.Suspended) {
+        const request = (pkt.info.flags & OpFlag.Request) !== 0;
+        const io = this.env.responderIo;
+        this.guard(qp, 'suspended', () => (request ? suspendedRequest(qp.t, io, pkt) : suspendedResponse(qp.t, io, pkt)));
+        return;
+      }
       if ((pkt.info.flags & OpFlag.Request) !== 0) {
         this.guard(qp, 'responder', () => respond(qp.t, this.env.responderIo, pkt, from.ip));
       } else {
