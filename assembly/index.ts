@@ -9,6 +9,7 @@ export * from "./split-ring";
 export * from "./packed-ring";
 export * from "./icrc";
 export * from "./mr";
+export * from "./dirty-log";
 
 /** End of the module's static data; the loader checks it fits below the region table. */
 export function kernelDataEnd(): usize {

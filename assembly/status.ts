@@ -36,3 +36,5 @@ export const ST_BAD_KEY = -14;
 export const ST_REGION_CONFLICT = -15;
 /** A page of an on-demand-paging registration is not present: fault, then retry. */
 export const ST_PAGE_FAULT = -16;
+/** A pointer or length the kernel needs aligned (for atomic access) is not. */
+export const ST_MISALIGNED = -17;

@@ -24,6 +24,7 @@ export const suites: Record<string, () => Promise<Suite>> = {
   translate: async () => (await import('./translate.js')).default,
   'soft-roce': async () => (await import('./soft-roce.js')).default,
   net: async () => (await import('./net-udp.js')).default,
+  migration: async () => (await import('./migration.js')).default,
 };
 
 /** Run suites by name; returns false (and says why) if a name is unknown. */

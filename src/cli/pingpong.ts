@@ -56,7 +56,7 @@ export async function runPingpong(o: PingpongOptions): Promise<number> {
     const g = vm.guest;
     const pd = await g.createPd();
     const buf = vm.allocBuffer(Math.max(o.size, 1), 4096);
-    vm.bytes(buf, o.size).fill(0x7b);
+    vm.fillBuffer(buf, o.size, 0x7b);
     const pages = Array.from({ length: Math.max(1, Math.ceil(o.size / 4096)) }, (_, i) => buf + 4096 * i);
     const mr = await g.regUserMr(pd, AccessFlag.LOCAL_WRITE, buf, Math.max(o.size, 1), pages);
     const cq = await g.createCq(o.rxDepth + 1);

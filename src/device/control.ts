@@ -2,6 +2,7 @@
 // gives, executed one at a time, answered with an 8-byte response header and the command's
 // response struct. A malformed command is answered with a status and changes nothing; only a ring
 // fault (VirtioError from the queue) escapes, and the device then needs reset.
+import type { WriteLog } from '../memory/write-log.js';
 import type { DescriptorChain } from '../virtio/chain.js';
 import { VirtioError } from '../virtio/errors.js';
 import type { DeviceQueue } from '../virtio/queue.js';
@@ -97,20 +98,20 @@ export class ControlQueue {
    * Run every available command on `queue`, in order. Returns true if the driver should be
    * notified. Throws VirtioError if the ring is broken.
    */
-  service(queue: DeviceQueue, wrote: (gpa: number, len: number) => void): boolean {
+  service(queue: DeviceQueue, log: WriteLog): boolean {
     let notify = false;
     // Each round answers at least one chain; the ring holds at most `size` (no unbounded loop).
     for (let round = 0; round <= queue.size; round++) {
       const chains = queue.pop();
       if (chains.length === 0) break;
-      for (const chain of chains) queue.addUsed(chain, this.execute(chain, wrote));
+      for (const chain of chains) queue.addUsed(chain, this.execute(chain, log));
       if (queue.flush()) notify = true;
     }
     return notify;
   }
 
   /** Check, execute and answer one command; returns the used length (§6). */
-  execute(chain: DescriptorChain, wrote: (gpa: number, len: number) => void): number {
+  execute(chain: DescriptorChain, log: WriteLog): number {
     // Check 1: nothing to parse or nowhere to answer.
     if (chain.readBytes < CTRL_HEADER_BYTES || chain.writeBytes < CTRL_HEADER_BYTES) return 0;
     const reader = chain.reader(this.memory);
@@ -170,7 +171,7 @@ export class ControlQueue {
     av.setUint32(4, resp.length, true);
     answer.set(resp, CTRL_HEADER_BYTES);
     const w = chain.writer(this.memory);
-    w.write(answer, wrote);
+    w.write(answer, log);
     return w.written;
   }
 }

@@ -2,6 +2,7 @@
 // makes available on the CQ's virtqueue, in the order the device generates them. A CQE with no
 // buffer to go to waits in a backlog of at most `cqe` entries; one more is a CQ overrun (§11.4).
 // Used-buffer notifications are sent only for a CQE that triggers the CQ's arm (§11.3, §5.5).
+import type { WriteLog } from '../memory/write-log.js';
 import type { DescriptorChain } from '../virtio/chain.js';
 import type { DeviceQueue } from '../virtio/queue.js';
 import { CQE_BYTES, NotifyFlag } from './abi.js';
@@ -19,8 +20,8 @@ export interface CqSink {
   queueOf(cq: DeviceCq): DeviceQueue | null;
   /** Remember to publish this queue's used entries at the end of the pass. */
   touched(cq: DeviceCq): void;
-  /** Guest memory the device wrote (for the dirty log, R4). */
-  wrote(gpa: number, len: number): void;
+  /** Where the device marks the guest memory it writes (the dirty log, R4). */
+  readonly log: WriteLog;
   /** The CQ overran or got a buffer too short for a CQE (§11.4). */
   overrun(cq: DeviceCq, reason: string): void;
   readonly memory: Uint8Array;
@@ -91,7 +92,7 @@ export class DeviceCq {
     }
     const next = this.backlog.shift() as Pending;
     const w = chain.writer(sink.memory);
-    w.write(next.bytes, (gpa, len) => sink.wrote(gpa, len));
+    w.write(next.bytes, sink.log);
     queue.addUsed(chain, CQE_BYTES);
     this.cqesWritten = (this.cqesWritten + 1) >>> 0;
     if (this.armed === NotifyFlag.NEXT_COMPLETION || (this.armed === NotifyFlag.SOLICITED && next.solicitedOrError)) {

@@ -6,6 +6,7 @@
 import { QpAttr, QpState } from '../nic/qp-state.js';
 import type { WrOpcode } from '../nic/types.js';
 import type { WorkCompletion } from '../nic/verbs.js';
+import type { DeviceMemory } from '../memory/device-memory.js';
 import type { DeviceQueue } from '../virtio/queue.js';
 import { CqeOpcode, CqeStatus, EventType, VendorErr } from './abi.js';
 import { u64 } from './bytes.js';
@@ -25,13 +26,20 @@ export class Datapath {
   private readonly touched = new Set<number>();
   readonly sink: CqSink;
 
-  constructor(private readonly core: DeviceCore, private readonly memory: Uint8Array, private readonly wrote: (gpa: number, len: number) => void) {
+  private readonly memory: Uint8Array;
+
+  constructor(private readonly core: DeviceCore, private readonly dm: DeviceMemory) {
     const map = core.transport.map;
+    const memory = dm.guest.bytes;
+    this.memory = memory;
     this.sink = {
       memory,
       queueOf: (cq) => core.transport.queue(map.cq(cq.index)),
       touched: (cq) => this.touched.add(map.cq(cq.index)),
-      wrote,
+      // The device's dirty log, read at each write: it may be attached after the device is built.
+      get log() {
+        return dm.dirtyLog;
+      },
       overrun: (cq, reason) => this.cqOverrun(cq, reason),
     };
   }
@@ -327,7 +335,7 @@ export class Datapath {
   drainEvents(): void {
     const vq = this.core.transport.map.event;
     if (vq < 0) return;
-    if (this.core.events.drain(this.core.transport.queue(vq), this.memory, this.wrote)) this.touched.add(vq);
+    if (this.core.events.drain(this.core.transport.queue(vq), this.memory, this.dm.dirtyLog)) this.touched.add(vq);
   }
 
   /** Publish used entries of every touched queue and send the notifications due (§5.5). */

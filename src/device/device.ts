@@ -35,8 +35,6 @@ export interface RdmaDeviceOptions {
   queueNumMax?: QueueNumMax;
   /** Process right after each kick and each provider completion, in the caller's thread. */
   inline?: boolean;
-  /** Every guest write the device makes (CQEs, responses, events): the dirty log's feed (R4). */
-  onGuestWrite?: (gpa: number, len: number) => void;
 }
 
 /** Passes per process() call: bounds one call; what is left stays pending for the next. */
@@ -74,8 +72,8 @@ export class RdmaDevice {
     const policy: HostPolicy = { assignedGids: options.assignedGids ?? [] };
     this.events = new EventQueue(false);
     this.core = new DeviceCore(verbs, this.transport, config, policy, this.events);
-    const wrote = options.onGuestWrite ?? (() => {});
-    this.datapath = new Datapath(this.core, dm.guest.bytes, wrote);
+    // Every guest write (CQEs, responses, events, used rings, payloads) is marked in dm.dirtyLog.
+    this.datapath = new Datapath(this.core, dm);
     this.control = new ControlQueue(this.core, this.datapath, dm.guest.bytes);
     this.inline = options.inline ?? false;
     this.transport.onReset = () => this.reset();
@@ -140,7 +138,7 @@ export class RdmaDevice {
     let reading = true;
     switch (role.kind) {
       case 'control':
-        if (this.control.service(queue, (gpa, len) => this.datapath.sink.wrote(gpa, len))) transport.call(vq);
+        if (this.control.service(queue, this.datapath.sink.log)) transport.call(vq);
         break;
       case 'cq': {
         const cq = core.cqs[role.index];

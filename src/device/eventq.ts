@@ -1,6 +1,7 @@
 // The event virtqueue (docs/device-spec.md §12): asynchronous events, one 16-byte record per
 // device-writable buffer. Without a buffer an event waits; at most one pending event per
 // (type, handle) is kept, so the backlog is bounded and no distinct event is lost.
+import type { WriteLog } from '../memory/write-log.js';
 import type { DeviceQueue } from '../virtio/queue.js';
 import { EVENT_BYTES, EventType } from './abi.js';
 
@@ -26,7 +27,7 @@ export class EventQueue {
    * Write pending events into available buffers; returns true if any buffer was used. A buffer
    * shorter than 16 bytes is returned with length 0 and the event stays pending.
    */
-  drain(queue: DeviceQueue | null, memory: Uint8Array, wrote: (gpa: number, len: number) => void): boolean {
+  drain(queue: DeviceQueue | null, memory: Uint8Array, log: WriteLog): boolean {
     if (queue === null || this.pending.size === 0) return false;
     let used = false;
     const record = new Uint8Array(EVENT_BYTES);
@@ -49,7 +50,7 @@ export class EventQueue {
         record.fill(0);
         view.setUint32(0, event.type, true);
         view.setUint32(4, event.handle, true);
-        chain.writer(memory).write(record, wrote);
+        chain.writer(memory).write(record, log);
         queue.addUsed(chain, EVENT_BYTES);
         this.pending.delete(key);
         this.written++;

@@ -3,7 +3,8 @@
 // available (direct or through an indirect table), decides when to kick, and collects used
 // buffers. Tests, fuzzers, benchmarks and the demo all drive the device through this library,
 // exactly as a guest would. It touches guest memory only through GuestMemory (each ring part is
-// translated once, checked) and Atomics on the flags and event words.
+// translated once, checked) and Atomics on the flags and event words. What it stores is marked
+// in the GuestMemory's write log (the vCPU's dirty log, R4), as KVM would track it.
 import * as L from '../../assembly/packed-layout.js';
 import type { Arena } from '../memory/arena.js';
 import { type Gpa, gpa } from '../memory/gpa.js';
@@ -144,6 +145,7 @@ export class PackedDriver {
         this.writeDesc(t + i * L.PDESC_BYTES, b.gpa, b.len, 0);
         this.dv.setUint16(t + i * L.PDESC_BYTES + L.PDESC_FLAGS, write ? L.VIRTQ_DESC_F_WRITE : 0, true);
       }
+      this.guest.wrote(tableGpa, tableBytes);
       this.tableById[id] = tableGpa;
       this.publishIndirect(tableGpa, tableBytes, id);
     } else {
@@ -175,6 +177,7 @@ export class PackedDriver {
       const off = this.ringOff + this.nextAvail * L.PDESC_BYTES;
       // The buffer id belongs in the last descriptor (2.8.6); writing it in all is harmless.
       this.writeDesc(off, b.gpa, b.len, id);
+      this.guest.wrote(this.descGpa + this.nextAvail * L.PDESC_BYTES, L.PDESC_BYTES);
       if (i > 0) {
         const flags = this.availFlags(this.availWrap) | (write ? L.VIRTQ_DESC_F_WRITE : 0) | (i < n - 1 ? L.VIRTQ_DESC_F_NEXT : 0);
         Atomics.store(this.u16, (off + L.PDESC_FLAGS) >>> 1, flags);
@@ -188,6 +191,7 @@ export class PackedDriver {
   private publishIndirect(tableGpa: Gpa, tableBytes: number, id: number): void {
     const off = this.ringOff + this.nextAvail * L.PDESC_BYTES;
     this.writeDesc(off, tableGpa, tableBytes, id);
+    this.guest.wrote(this.descGpa + this.nextAvail * L.PDESC_BYTES, L.PDESC_BYTES);
     const flags = this.availFlags(this.availWrap) | L.VIRTQ_DESC_F_INDIRECT;
     this.advanceAvail();
     Atomics.store(this.u16, (off + L.PDESC_FLAGS) >>> 1, flags);
@@ -279,12 +283,14 @@ export class PackedDriver {
       value = ((L.RING_EVENT_FLAGS_DESC << 16) | (wrap << 15) | slot) >>> 0;
     }
     Atomics.store(this.u32, this.driverEventIdx, value);
+    this.guest.wrote(this.driverEventGpa, L.EVENT_BYTES);
     return this.hasUsed();
   }
 
   /** Tell the device not to notify on used buffers (the driver is polling). */
   disableUsedNotify(): void {
     Atomics.store(this.u32, this.driverEventIdx, L.RING_EVENT_FLAGS_DISABLE << 16);
+    this.guest.wrote(this.driverEventGpa, L.EVENT_BYTES);
   }
 
   /** Give the ring, event areas and any indirect tables back to the guest RAM allocator. */

@@ -3,7 +3,8 @@
 // memory, adds buffer chains (direct or through an indirect table), decides whether to kick,
 // collects used buffers and frees their descriptors. Tests, fuzzers, benchmarks and the demo all
 // drive the device through this library, exactly as a guest would: it touches guest memory only
-// through GuestMemory and publishes indices with Atomics.
+// through GuestMemory and publishes indices with Atomics. What it stores through its views is
+// marked in the GuestMemory's write log (the vCPU's dirty log, R4), as KVM would track it.
 import type { Arena } from '../memory/arena.js';
 import { gpa, type Gpa } from '../memory/gpa.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
@@ -149,7 +150,9 @@ export class SplitRingDriver<T = unknown> {
         const flags = (i >= readable.length ? VIRTQ_DESC_F_WRITE : 0) | (i < n - 1 ? VIRTQ_DESC_F_NEXT : 0);
         writeDesc(view, i, b.gpa, b.len, flags, i < n - 1 ? i + 1 : 0);
       });
+      this.guest.wrote(table, n * DESC_BYTES);
       writeDesc(this.desc, head, table, n * DESC_BYTES, VIRTQ_DESC_F_INDIRECT, 0);
+      this.guest.wrote(this.descGpa + head * DESC_BYTES, DESC_BYTES);
       this.tableGpa[head] = table;
       this.freeHead = this.freeNext[head];
     } else {
@@ -158,6 +161,7 @@ export class SplitRingDriver<T = unknown> {
         const last = i === n - 1;
         const flags = (i >= readable.length ? VIRTQ_DESC_F_WRITE : 0) | (last ? 0 : VIRTQ_DESC_F_NEXT);
         writeDesc(this.desc, idx, b.gpa, b.len, flags, last ? 0 : this.freeNext[idx]);
+        this.guest.wrote(this.descGpa + idx * DESC_BYTES, DESC_BYTES);
         idx = this.freeNext[idx];
       });
       this.freeHead = idx;
@@ -165,9 +169,16 @@ export class SplitRingDriver<T = unknown> {
     this.free -= ringDescs;
     this.chainDescs[head] = ringDescs;
     this.tokens[head] = token;
-    this.avail[2 + (this.availShadow & (this.size - 1))] = head;
-    this.availShadow = (this.availShadow + 1) & 0xffff;
+    this.offerHead(head);
     return head;
+  }
+
+  /** Put `head` in the next avail ring slot (not yet published). */
+  private offerHead(head: number): void {
+    const slot = this.availShadow & (this.size - 1);
+    this.avail[2 + slot] = head;
+    this.guest.wrote(this.availGpa + 4 + 2 * slot, 2);
+    this.availShadow = (this.availShadow + 1) & 0xffff;
   }
 
   /**
@@ -179,6 +190,7 @@ export class SplitRingDriver<T = unknown> {
     const old = this.published;
     if (now === old) return false;
     Atomics.store(this.avail, 1, now);
+    this.guest.wrote(this.availGpa + 2, 2);
     this.published = now;
     if (this.eventIdx) {
       const availEvent = Atomics.load(this.usedWords, 2 + 4 * this.size);
@@ -215,8 +227,7 @@ export class SplitRingDriver<T = unknown> {
     while (this.lastUsed !== usedIdx) {
       const id = this.used.getUint32(4 + (this.lastUsed & mask) * 8, true);
       if (id >= this.size || this.chainDescs[id] === 0) throw new VirtioError(ST_BAD_ID, `guest split driver: used id ${id}`);
-      this.avail[2 + (this.availShadow & mask)] = id;
-      this.availShadow = (this.availShadow + 1) & 0xffff;
+      this.offerHead(id);
       this.lastUsed = (this.lastUsed + 1) & 0xffff;
       n++;
     }
@@ -230,13 +241,17 @@ export class SplitRingDriver<T = unknown> {
   enableCallbacks(): boolean {
     if (this.eventIdx) Atomics.store(this.avail, 2 + this.size, this.lastUsed);
     else Atomics.store(this.avail, 0, 0);
+    this.guest.wrote(this.eventIdx ? this.availGpa + 4 + 2 * this.size : this.availGpa, 2);
     return Atomics.load(this.usedWords, 1) !== this.lastUsed;
   }
 
   /** Ask for no used-buffer notifications (the driver polls). */
   disableCallbacks(): void {
     // With event idx, used_event staying behind already suppresses further notifications.
-    if (!this.eventIdx) Atomics.store(this.avail, 0, VIRTQ_AVAIL_F_NO_INTERRUPT);
+    if (!this.eventIdx) {
+      Atomics.store(this.avail, 0, VIRTQ_AVAIL_F_NO_INTERRUPT);
+      this.guest.wrote(this.availGpa, 2);
+    }
   }
 
   /** Return the rings and any indirect tables to the allocator. */

@@ -4,11 +4,19 @@
 // processing inline (each kick and each provider completion is handled in the caller's thread, as
 // a vCPU exit handled in place), and the guest verbs library opened on it. The CLI
 // (`vrdma pingpong`), the two-process tests and the end-to-end benchmarks all build their VMs here.
+//
+// Two dirty logs (R4) cover the VM's RAM: `dirtyLog` gets every write the device and its provider
+// make (the device memory's log), `cpuLog` every write the simulated guest makes (rings, WQEs,
+// command buffers, and application buffers written through writeBuffer/fillBuffer), which a real
+// VMM would learn from KVM's dirty tracking. Both are off until start()ed; a pre-copy round takes
+// the union of their harvests.
 import { RdmaDevice } from '../device/device.js';
 import { type OpenOptions, RdmaGuest } from '../guest/rdma/device.js';
 import { Arena } from '../memory/arena.js';
 import { DeviceMemory } from '../memory/device-memory.js';
 import { gpa } from '../memory/gpa.js';
+import type { GuestMemory } from '../memory/guest-memory.js';
+import { DirtyLog } from '../migration/dirty-log.js';
 import { LossyLink, type LossyOptions } from '../net/lossy.js';
 import { CaptureLink } from '../net/capture.js';
 import { MovableLink, type MovableLinkCounters } from '../net/movable-link.js';
@@ -61,6 +69,12 @@ export class Vm {
     readonly guest: RdmaGuest,
     /** Allocator of data buffers in guest RAM (GPAs). */
     private readonly data: Arena,
+    /** Writes of the device and its provider to guest RAM (also `dm.dirtyLog`). */
+    readonly dirtyLog: DirtyLog,
+    /** Writes of the simulated guest (its vCPU) to guest RAM. */
+    readonly cpuLog: DirtyLog,
+    /** Guest RAM as the vCPU writes it: every write is marked in cpuLog. */
+    readonly cpuMemory: GuestMemory,
   ) {}
 
   static async open(options: VmOptions): Promise<Vm> {
@@ -81,12 +95,16 @@ export class Vm {
     if (options.capturePath !== undefined) link = await CaptureLink.open(link, options.capturePath);
     const dm = DeviceMemory.create({ ramBytes, arenaBytes: 4 * MiB });
     dm.addRegion(0, ramBytes);
+    const dirtyLog = DirtyLog.forDevice(dm);
+    const cpuLog = DirtyLog.forDevice(dm);
+    dm.dirtyLog = dirtyLog;
+    const cpuMemory = dm.guest.withLog(cpuLog);
     const verbs = new SoftRoce(dm, link, options.provider);
     const device = new RdmaDevice({ verbs, dm, vmIp: options.ip, inline: true });
     const driver = new Arena(DRIVER_AREA_GPA, driverBytes);
-    const guest = RdmaGuest.open(device.transport, dm.guest, driver, options.open);
+    const guest = RdmaGuest.open(device.transport, cpuMemory, driver, options.open);
     const dataBase = DRIVER_AREA_GPA + driverBytes;
-    return new Vm(options.ip, dm, link, address, verbs, device, guest, new Arena(dataBase, ramBytes - dataBase));
+    return new Vm(options.ip, dm, link, address, verbs, device, guest, new Arena(dataBase, ramBytes - dataBase), dirtyLog, cpuLog, cpuMemory);
   }
 
   /** Whether a socket holds the VM's address here. */
@@ -119,15 +137,28 @@ export class Vm {
   /** A data buffer of `bytes` in guest RAM (zeroed), returned as its GPA. */
   allocBuffer(bytes: number, align = 64): number {
     const at = this.data.alloc(bytes, align);
-    this.dm.guest.fill(gpa(at), bytes, 0);
+    this.cpuMemory.fill(gpa(at), bytes, 0);
     return at;
+  }
+
+  /** The application writes `src` into guest RAM at `at` (marked in cpuLog). */
+  writeBuffer(at: number, src: Uint8Array): void {
+    this.cpuMemory.write(gpa(at), src);
+  }
+
+  /** The application fills `len` bytes at `at` with `value` (marked in cpuLog). */
+  fillBuffer(at: number, len: number, value: number): void {
+    this.cpuMemory.fill(gpa(at), len, value);
   }
 
   releaseBuffer(at: number): void {
     this.data.release(at);
   }
 
-  /** A live view of guest RAM at `at` (the device writes into the same bytes). */
+  /**
+   * A live view of guest RAM at `at` (the device writes into the same bytes), for reading: writes
+   * through it escape the dirty log; use writeBuffer/fillBuffer to write.
+   */
   bytes(at: number, len: number): Uint8Array {
     return this.dm.guest.slice(gpa(at), len);
   }

@@ -7,11 +7,17 @@ import { type Gpa, gpa as toGpa } from './gpa.js';
 import { GuestMemory } from './guest-memory.js';
 import { type LayoutOptions, type MemoryLayout, RAM_ALIGN_BYTES, WASM_PAGE_BYTES, computeLayout } from './layout.js';
 import type { Region } from './region-table.js';
+import { NO_WRITE_LOG, type WriteLog } from './write-log.js';
 
 export class DeviceMemory {
   readonly guest: GuestMemory;
   /** Allocator for device-private tables in the arena (control path only). */
   readonly arena: Arena;
+  /**
+   * The device's dirty log (R4): every write the device and its provider make to guest RAM is
+   * marked here (src/migration/dirty-log.ts). Read at each write, so it may be set at any time.
+   */
+  dirtyLog: WriteLog = NO_WRITE_LOG;
   private readonly ram: Arena;
   private readonly regionOwned = new Map<Gpa, number>();
 

@@ -5,3 +5,4 @@ export * from './gpa.js';
 export * from './guest-memory.js';
 export * from './layout.js';
 export * from './region-table.js';
+export * from './write-log.js';

@@ -13,6 +13,8 @@
 //        0 u32 offset (in the shared memory)  4 u32 len  8 u64 gpa
 // Zero-length descriptors produce no segment.
 
+import type { WriteLog } from '../memory/write-log.js';
+
 export const CHAIN_HEADER_BYTES = 16;
 export const SEGMENT_BYTES = 16;
 
@@ -155,16 +157,17 @@ export class ChainWriter {
   }
 
   /**
-   * Copy src into the writable segments; returns how many bytes fit. `onWrite` sees each guest
-   * range written (for the dirty log).
+   * Copy src into the writable segments; returns how many bytes fit. Each guest range written is
+   * marked in `log` (the device's dirty log, R4) when it is on.
    */
-  write(src: Uint8Array, onWrite?: (gpa: number, len: number) => void): number {
+  write(src: Uint8Array, log?: WriteLog): number {
+    const logging = log !== undefined && log.enabled;
     let done = 0;
     while (done < src.length && this.seg < this.end) {
       const { offset, len, gpa } = this.chain.segment(this.seg);
       const n = Math.min(len - this.pos, src.length - done);
       this.bytes.set(src.subarray(done, done + n), offset + this.pos);
-      onWrite?.(gpa + this.pos, n);
+      if (logging) (log as WriteLog).mark(gpa + this.pos, n);
       done += n;
       this.pos += n;
       if (this.pos === len) {

@@ -2,9 +2,12 @@
 // TypeScript twin. Its state lives in a queue block in the device arena (layout in
 // assembly/packed-layout.ts), so another thread can attach to the same queue (attach()) and the
 // kernels stay pure functions over shared memory. Built only through a validating fromState().
+// What the kernels write into guest memory (used descriptors, the device event suppression area)
+// is marked in the device's dirty log (R4).
 import * as L from '../../assembly/packed-layout.js';
 import type { DeviceMemory } from '../memory/device-memory.js';
 import { type Gpa, gpaHex } from '../memory/gpa.js';
+import { NO_WRITE_LOG, type WriteLog } from '../memory/write-log.js';
 import { ST_BAD_RING, ST_OUT_OF_RANGE } from '../wasm/status.js';
 import { DescriptorChain, chainRecordBytes } from './chain.js';
 import { VirtioError } from './errors.js';
@@ -62,6 +65,8 @@ export class PackedQueue implements DeviceQueue {
   readonly format = 'packed';
   private brokenStatus = 0;
   private pending = 0;
+  /** Ring slots the pending used entries span (their chains' descriptor counts). */
+  private pendingSlots = 0;
   private disposed = false;
   private readonly view: DataView;
 
@@ -71,6 +76,8 @@ export class PackedQueue implements DeviceQueue {
     readonly size: number,
     private readonly kernels: PackedKernels,
     private readonly owner: DeviceMemory | undefined,
+    /** Holds the dirty log the ring writes are marked in (read at each write). */
+    private readonly logHost: { readonly dirtyLog: WriteLog },
   ) {
     this.view = new DataView(memory.buffer);
   }
@@ -146,16 +153,17 @@ export class PackedQueue implements DeviceQueue {
       driverEventGpa: s.driverEventGpa,
       deviceEventGpa: s.deviceEventGpa,
     };
-    return new PackedQueue(dm.memory, handle, s.size, kernels ?? packedKernels(engine, dm.memory), dm);
+    return new PackedQueue(dm.memory, handle, s.size, kernels ?? packedKernels(engine, dm.memory), dm, dm);
   }
 
   /**
    * Attach to a queue another thread built (its handle()), e.g. in a datapath worker. Only one
-   * thread may drive a queue at a time; the owner alone disposes of it.
+   * thread may drive a queue at a time; the owner alone disposes of it. Ring writes are marked in
+   * `log` (the device's dirty log).
    */
-  static attach(memory: WebAssembly.Memory, handle: PackedQueueHandle, engine: KernelEngine, module?: WebAssembly.Module): PackedQueue {
+  static attach(memory: WebAssembly.Memory, handle: PackedQueueHandle, engine: KernelEngine, module?: WebAssembly.Module, log: WriteLog = NO_WRITE_LOG): PackedQueue {
     const size = new DataView(memory.buffer).getUint32(handle.blockOff + L.PQ_SIZE, true);
-    return new PackedQueue(memory, { ...handle }, size, packedKernels(engine, memory, module), undefined);
+    return new PackedQueue(memory, { ...handle }, size, packedKernels(engine, memory, module), undefined, { dirtyLog: log });
   }
 
   handle(): PackedQueueHandle {
@@ -229,26 +237,52 @@ export class PackedQueue implements DeviceQueue {
     this.view.setUint16(u + L.PUSED_DESC_COUNT, chain.descCount, true);
     this.view.setUint32(u + L.PUSED_LEN, writtenBytes, true);
     this.pending++;
+    this.pendingSlots += chain.descCount;
   }
 
   flush(): boolean {
     this.check();
     if (this.pending === 0) return false;
     const n = this.pending;
+    const slots = this.pendingSlots;
+    const from = this.view.getUint16(this.h.blockOff + L.PQ_NEXT_USED, true);
     this.pending = 0;
+    this.pendingSlots = 0;
     const r = this.kernels.packedPushUsed(this.h.blockOff, this.h.usedOff, n);
     if (r < 0) this.fail(r);
+    const log = this.logHost.dirtyLog;
+    if (log.enabled) this.logUsed(log, from, slots);
     return r === 1;
+  }
+
+  /**
+   * Mark the descriptor slots packedPushUsed wrote used descriptors into: the `slots` slots from
+   * `from`, wrapping (it writes the first slot of each chain; the span covers them all).
+   */
+  private logUsed(log: WriteLog, from: number, slots: number): void {
+    const span = Math.min(slots, this.size);
+    const run = Math.min(span, this.size - from);
+    log.mark(this.h.descGpa + from * L.PDESC_BYTES, run * L.PDESC_BYTES);
+    if (span > run) log.mark(this.h.descGpa, (span - run) * L.PDESC_BYTES);
+  }
+
+  /** Mark the device event suppression word the notify kernels store (2.8.10). */
+  private logDeviceEvent(): void {
+    const log = this.logHost.dirtyLog;
+    if (log.enabled) log.mark(this.h.deviceEventGpa, L.EVENT_BYTES);
   }
 
   enableNotification(): boolean {
     this.check();
-    return this.kernels.packedEnableNotify(this.h.blockOff) === 1;
+    const r = this.kernels.packedEnableNotify(this.h.blockOff);
+    this.logDeviceEvent();
+    return r === 1;
   }
 
   disableNotification(): void {
     this.check();
     this.kernels.packedDisableNotify(this.h.blockOff);
+    this.logDeviceEvent();
   }
 
   /** Free the queue's arena blocks (owner only; an attached queue just stops). */

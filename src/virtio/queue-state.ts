@@ -31,5 +31,5 @@ export function attachQueue(guest: GuestMemory, where: QueueLocation, engine: Ke
     const kernels = engine === 'wasm' ? instantiateKernels(guest.memory, module) : undefined;
     return SplitQueue.attach(guest, where.placement, engine, kernels);
   }
-  return PackedQueue.attach(guest.memory, where.handle, engine, module);
+  return PackedQueue.attach(guest.memory, where.handle, engine, module, guest.log);
 }

@@ -2,9 +2,12 @@
 // kernels, Wasm or the TypeScript twin. It is built only from a validated plain-data state
 // (fromState) or attached in another thread to a queue block some thread already set up
 // (attach). Its queue block, chain records and used-element buffer live in the device arena.
+// What the kernels write into guest memory (used entries and idx, used flags, avail_event) is
+// marked in the device's dirty log (R4).
 import type { DeviceMemory } from '../memory/device-memory.js';
 import { gpa, type Gpa } from '../memory/gpa.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
+import type { WriteLog } from '../memory/write-log.js';
 import { instantiateKernels, type KernelExports } from '../wasm/loader.js';
 import { ST_BAD_RING, ST_NO_SPACE, ST_OUT_OF_RANGE } from '../wasm/status.js';
 import { CHAIN_HEADER_BYTES, DescriptorChain, SEGMENT_BYTES } from './chain.js';
@@ -71,6 +74,8 @@ export class SplitQueue implements DeviceQueue {
     readonly name: string,
     /** Set when this object allocated the arena blocks and must release them. */
     private owner: DeviceMemory | undefined,
+    /** Holds the dirty log the ring writes are marked in (read at each write). */
+    private readonly logHost: { readonly dirtyLog: WriteLog },
   ) {
     this.view = guest.view;
     this.size = this.view.getUint16(where.blockOff + SQ_SIZE, true);
@@ -131,15 +136,16 @@ export class SplitQueue implements DeviceQueue {
     writeU64(v, blockOff + SQ_AVAIL_GPA, state.availGpa);
     writeU64(v, blockOff + SQ_USED_GPA, state.usedGpa);
     const where = { blockOff, recordOff, recordBytes, usedBufOff };
-    return new SplitQueue(dm.guest, where, kernelsFor(dm.memory, engine, kernels), name, dm);
+    return new SplitQueue(dm.guest, where, kernelsFor(dm.memory, engine, kernels), name, dm, dm);
   }
 
   /**
    * Attach to a queue another thread set up with fromState (same memory, its placement()).
-   * The block is device-private and trusted; only one thread may run a queue at a time.
+   * The block is device-private and trusted; only one thread may run a queue at a time. Ring
+   * writes are marked in `guest.log` (give the device thread's GuestMemory the device's log).
    */
   static attach(guest: GuestMemory, placement: SplitQueuePlacement, engine: KernelEngine, kernels?: KernelExports, name = 'split'): SplitQueue {
-    return new SplitQueue(guest, { ...placement }, kernelsFor(guest.memory, engine, kernels), name, undefined);
+    return new SplitQueue(guest, { ...placement }, kernelsFor(guest.memory, engine, kernels), name, undefined, { dirtyLog: guest.log });
   }
 
   get broken(): boolean {
@@ -206,20 +212,46 @@ export class SplitQueue implements DeviceQueue {
   flush(): boolean {
     this.usable();
     if (this.pendingUsed === 0) return false;
-    const r = this.kernels.splitPushUsed(this.where.blockOff, this.where.usedBufOff, this.pendingUsed);
+    const n = this.pendingUsed;
+    const from = this.view.getUint16(this.where.blockOff + SQ_NEXT_USED, true);
+    const r = this.kernels.splitPushUsed(this.where.blockOff, this.where.usedBufOff, n);
     this.pendingUsed = 0;
     if (r < 0) this.fail(r);
+    const log = this.logHost.dirtyLog;
+    if (log.enabled) this.logUsed(log, from, n);
     return r === 1;
+  }
+
+  /** Mark what splitPushUsed wrote: n used elements from slot `from` (wrapping), and used idx. */
+  private logUsed(log: WriteLog, from: number, n: number): void {
+    const used = readU64(this.view, this.where.blockOff + SQ_USED_GPA);
+    const start = from & (this.size - 1);
+    const run = Math.min(n, this.size - start);
+    log.mark(used + 2, 2);
+    log.mark(used + 4 + start * USED_ELEM_BYTES, run * USED_ELEM_BYTES);
+    if (n > run) log.mark(used + 4, (n - run) * USED_ELEM_BYTES);
+  }
+
+  /** Mark the word the notify kernels store: avail_event with EVENT_IDX, else used flags (2.7.10). */
+  private logNotifyWord(): void {
+    const log = this.logHost.dirtyLog;
+    if (!log.enabled) return;
+    const used = readU64(this.view, this.where.blockOff + SQ_USED_GPA);
+    const eventIdx = (this.view.getUint16(this.where.blockOff + SQ_FEATURES, true) & SQ_FEATURE_EVENT_IDX) !== 0;
+    log.mark(eventIdx ? used + 4 + USED_ELEM_BYTES * this.size : used, 2);
   }
 
   enableNotification(): boolean {
     this.usable();
-    return this.kernels.splitEnableNotify(this.where.blockOff) === 1;
+    const r = this.kernels.splitEnableNotify(this.where.blockOff);
+    this.logNotifyWord();
+    return r === 1;
   }
 
   disableNotification(): void {
     this.usable();
     this.kernels.splitDisableNotify(this.where.blockOff);
+    this.logNotifyWord();
   }
 
   /** Release the arena blocks (only the thread that made the queue owns them). */

@@ -23,6 +23,7 @@ const MESSAGES: Record<number, string> = {
   [S.ST_BAD_KEY]: 'key or handle does not name a live object',
   [S.ST_REGION_CONFLICT]: 'region table full or regions overlap',
   [S.ST_PAGE_FAULT]: 'page not present',
+  [S.ST_MISALIGNED]: 'pointer or length not aligned for atomic access',
 };
 
 /** Short name of a status code, for logs ("OUT_OF_RANGE"). */

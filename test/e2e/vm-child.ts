@@ -59,7 +59,7 @@ const ops: Record<string, (a: Args) => unknown> = {
     return ready().vm.allocBuffer(a.bytes as number);
   },
   fill(a) {
-    ready().vm.bytes(a.at as number, a.len as number).set(pattern(a.seed as number, a.len as number));
+    ready().vm.writeBuffer(a.at as number, pattern(a.seed as number, a.len as number));
   },
   /** The first offset where guest memory differs from the pattern (or from `expect`), or -1. */
   verify(a) {

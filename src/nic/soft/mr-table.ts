@@ -2,7 +2,9 @@
 // PD and rights, and the page tables that translate them. It is also the transport's memory port:
 // every access by an SGE or an R_Key is checked here for key, PD, rights and bounds before the
 // translation kernel (which checks rights and bounds again) turns it into memory segments.
-import { MR_SEGMENT_BYTES } from '../../../assembly/mr-abi.js';
+// Every write into guest memory (receive and READ-response placement, RDMA WRITE, atomics, their
+// original values) is marked in the device memory's dirty log (R4) by the segments' GPAs.
+import { MR_NO_GPA_WORD, MR_SEGMENT_BYTES } from '../../../assembly/mr-abi.js';
 import type { DeviceMemory } from '../../memory/device-memory.js';
 import type { KernelEngine } from '../../virtio/queue.js';
 import type { KernelExports } from '../../wasm/loader.js';
@@ -146,10 +148,26 @@ export class MrTable implements MemoryPort {
     if (off % 8 !== 0) return null;
     // Real atomics on the shared memory: the guest's CPUs and other workers see them as such.
     const index = off / 8;
-    return add ? Atomics.add(this.words, index, compareAdd) : Atomics.compareExchange(this.words, index, compareAdd, swap);
+    const orig = add ? Atomics.add(this.words, index, compareAdd) : Atomics.compareExchange(this.words, index, compareAdd, swap);
+    // A failed compare writes nothing, but marking it too is harmless and keeps this branch-free.
+    const log = this.dm.dirtyLog;
+    if (log.enabled) {
+      const gpa = this.segmentGpa(0);
+      if (gpa >= 0) log.mark(gpa, 8);
+    }
+    return orig;
   }
 
   // ---- internals ----------------------------------------------------------------------------
+
+  /** GPA of segment `i` of the last translation, or -1 for the zero or sink page. */
+  private segmentGpa(i: number): number {
+    const s = this.translator.outOff + i * MR_SEGMENT_BYTES;
+    const lo = this.view.getUint32(s + 8, true);
+    const hi = this.view.getUint32(s + 12, true);
+    if (lo === MR_NO_GPA_WORD >>> 0 && hi === MR_NO_GPA_WORD >>> 0) return -1;
+    return lo + hi * 2 ** 32;
+  }
 
   private add(pd: number, build: () => PageTable): MrKeys {
     if (this.mrs.size >= this.maxMr) throw new VerbsError(VerbsErrorCode.NoResources, `no more than ${this.maxMr} MRs`);
@@ -188,6 +206,8 @@ export class MrTable implements MemoryPort {
   /** Copy between a buffer and the MR range [iova, iova+len) through the translation kernel. */
   private copy(table: PageTable, iova: number, len: number, access: number, buf: Uint8Array, bufOff: number, toMemory: boolean): boolean {
     const out = this.translator.outOff;
+    const log = this.dm.dirtyLog;
+    const logging = toMemory && log.enabled;
     let done = 0;
     while (done < len) {
       const chunk = Math.min(CHUNK_BYTES, len - done);
@@ -199,6 +219,11 @@ export class MrTable implements MemoryPort {
         const segLen = this.view.getUint32(out + i * MR_SEGMENT_BYTES + 4, true);
         if (toMemory) this.bytes.set(buf.subarray(at, at + segLen), segOff);
         else buf.set(this.bytes.subarray(segOff, segOff + segLen), at);
+        if (logging) {
+          // Segments into an all-memory MR's sink page have no guest memory behind them.
+          const gpa = this.segmentGpa(i);
+          if (gpa >= 0) log.mark(gpa, segLen);
+        }
         at += segLen;
       }
       done += chunk;

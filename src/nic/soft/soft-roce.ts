@@ -48,7 +48,8 @@ const CAPABILITIES: ProviderCapabilities = Object.freeze({
   allMemoryMr: true,
   // The page tables can be on-demand, but the fault path (R3) is not wired up yet.
   onDemandPaging: false,
-  dirtyLog: false,
+  // Every write into guest memory is marked in the device memory's dirty log (mr-table.ts).
+  dirtyLog: true,
   chosenQpn: true,
   suspendQp: true,
   saveState: false,

@@ -16,7 +16,7 @@ describe('SoftRoce objects', () => {
   it('tells the truth about what it can do', async () => {
     const { a, b } = pair();
     const c = a.dev.capabilities;
-    assert.deepEqual({ ...c }, { physicalMr: true, allMemoryMr: true, onDemandPaging: false, dirtyLog: false, chosenQpn: true, suspendQp: true, saveState: false });
+    assert.deepEqual({ ...c }, { physicalMr: true, allMemoryMr: true, onDemandPaging: false, dirtyLog: true, chosenQpn: true, suspendQp: true, saveState: false });
     connectRc(a, b);
     assert.throws(() => a.dev.saveState(), code(VerbsErrorCode.NotSupported));
     assert.throws(() => a.dev.restoreState(new Uint8Array(4)), code(VerbsErrorCode.NotSupported));
