@@ -1,49 +1,17 @@
-// `vrdma demo` (what `npm start` runs). The RDMA live-migration demo is not built yet; until it
-// is, the demo runs the smallest real thing vrdma does end to end and says so: a guest driver
-// thread and a device thread, sharing one guest memory, move numbered buffers through a split
-// and a packed virtqueue with the Wasm kernels, every buffer checked for loss, duplication and
-// order.
-import { pumpBuffers, type PumpReport } from '../demo/ring-pump.js';
-import type { KernelEngine } from '../virtio/queue.js';
+// `vrdma demo` (what `npm start` runs): the live-migration demo of src/demo/live-migration.ts,
+// with its progress on stdout (or nothing but the JSON summary with --json). Returns the exit
+// status: 0 only when the data was verified.
+import { type DemoOptions, runLiveMigrationDemo } from '../demo/live-migration.js';
+import { summaryLines } from '../demo/summary.js';
 
-export interface DemoOptions {
-  buffers: number;
-  queueSize: number;
-  engine: KernelEngine;
-  json: boolean;
-}
-
-const SCOPE =
-  'vrdma demo: the RDMA live-migration demo is not built yet. Running the smallest real thing vrdma does today:\n' +
-  'a guest driver thread and a device thread share one guest memory and move numbered buffers through\n' +
-  'virtqueues (split, then packed), checking every buffer arrives once, in order, with the device\'s reply.';
-
-/** Returns the process exit status. */
 export async function runDemo(options: DemoOptions): Promise<number> {
-  if (!options.json) console.log(`${SCOPE}\n`);
-  const reports: PumpReport[] = [];
-  for (const format of ['split', 'packed'] as const) {
-    try {
-      const report = await pumpBuffers({ format, buffers: options.buffers, size: options.queueSize, engine: options.engine });
-      reports.push(report);
-      if (!options.json) {
-        console.log(
-          `${format.padEnd(6)} ring: ${report.buffers.toLocaleString('en-US')} buffers in ${report.seconds.toFixed(2)} s ` +
-            `(${Math.round(report.buffersPerSec).toLocaleString('en-US')} buffers/s, ${options.engine} kernels), ` +
-            `all verified; threads slept ${report.driverSleeps} (driver) and ${report.deviceSleeps} (device) times`,
-        );
-      }
-    } catch (err) {
-      console.error(`${format} ring: FAILED: ${(err as Error).message}`);
-      return 1;
-    }
+  const { summary } = await runLiveMigrationDemo(options);
+  if (options.json) {
+    console.log(JSON.stringify(summary));
+  } else {
+    console.log('\nsummary');
+    for (const line of summaryLines(summary)) console.log(line);
+    if (options.report !== undefined) console.log(`\nreport: ${options.report}`);
   }
-  const summary = {
-    demo: 'virtqueue-pump',
-    verified: true,
-    rings: reports.map((r) => ({ format: r.format, engine: r.engine, buffers: r.buffers, seconds: Number(r.seconds.toFixed(3)), buffersPerSec: Math.round(r.buffersPerSec) })),
-  };
-  if (options.json) console.log(JSON.stringify(summary));
-  else console.log('\ndata verified: yes');
-  return 0;
+  return summary.verified ? 0 : 1;
 }

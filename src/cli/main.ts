@@ -1,8 +1,12 @@
 #!/usr/bin/env node
 // The vrdma command. Each subcommand lives in its own module; this file only wires them up.
 import { Command, InvalidArgumentError } from 'commander';
+import { DEMO_DEFAULTS } from '../demo/live-migration.js';
+import { isLogLevel, LOG_LEVELS, type LogLevel } from '../observe/log.js';
 import { runDemo } from './demo.js';
+import { runHost } from './host.js';
 import { runPcapCheck } from './pcap-check.js';
+import { runRingPump } from './ring-pump.js';
 import { PINGPONG_DEFAULTS, pingpongMtu, runPingpong } from './pingpong.js';
 
 function positiveInt(value: string): number {
@@ -34,16 +38,92 @@ const program = new Command()
   .description('Host side of a virtio-rdma device: RDMA (RoCE v2) for VMs that keeps live migration, overcommit and hotplug')
   .showHelpAfterError();
 
+function lossRate(value: string): number {
+  const n = Number(value);
+  if (!(n >= 0 && n < 1)) throw new InvalidArgumentError('expected a fraction in [0, 1), e.g. 0.01 for 1%');
+  return n;
+}
+
+function seconds(value: string): number {
+  const n = Number(value);
+  if (!(n > 0 && n <= 3600)) throw new InvalidArgumentError('expected seconds in (0, 3600]');
+  return n;
+}
+
+function logLevel(value: string): LogLevel {
+  if (!isLogLevel(value)) throw new InvalidArgumentError(`expected one of ${LOG_LEVELS.join(', ')}`);
+  return value;
+}
+
+function ipv4(value: string): string {
+  if (!/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.test(value) || value.split('.').some((p) => Number(p) > 255)) throw new InvalidArgumentError('expected an IPv4 address');
+  return value;
+}
+
+function ipList(count: number) {
+  return (value: string): string[] => {
+    const ips = value.split(',').map((s) => ipv4(s.trim()));
+    if (ips.length !== count) throw new InvalidArgumentError(`expected ${count} comma-separated IPv4 addresses`);
+    return ips;
+  };
+}
+
+interface DemoFlags {
+  workers: number; mtu: number; loss: number; qps: number; messageSize: number; duration: number; capture?: string; logLevel: LogLevel;
+  metricsPort?: number; metricsHost: string; report?: string; json?: boolean; hostIps: string[]; vmIps: string[]; plain?: boolean;
+}
+
 program
   .command('demo')
-  .description('run the demo on an embedded default: no servers, no hardware')
+  .description('live migration of a VM with RDMA in flight: three host processes and two VMs on loopback, checked traffic both ways, VM1 moved from host A to host C')
+  .option('--workers <n>', 'worker threads per host (recorded in the summary; the hosts run their VMs inline for now)', positiveInt, DEMO_DEFAULTS.workers)
+  .option('--mtu <bytes>', 'path MTU of the RC connections', mtuBytes, DEMO_DEFAULTS.mtu)
+  .option('--loss <rate>', 'fraction of packets each VM link drops', lossRate, DEMO_DEFAULTS.loss)
+  .option('--qps <n>', 'RC QPs between the two VMs', positiveInt, DEMO_DEFAULTS.qps)
+  .option('--message-size <bytes>', 'bytes per WRITE, SEND and READ', positiveInt, DEMO_DEFAULTS.messageBytes)
+  .option('--duration <seconds>', 'how long the traffic runs', seconds, DEMO_DEFAULTS.durationMs / 1000)
+  .option('--capture <file>', "write VM2's RoCE v2 packets to a pcap file")
+  .option('--log-level <level>', `host processes' structured logs on stderr: ${LOG_LEVELS.join(', ')}`, logLevel, DEMO_DEFAULTS.logLevel)
+  .option('--metrics-port <port>', 'serve Prometheus metrics of all hosts on this TCP port (0: any free port)', portNumber)
+  .option('--metrics-host <address>', 'address the metrics endpoint binds', ipv4, DEMO_DEFAULTS.metricsHost)
+  .option('--report <file>', 'write a self-contained HTML report (chart and summary)')
+  .option('--json', 'print the summary as one JSON object instead of the progress and table')
+  .option('--plain', 'plain progress lines even on a terminal')
+  .option('--host-ips <a,b,c>', 'addresses of hosts A, B and C', ipList(3), DEMO_DEFAULTS.hostIps)
+  .option('--vm-ips <vm1,vm2>', 'addresses (GIDs) of VM1 and VM2', ipList(2), DEMO_DEFAULTS.vmIps)
+  .action(async (f: DemoFlags) => {
+    try {
+      process.exitCode = await runDemo({
+        workers: f.workers, mtu: f.mtu, loss: f.loss, qps: f.qps, messageBytes: f.messageSize, durationMs: Math.round(f.duration * 1000), capture: f.capture,
+        logLevel: f.logLevel, metricsPort: f.metricsPort, metricsHost: f.metricsHost, report: f.report, json: f.json ?? false,
+        hostIps: f.hostIps as [string, string, string], vmIps: f.vmIps as [string, string], plainProgress: f.plain,
+      });
+    } catch (err) {
+      console.error(`vrdma demo: ${err instanceof Error ? err.message : String(err)}`);
+      process.exitCode = 1;
+    }
+  });
+
+program
+  .command('host')
+  .description('a host process holding VMs, driven over its IPC channel by `vrdma demo` or the end-to-end tests')
+  .argument('[name]', 'the host name used in logs and metrics', 'host')
+  .option('--log-level <level>', `structured logs on stderr: ${LOG_LEVELS.join(', ')}`, logLevel, 'warn')
+  .action((name: string, opts: { logLevel: LogLevel }) => {
+    const status = runHost(name, opts.logLevel);
+    if (status !== 0) process.exitCode = status;
+  });
+
+program
+  .command('ring-pump')
+  .description('move checked buffers through a split and a packed virtqueue between a driver thread and a device thread')
   .option('--buffers <n>', 'buffers to move through each ring', positiveInt, 1_000_000)
   .option('--queue-size <n>', 'virtqueue size', positiveInt, 256)
   .option('--engine <engine>', 'ring kernels: wasm or ts', 'wasm')
   .option('--json', 'print the summary as one JSON object')
   .action(async (opts: { buffers: number; queueSize: number; engine: string; json?: boolean }) => {
     if (opts.engine !== 'wasm' && opts.engine !== 'ts') throw new InvalidArgumentError('engine must be wasm or ts');
-    process.exitCode = await runDemo({ buffers: opts.buffers, queueSize: opts.queueSize, engine: opts.engine, json: opts.json ?? false });
+    process.exitCode = await runRingPump({ buffers: opts.buffers, queueSize: opts.queueSize, engine: opts.engine, json: opts.json ?? false });
   });
 
 program

@@ -1,33 +1,118 @@
+// `vrdma demo` end to end: three host processes and two VMs on this suite's loopback block,
+// checked traffic both ways; the JSON summary says the data was verified (exit status 0), the
+// metrics endpoint serves per-QP and per-device counters while it runs, and the HTML report it
+// writes renders in headless Chromium with the chart in it.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { describe, it } from 'node:test';
+import { execFile, spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import type { DemoSummary } from '../../src/demo/summary.js';
+import { dumpDom } from '../demo/chromium.js';
 
 const run = promisify(execFile);
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+const ADDRS = ['--host-ips', '127.0.25.11,127.0.25.12,127.0.25.13', '--vm-ips', '127.0.25.21,127.0.25.22'];
+const METRICS = { host: '127.0.25.30', port: 9464 };
 
-describe('vrdma demo', () => {
-  it('runs the ring pump over both formats and reports verified data as JSON', async () => {
-    const { stdout } = await run(process.execPath, [cli, 'demo', '--json', '--buffers', '20000', '--queue-size', '64']);
-    const summary = JSON.parse(stdout.trim()) as { verified: boolean; rings: { format: string; buffers: number }[] };
-    assert.equal(summary.verified, true);
-    assert.deepEqual(summary.rings.map((r) => [r.format, r.buffers]), [['split', 20000], ['packed', 20000]]);
+async function scrape(url: string, until: (text: string) => boolean, timeoutMs: number): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < deadline) {
+    try {
+      const res = await fetch(url);
+      last = await res.text();
+      if (res.ok && until(last)) return last;
+    } catch {
+      // Not listening yet.
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`no good scrape of ${url} within ${timeoutMs} ms; last:\n${last.slice(0, 2000)}`);
+}
+
+/** The value of the first sample of `name` whose labels include all of `labels`. */
+function sample(text: string, name: string, labels: Record<string, string>): number | undefined {
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`)) continue;
+    if (!Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) continue;
+    return Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return undefined;
+}
+
+describe('vrdma demo', { timeout: 120_000 }, () => {
+  let dir = '';
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'vrdma-demo-'));
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
   });
 
-  it('refuses bad options with a clear message and a non-zero status', async () => {
-    await assert.rejects(run(process.execPath, [cli, 'demo', '--buffers', '-3']), (err: { code: number; stderr: string }) => {
-      assert.notEqual(err.code, 0);
-      assert.match(err.stderr, /positive integer/);
-      return true;
-    });
+  it('verifies the data, serves metrics while it runs and writes a report that renders', async () => {
+    const report = join(dir, 'report.html');
+    const child = spawn(process.execPath, [cli, 'demo', '--json', '--duration', '4', '--qps', '4', '--report', report,
+      '--metrics-host', METRICS.host, '--metrics-port', String(METRICS.port), ...ADDRS], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+
+    const url = `http://${METRICS.host}:${METRICS.port}/metrics`;
+    const text = await scrape(url, (t) => (sample(t, 'vrdma_qp_completions_total', { host: 'B', vm: 'vm2', status: 'Success' }) ?? 0) > 0, 30_000);
+    for (const name of ['vrdma_qp_packets_sent_total', 'vrdma_qp_bytes_received_total', 'vrdma_qp_retransmitted_packets_total', 'vrdma_qp_rnr_naks_received_total']) {
+      for (const host of ['A', 'B']) assert.ok(sample(text, name, { host }) !== undefined, `${name} for host ${host}`);
+    }
+    assert.ok((sample(text, 'vrdma_device_packets_sent_total', { host: 'A', vm: 'vm1' }) ?? 0) > 0);
+    assert.equal(sample(text, 'vrdma_migration_phase', { host: 'A', vm: 'vm1', phase: 'none' }), 1);
+    assert.ok(sample(text, 'vrdma_dirty_pages', { host: 'B', vm: 'vm2' }) !== undefined);
+    const qpSeries = text.split('\n').filter((l) => l.startsWith('vrdma_qp_packets_sent_total{') && l.includes('host="A"'));
+    assert.equal(qpSeries.length, 4, 'one series per QP');
+    assert.equal((await fetch(`http://${METRICS.host}:${METRICS.port}/other`)).status, 404);
+
+    assert.equal(await exited, 0, stderr);
+    const summary = JSON.parse(stdout.trim()) as DemoSummary;
+    assert.equal(summary.verified, true, summary.problems.join('\n'));
+    assert.deepEqual(summary.problems, []);
+    assert.equal(summary.settings.qps, 4);
+    assert.ok(summary.vms.every((v) => v.opsCompleted > 0 && v.qpns.length === 4));
+    assert.ok((summary.throughputMBps.before ?? 0) > 0);
+    assert.ok(summary.bytesVerified > 0);
+
+    const dom = await dumpDom(report);
+    assert.match(/<body([^>]*)>/.exec(dom)?.[1] ?? '', /data-rendered="yes"/);
+    assert.match(dom, /<polyline id="throughput-line"/);
+    assert.match(dom, /data-phase="before"/);
+    assert.match(dom, /data verified yes/);
   });
 
-  it('fails, not hangs, when the ring cannot be built', async () => {
-    await assert.rejects(run(process.execPath, [cli, 'demo', '--json', '--buffers', '10', '--queue-size', '3']), (err: { code: number; stderr: string }) => {
-      assert.equal(err.code, 1);
-      assert.match(err.stderr, /split ring: FAILED/);
-      return true;
-    });
+  it('has --help on every subcommand', async () => {
+    for (const sub of ['demo', 'host', 'ring-pump', 'pingpong', 'pcap-check', 'bench']) {
+      const { stdout } = await run(process.execPath, [cli, sub, '--help']);
+      assert.match(stdout, new RegExp(`Usage: vrdma ${sub}`));
+    }
+    const { stdout } = await run(process.execPath, [cli, 'demo', '--help']);
+    for (const flag of ['--workers', '--mtu', '--loss', '--qps', '--message-size', '--duration', '--capture', '--log-level', '--metrics-port', '--report', '--json']) {
+      assert.ok(stdout.includes(flag), flag);
+    }
+  });
+
+  it('refuses bad flags with a clear message', async () => {
+    for (const [flag, value, why] of [['--loss', '2', /fraction/], ['--mtu', '1000', /4096/], ['--log-level', 'loud', /expected one of/], ['--vm-ips', '1.2.3.4', /2 comma-separated/]] as const) {
+      await assert.rejects(run(process.execPath, [cli, 'demo', flag, value]), (err: { code: number; stderr: string }) => {
+        assert.notEqual(err.code, 0);
+        assert.match(err.stderr, why);
+        return true;
+      });
+    }
+  });
+
+  it('says how to start a host process when run from a shell', async () => {
+    await assert.rejects(run(process.execPath, [cli, 'host']), (err: { code: number; stderr: string }) => err.code === 2 && /IPC channel/.test(err.stderr));
   });
 });

@@ -1,6 +1,6 @@
 // A host process with one VM on a real UDP socket (src/host/vm.ts), driven by the test over the
-// fork IPC channel (advanced serialization, so bigints and byte arrays cross as they are). Each
-// request is {id, op, args}; each reply {id, result} or {id, error}. Everything the VM does goes
+// fork IPC channel (src/host/ipc.ts: advanced serialization, so bigints and byte arrays cross as
+// they are). Everything the VM does goes
 // through the guest library: the test only asks for verbs calls and checks of guest memory.
 // argv: ip. Does nothing when imported.
 import { pathToFileURL } from 'node:url';
@@ -10,6 +10,7 @@ import type { GuestCq, GuestQp } from '../../src/guest/rdma/objects.js';
 import type { RecvRequest, SendRequest } from '../../src/guest/rdma/wqe.js';
 import { waitForCompletions } from '../../src/host/completions.js';
 import { type QpEndpoint, type RcAttributes, connectRc, udToRts } from '../../src/host/connect.js';
+import { serveIpc } from '../../src/host/ipc.js';
 import { Vm } from '../../src/host/vm.js';
 import type { LossyOptions } from '../../src/net/lossy.js';
 import type { SoftRoceOptions } from '../../src/nic/soft/options.js';
@@ -100,19 +101,8 @@ const ops: Record<string, (a: Args) => unknown> = {
   },
 };
 
-function main(): void {
-  process.on('message', (msg: { id: number; op: string; args: Args }) => {
-    void (async () => {
-      try {
-        const fn = ops[msg.op];
-        if (fn === undefined) throw new Error(`unknown op ${msg.op}`);
-        process.send!({ id: msg.id, result: await fn(msg.args) });
-      } catch (err) {
-        process.send!({ id: msg.id, error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) });
-      }
-    })();
+if (process.send !== undefined && import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  serveIpc(ops, () => {
+    void Promise.resolve(ops.close({})).then(() => process.exit(0));
   });
-  process.send!({ ready: true });
 }
-
-if (process.send !== undefined && import.meta.url === pathToFileURL(process.argv[1] ?? '').href) main();

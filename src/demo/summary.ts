@@ -1,0 +1,86 @@
+// What the demo reports at the end: one plain object (printed as JSON with --json, as a table
+// otherwise, and into the HTML report), and the timeline of throughput samples behind it.
+
+export type DemoPhase = 'before' | 'precopy' | 'switchover' | 'after';
+
+export interface ThroughputSample {
+  /** Milliseconds since the traffic started. */
+  tMs: number;
+  /** Payload bytes per second completed by both VMs' operations over the last interval. */
+  bytesPerSec: number;
+  phase: DemoPhase;
+}
+
+export interface PhaseSpan {
+  phase: DemoPhase;
+  startMs: number;
+  endMs: number;
+}
+
+export interface MigrationFigures {
+  from: string;
+  to: string;
+  rounds: number;
+  pagesPerRound: number[];
+  bytesMoved: number;
+  totalMs: number;
+  /** Last guest activity on the source to the first on the destination. */
+  downtimeMs: number;
+  /** Suspend of the QPs to the first completion after resume. */
+  qpBlackoutMs: number;
+}
+
+export interface DemoSummary {
+  demo: 'live-migration';
+  verified: boolean;
+  problems: string[];
+  hosts: { name: string; ip: string }[];
+  vms: { name: string; ip: string; startedOn: string; endedOn: string; qpns: number[]; opsCompleted: number }[];
+  settings: { qps: number; messageBytes: number; mtu: number; loss: number; workers: number; durationMs: number; window: number };
+  throughputMBps: { before: number | null; during: number | null; after: number | null };
+  /** null when no migration ran (why in migrationNote). */
+  migration: MigrationFigures | null;
+  migrationNote: string;
+  retransmissions: number;
+  rnrNaks: number;
+  bytesVerified: number;
+  elapsedMs: number;
+}
+
+const MB = 1e6;
+
+/** Mean throughput of the samples inside [startMs, endMs), in MB/s, or null if none. */
+export function meanThroughputMBps(samples: readonly ThroughputSample[], startMs: number, endMs: number): number | null {
+  const inside = samples.filter((s) => s.tMs > startMs && s.tMs <= endMs);
+  if (inside.length === 0) return null;
+  return round(inside.reduce((sum, s) => sum + s.bytesPerSec, 0) / inside.length / MB, 2);
+}
+
+export function round(x: number, digits: number): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
+
+const fmt = (x: number | null, unit: string) => (x === null ? 'n/a' : `${x.toLocaleString('en-US')} ${unit}`);
+
+/** The closing summary as text lines. */
+export function summaryLines(s: DemoSummary): string[] {
+  const rows: [string, string][] = [
+    ['throughput before', fmt(s.throughputMBps.before, 'MB/s')],
+    ['throughput during', fmt(s.throughputMBps.during, 'MB/s')],
+    ['throughput after', fmt(s.throughputMBps.after, 'MB/s')],
+    ['migration', s.migration === null ? s.migrationNote : `${s.migration.from} -> ${s.migration.to} in ${s.migration.totalMs} ms`],
+    ['downtime', s.migration === null ? 'n/a' : `${s.migration.downtimeMs} ms`],
+    ['QP blackout', s.migration === null ? 'n/a' : `${s.migration.qpBlackoutMs} ms`],
+    ['pre-copy rounds', s.migration === null ? 'n/a' : `${s.migration.rounds} (${s.migration.pagesPerRound.join(', ')} pages)`],
+    ['retransmissions', String(s.retransmissions)],
+    ['RNR NAKs', String(s.rnrNaks)],
+    ['operations', s.vms.map((v) => `${v.name} ${v.opsCompleted.toLocaleString('en-US')}`).join(', ')],
+    ['bytes checked', s.bytesVerified.toLocaleString('en-US')],
+    ['data verified', s.verified ? 'yes' : 'NO'],
+  ];
+  const width = Math.max(...rows.map(([k]) => k.length));
+  const out = rows.map(([k, v]) => `  ${k.padEnd(width)}  ${v}`);
+  for (const p of s.problems) out.push(`  problem: ${p}`);
+  return out;
+}

@@ -1,0 +1,98 @@
+// The other end of a host agent (agent.ts): forks a host process and calls its operations with
+// types. The demo and the end-to-end tests drive their hosts through this.
+import { fileURLToPath } from 'node:url';
+import type client from 'prom-client';
+import type { LogLevel } from '../observe/log.js';
+import type { WorkloadConfig } from '../workload/config.js';
+import type { AgentVerifyResult, OpenVmArgs, VmStatus, WorkloadEndpoint } from './agent.js';
+import { IpcChild } from './ipc.js';
+
+const AGENT_MAIN = fileURLToPath(new URL('./agent-main.js', import.meta.url));
+
+export interface AgentClientOptions {
+  logLevel?: LogLevel;
+  /** stdio of the host process (its logs are on stderr); default inherit. */
+  stdio?: 'inherit' | 'ignore' | 'pipe';
+}
+
+export class AgentClient {
+  private readonly child: IpcChild;
+
+  constructor(readonly host: string, options: AgentClientOptions = {}) {
+    this.child = new IpcChild(AGENT_MAIN, { name: `host ${host}`, args: [host, options.logLevel ?? 'warn'], stdio: options.stdio });
+  }
+
+  get started(): Promise<void> {
+    return this.child.started;
+  }
+
+  get running(): boolean {
+    return this.child.running;
+  }
+
+  get pid(): number | undefined {
+    return this.child.proc.pid;
+  }
+
+  ping(): Promise<{ host: string; pid: number; vms: string[] }> {
+    return this.child.call('ping');
+  }
+
+  openVm(args: OpenVmArgs): Promise<{ name: string; ip: string }> {
+    return this.child.call('openVm', { ...args });
+  }
+
+  setupWorkload(vm: string, config: WorkloadConfig, side: number): Promise<WorkloadEndpoint> {
+    return this.child.call('setupWorkload', { vm, config, side });
+  }
+
+  connect(vm: string, mine: WorkloadEndpoint, peer: WorkloadEndpoint, mtu: number): Promise<void> {
+    return this.child.call('connect', { vm, mine, peer, mtu });
+  }
+
+  start(vm: string): Promise<void> {
+    return this.child.call('start', { vm });
+  }
+
+  drain(vm: string, timeoutMs?: number): Promise<number[]> {
+    return this.child.call('drain', { vm, timeoutMs });
+  }
+
+  settle(vm: string, peerOps: number[], timeoutMs?: number): Promise<void> {
+    return this.child.call('settle', { vm, peerOps, timeoutMs });
+  }
+
+  pause(vm: string): Promise<Uint8Array> {
+    return this.child.call('pause', { vm });
+  }
+
+  resume(vm: string, blob: Uint8Array): Promise<void> {
+    return this.child.call('resume', { vm, blob });
+  }
+
+  verify(vm: string, peerOps: number[]): Promise<AgentVerifyResult> {
+    return this.child.call('verify', { vm, peerOps });
+  }
+
+  status(vm: string): Promise<VmStatus> {
+    return this.child.call('status', { vm });
+  }
+
+  metrics(): Promise<client.MetricObjectWithValues<client.MetricValue<string>>[]> {
+    return this.child.call('metrics');
+  }
+
+  closeVm(vm: string): Promise<void> {
+    return this.child.call('closeVm', { vm });
+  }
+
+  /** Close every VM, then end the process. */
+  async stop(): Promise<void> {
+    if (!this.child.running) return;
+    try {
+      await this.child.call('shutdown');
+    } finally {
+      await this.child.disconnect();
+    }
+  }
+}

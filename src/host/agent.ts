@@ -1,0 +1,307 @@
+// A host process's agent: it holds VMs (src/host/vm.ts), each with a checked workload
+// (src/workload) on RC QPs to a peer VM on another host, and does what it is asked over IPC
+// (agent-client.ts is the other end): open a VM, set up and connect its QPs, run and drain the
+// workload, report status and counters, verify memory against the reference model, close.
+// Everything the VMs do goes through the guest library, as a guest would.
+import { randomInt } from 'node:crypto';
+import { AccessFlag, QpTypeCode } from '../device/abi.js';
+import type { GuestCq, GuestQp } from '../guest/rdma/objects.js';
+import { ObservedLink } from '../net/observed-link.js';
+import { UdpLink } from '../net/udp-link.js';
+import type { LossyOptions } from '../net/lossy.js';
+import { QP_STATE_NAMES, QpState } from '../nic/qp-state.js';
+import type { SoftRoceOptions } from '../nic/soft/options.js';
+import { PathMtu } from '../nic/types.js';
+import { type MigrationPhase, type VmMetricsSnapshot, createHostRegistry } from '../observe/metrics.js';
+import type { Logger } from '../observe/log.js';
+import { type WorkloadConfig, areaBytes, checkConfig } from '../workload/config.js';
+import { compareArea } from '../workload/model.js';
+import { type VerifyResult, Workload, type WorkloadStatus } from '../workload/workload.js';
+import { type RcAttributes, rcToInit, rcToRts } from './connect.js';
+import { vmGuestAccess } from './guest-access.js';
+import { type OpTable } from './ipc.js';
+import { Vm } from './vm.js';
+import type client from 'prom-client';
+
+const MiB = 1024 * 1024;
+const ALL_ACCESS = AccessFlag.LOCAL_WRITE | AccessFlag.REMOTE_WRITE | AccessFlag.REMOTE_READ | AccessFlag.REMOTE_ATOMIC;
+/** Guest RAM past the workload area: rings and command buffers (the VM's driver area) and slack. */
+const RAM_OVERHEAD_BYTES = 8 * MiB;
+
+/** RC attributes of the workload's connections. */
+export const WORKLOAD_RC: Partial<RcAttributes> = {
+  // Many READs and atomics in flight per QP.
+  maxRdAtomic: 16,
+  maxDestRdAtomic: 16,
+  // Ask peers for the shortest RNR wait (0.01 ms) and retry for ever: a suspended responder's RNR
+  // NAKs then cost little time and never exhaust the retry budget (R6, R8).
+  minRnrTimer: 1,
+  rnrRetry: 7,
+  // 4.096 us * 2^10 = 4 ms local ACK timeout: a request lost while an address moves is resent soon.
+  timeout: 14,
+  retryCnt: 7,
+};
+
+export interface OpenVmArgs {
+  name: string;
+  ip: string;
+  ramBytes?: number;
+  lossy?: LossyOptions;
+  capturePath?: string;
+  provider?: SoftRoceOptions;
+}
+
+/** What one VM tells its peer to connect: its address, QPs, first PSNs and workload area. */
+export interface WorkloadEndpoint {
+  ip: string;
+  qpns: number[];
+  psns: number[];
+  areaGpa: number;
+  rkey: number;
+}
+
+export interface VmStatus {
+  name: string;
+  ip: string;
+  migrationPhase: MigrationPhase;
+  workload: WorkloadStatus | null;
+  /** Request packets sent again, RNR NAKs received and sent, over all QPs. */
+  retransmitted: number;
+  rnrNaksReceived: number;
+  rnrNaksSent: number;
+  providerEvents: Record<string, number>;
+}
+
+export interface AgentVerifyResult extends VerifyResult {
+  qpStates: string[];
+  qpns: number[];
+}
+
+interface HeldVm {
+  name: string;
+  vm: Vm;
+  link: ObservedLink;
+  pd: number;
+  cq: GuestCq | null;
+  qps: GuestQp[];
+  lkey: number;
+  rkey: number;
+  workload: Workload | null;
+  migrationPhase: MigrationPhase;
+  dirtyPages: number;
+}
+
+/** RAM a VM needs to run `config`'s workload. */
+export function ramBytesFor(config: WorkloadConfig): number {
+  return Math.ceil((areaBytes(config) + RAM_OVERHEAD_BYTES) / MiB) * MiB;
+}
+
+export class HostAgent {
+  private readonly vms = new Map<string, HeldVm>();
+  readonly registry: client.Registry;
+
+  constructor(readonly host: string, private readonly log: Logger) {
+    this.registry = createHostRegistry(host, () => this.metricsSnapshot());
+  }
+
+  private held(name: string): HeldVm {
+    const h = this.vms.get(name);
+    if (h === undefined) throw new Error(`no VM named ${name} on host ${this.host}`);
+    return h;
+  }
+
+  private workloadOf(name: string): Workload {
+    const w = this.held(name).workload;
+    if (w === null) throw new Error(`VM ${name} has no workload set up`);
+    return w;
+  }
+
+  async openVm(a: OpenVmArgs): Promise<{ name: string; ip: string }> {
+    if (this.vms.has(a.name)) throw new Error(`host ${this.host} already holds a VM named ${a.name}`);
+    const link = new ObservedLink(await UdpLink.open({ ip: a.ip }));
+    const vm = await Vm.open({ ip: a.ip, link, ramBytes: a.ramBytes, lossy: a.lossy, capturePath: a.capturePath, provider: a.provider });
+    const pd = await vm.guest.createPd();
+    const mr = await vm.guest.getDmaMr(pd, ALL_ACCESS);
+    this.vms.set(a.name, { name: a.name, vm, link, pd, cq: null, qps: [], lkey: mr.lkey, rkey: mr.rkey, workload: null, migrationPhase: 'none', dirtyPages: 0 });
+    this.log.info({ vm: a.name, ip: a.ip, ramBytes: a.ramBytes }, 'VM opened');
+    return { name: a.name, ip: a.ip };
+  }
+
+  /** Create the workload's CQ and QPs (to INIT, receives posted) and fill its READ sources. */
+  async setupWorkload(name: string, config: WorkloadConfig, side: number): Promise<WorkloadEndpoint> {
+    checkConfig(config);
+    const h = this.held(name);
+    if (h.workload !== null) throw new Error(`VM ${name} already runs a workload`);
+    const g = h.vm.guest;
+    const cq = await g.createCq(config.qps * (config.window + config.recvDepth) + 16);
+    const qps: GuestQp[] = [];
+    for (let q = 0; q < config.qps; q++) {
+      const qp = await g.createQp({
+        pd: h.pd, type: QpTypeCode.RC, sendCq: cq.cqn, recvCq: cq.cqn,
+        cap: { maxSendWr: config.window, maxRecvWr: config.recvDepth, maxSendSge: 1, maxRecvSge: 1, maxInlineData: 0 },
+      });
+      await rcToInit(qp, WORKLOAD_RC);
+      qps.push(qp);
+    }
+    const areaGpa = h.vm.allocBuffer(areaBytes(config), 4096);
+    h.cq = cq;
+    h.qps = qps;
+    h.workload = Workload.create(config, side, this.envOf(h), { areaGpa, lkey: h.lkey, cqn: cq.cqn, qpns: qps.map((qp) => qp.qpn) });
+    this.log.info({ vm: name, qps: qps.map((qp) => qp.qpn), areaGpa, areaBytes: areaBytes(config) }, 'workload set up');
+    return { ip: h.vm.ip, qpns: qps.map((qp) => qp.qpn), psns: qps.map(() => randomInt(0x1000000)), areaGpa, rkey: h.rkey };
+  }
+
+  /** Bring QP q to RTS towards the peer's QP q; `mine` is the endpoint setupWorkload returned. */
+  async connect(name: string, mine: WorkloadEndpoint, peer: WorkloadEndpoint, mtu: number): Promise<void> {
+    const h = this.held(name);
+    const w = this.workloadOf(name);
+    if (peer.qpns.length !== h.qps.length) throw new Error(`the peer has ${peer.qpns.length} QPs, ${name} has ${h.qps.length}`);
+    const pathMtu = MTU_ENUM.get(mtu);
+    if (pathMtu === undefined) throw new RangeError(`MTU ${mtu} is not one of 256, 512, 1024, 2048, 4096`);
+    for (let q = 0; q < h.qps.length; q++) {
+      await rcToRts(h.qps[q], mine.psns[q], { ip: peer.ip, qpn: peer.qpns[q], psn: peer.psns[q] }, { ...WORKLOAD_RC, pathMtu });
+      h.link.bindQp(h.qps[q].qpn, peer.ip, peer.qpns[q]);
+    }
+    w.setPeer({ areaGpa: peer.areaGpa, rkey: peer.rkey });
+    this.log.info({ vm: name, peer: peer.ip, mtu }, 'connected');
+  }
+
+  start(name: string): void {
+    this.workloadOf(name).start();
+    this.log.info({ vm: name }, 'workload started');
+  }
+
+  /** Stop posting; resolves with the posted operation counts once all have completed. */
+  async drain(name: string, timeoutMs?: number): Promise<number[]> {
+    const w = this.workloadOf(name);
+    await w.drain(timeoutMs);
+    this.log.info({ vm: name, ops: w.status().opsPosted }, 'workload drained');
+    return w.opsPosted();
+  }
+
+  async settle(name: string, peerOps: number[], timeoutMs?: number): Promise<void> {
+    await this.workloadOf(name).settle(peerOps, timeoutMs);
+  }
+
+  /** Stop the workload where it is (the vCPU stops) and return its state blob. */
+  pause(name: string): Uint8Array {
+    return this.workloadOf(name).pause();
+  }
+
+  /** Continue a paused workload from `blob` on this host's objects of the VM. */
+  resume(name: string, blob: Uint8Array): void {
+    const h = this.held(name);
+    h.workload = Workload.resume(blob, this.envOf(h));
+  }
+
+  /** Verify against the model: the peer's posted operation counts and the QPs' states. */
+  async verify(name: string, peerOps: number[]): Promise<AgentVerifyResult> {
+    const h = this.held(name);
+    const w = this.workloadOf(name);
+    const own = w.opsPosted();
+    const result = w.verify(peerOps, (have) => {
+      const m = compareArea(w.config, w.side, own, peerOps, have);
+      return m === null ? null : `QP ${m.qp}: ${m.region} byte ${m.offsetBytes} is ${m.have}, the model says ${m.want}`;
+    });
+    const states: QpState[] = [];
+    for (const qp of h.qps) states.push((await qp.query()).qpState as QpState);
+    states.forEach((s, q) => {
+      if (s === QpState.Err) result.problems.push(`QP ${q} (QPN ${h.qps[q].qpn}) is in ERR`);
+    });
+    const internal = h.vm.verbs.counters.internalErrors;
+    if (internal > 0) result.problems.push(`the provider contained ${internal} internal errors`);
+    result.ok = result.problems.length === 0;
+    this.log.info({ vm: name, ok: result.ok, problems: result.problems.slice(0, 5) }, 'verified');
+    return { ...result, qpStates: states.map((s) => QP_STATE_NAMES[s] ?? String(s)), qpns: h.qps.map((qp) => qp.qpn) };
+  }
+
+  status(name: string): VmStatus {
+    const h = this.held(name);
+    let retransmitted = 0;
+    let rnrNaksReceived = 0;
+    let rnrNaksSent = 0;
+    for (const t of h.link.snapshot().values()) {
+      retransmitted += t.retransmitted;
+      rnrNaksReceived += t.rnrNaksReceived;
+      rnrNaksSent += t.rnrNaksSent;
+    }
+    return {
+      name, ip: h.vm.ip, migrationPhase: h.migrationPhase, workload: h.workload?.status() ?? null, retransmitted, rnrNaksReceived, rnrNaksSent,
+      providerEvents: Object.fromEntries(h.vm.verbs.counters.events),
+    };
+  }
+
+  vmNames(): string[] {
+    return [...this.vms.keys()];
+  }
+
+  async closeVm(name: string): Promise<void> {
+    const h = this.held(name);
+    h.workload?.pause();
+    this.vms.delete(name);
+    await h.vm.close();
+    this.log.info({ vm: name }, 'VM closed');
+  }
+
+  async close(): Promise<void> {
+    for (const name of [...this.vms.keys()]) await this.closeVm(name);
+  }
+
+  metricsSnapshot(): VmMetricsSnapshot[] {
+    return [...this.vms.values()].map((h) => {
+      const traffic = h.link.snapshot();
+      const progress = new Map((h.workload?.status().qps ?? []).map((p) => [p.qpn, p.byStatus]));
+      const qps = h.qps.map((qp) => ({ qpn: qp.qpn, traffic: traffic.get(qp.qpn) ?? zeroTraffic(), byStatus: progress.get(qp.qpn) ?? {} }));
+      return {
+        vm: h.name, ip: h.vm.ip, qps, unattributed: traffic.get(0) ?? null,
+        providerEvents: Object.fromEntries(h.vm.verbs.counters.events), dropped: Object.fromEntries(h.vm.verbs.counters.dropped),
+        dirtyPages: h.dirtyPages, migrationPhase: h.migrationPhase,
+      };
+    });
+  }
+
+  private envOf(h: HeldVm) {
+    return {
+      memory: vmGuestAccess(h.vm),
+      cq: (cqn: number) => {
+        if (h.cq === null || h.cq.cqn !== cqn) throw new Error(`VM ${h.name} has no CQ ${cqn}`);
+        return h.cq;
+      },
+      qp: (qpn: number) => {
+        const qp = h.qps.find((x) => x.qpn === qpn);
+        if (qp === undefined) throw new Error(`VM ${h.name} has no QP ${qpn}`);
+        return qp;
+      },
+    };
+  }
+}
+
+const MTU_ENUM = new Map<number, PathMtu>([[256, PathMtu.Mtu256], [512, PathMtu.Mtu512], [1024, PathMtu.Mtu1024], [2048, PathMtu.Mtu2048], [4096, PathMtu.Mtu4096]]);
+
+function zeroTraffic() {
+  return { packetsSent: 0, bytesSent: 0, packetsReceived: 0, bytesReceived: 0, retransmitted: 0, rnrNaksSent: 0, rnrNaksReceived: 0 };
+}
+
+type A = Record<string, unknown>;
+
+/** The agent's IPC operations (see AgentClient for their typed form). */
+export function agentOps(agent: HostAgent, shutdown: () => Promise<void>): OpTable {
+  return {
+    ping: () => ({ host: agent.host, pid: process.pid, vms: agent.vmNames() }),
+    openVm: (a: A) => agent.openVm(a as unknown as OpenVmArgs),
+    setupWorkload: (a: A) => agent.setupWorkload(a.vm as string, a.config as WorkloadConfig, a.side as number),
+    connect: (a: A) => agent.connect(a.vm as string, a.mine as WorkloadEndpoint, a.peer as WorkloadEndpoint, a.mtu as number),
+    start: (a: A) => agent.start(a.vm as string),
+    drain: (a: A) => agent.drain(a.vm as string, a.timeoutMs as number | undefined),
+    settle: (a: A) => agent.settle(a.vm as string, a.peerOps as number[], a.timeoutMs as number | undefined),
+    pause: (a: A) => agent.pause(a.vm as string),
+    resume: (a: A) => agent.resume(a.vm as string, a.blob as Uint8Array),
+    verify: (a: A) => agent.verify(a.vm as string, a.peerOps as number[]),
+    status: (a: A) => agent.status(a.vm as string),
+    metrics: () => agent.registry.getMetricsAsJSON(),
+    closeVm: (a: A) => agent.closeVm(a.vm as string),
+    shutdown: async () => {
+      await shutdown();
+    },
+  };
+}

@@ -1,0 +1,117 @@
+// Request/reply over a forked child's IPC channel (advanced serialization, so bigints, Maps and
+// byte arrays cross as they are). A request is {id, op, args}; the reply {id, result} or
+// {id, error}. The child announces {ready: true} once it serves. Host processes (the agent,
+// the test hosts) serve; whoever forked them is the client.
+import { type ChildProcess, fork } from 'node:child_process';
+
+export type OpTable = Record<string, (args: Record<string, unknown>) => unknown>;
+
+export interface IpcErrorReply {
+  name: string;
+  message: string;
+  code?: string;
+}
+
+/** Serve `ops` on this process's IPC channel until it disconnects. */
+export function serveIpc(ops: OpTable, onDisconnect: () => void = () => process.exit(0)): void {
+  if (process.send === undefined) throw new Error('serveIpc: this process has no IPC channel (start it with fork)');
+  const send = process.send.bind(process);
+  process.on('message', (msg: { id: number; op: string; args: Record<string, unknown> }) => {
+    void (async () => {
+      try {
+        const fn = Object.hasOwn(ops, msg.op) ? ops[msg.op] : undefined;
+        if (fn === undefined) throw new Error(`unknown op ${msg.op}`);
+        send({ id: msg.id, result: await fn(msg.args ?? {}) });
+      } catch (err) {
+        const e = err instanceof Error ? err : new Error(String(err));
+        const reply: IpcErrorReply = { name: e.name, message: e.message, code: (e as { code?: unknown }).code as string | undefined };
+        send({ id: msg.id, error: reply });
+      }
+    })();
+  });
+  process.on('disconnect', onDisconnect);
+  send({ ready: true });
+}
+
+/** An op failed in the child. */
+export class RemoteError extends Error {
+  override readonly name = 'RemoteError';
+  constructor(readonly who: string, readonly op: string, readonly remote: IpcErrorReply) {
+    super(`${who}: ${op}: ${remote.name}: ${remote.message}`);
+  }
+}
+
+export interface IpcChildOptions {
+  args?: string[];
+  /** Name used in errors. */
+  name?: string;
+  /** stdio of the child; default: inherit (its stderr logs go where ours go). */
+  stdio?: 'inherit' | 'ignore' | 'pipe';
+  execArgv?: string[];
+}
+
+/** The parent's side: fork `script`, call its ops, stop it. */
+export class IpcChild {
+  readonly proc: ChildProcess;
+  readonly name: string;
+  readonly started: Promise<void>;
+  private nextId = 1;
+  private readonly pending = new Map<number, { op: string; resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private exitCode: number | null = null;
+  private readonly exited: Promise<void>;
+
+  constructor(script: string, options: IpcChildOptions = {}) {
+    this.name = options.name ?? script;
+    const stdio = options.stdio ?? 'inherit';
+    this.proc = fork(script, options.args ?? [], { stdio: [stdio, stdio, stdio, 'ipc'], serialization: 'advanced', execArgv: options.execArgv });
+    this.started = new Promise((resolve, reject) => {
+      const onMessage = (m: { ready?: boolean }) => {
+        if (m.ready !== true) return;
+        this.proc.off('message', onMessage);
+        resolve();
+      };
+      this.proc.on('message', onMessage);
+      this.proc.once('exit', (code) => reject(new Error(`${this.name} exited with ${code} before it was ready`)));
+    });
+    // A rejection nobody awaits yet must not crash the parent; callers see it when they await.
+    this.started.catch(() => {});
+    this.proc.on('message', (m: { id?: number; result?: unknown; error?: IpcErrorReply }) => {
+      if (m.id === undefined) return;
+      const p = this.pending.get(m.id);
+      if (p === undefined) return;
+      this.pending.delete(m.id);
+      if (m.error !== undefined) p.reject(new RemoteError(this.name, p.op, m.error));
+      else p.resolve(m.result);
+    });
+    this.exited = new Promise((resolve) => {
+      this.proc.once('exit', (code, signal) => {
+        this.exitCode = code ?? (signal !== null ? 128 : 0);
+        for (const p of this.pending.values()) p.reject(new Error(`${this.name} exited (${code ?? signal}) during ${p.op}`));
+        this.pending.clear();
+        resolve();
+      });
+    });
+  }
+
+  get running(): boolean {
+    return this.exitCode === null;
+  }
+
+  call<T = unknown>(op: string, args: Record<string, unknown> = {}): Promise<T> {
+    if (!this.running) return Promise.reject(new Error(`${this.name} is not running`));
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { op, resolve: resolve as (v: unknown) => void, reject });
+      this.proc.send({ id, op, args });
+    });
+  }
+
+  /** Close the channel (the child exits when it sees that) and wait; kill it if it lingers. */
+  async disconnect(graceMs = 5000): Promise<void> {
+    if (!this.running) return;
+    if (this.proc.connected) this.proc.disconnect();
+    const timer = setTimeout(() => this.proc.kill('SIGKILL'), graceMs);
+    await this.exited;
+    clearTimeout(timer);
+  }
+}
