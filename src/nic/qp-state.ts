@@ -138,5 +138,5 @@ export function checkTransition(type: QpType, from: QpState, to: QpState, mask: 
 
 /** States from which a QP can be suspended for migration (R6). */
 export function canSuspend(state: QpState): boolean {
-  return state === QpState.Rts || state === QpState.Sqd || state === QpState.Sqe;
+  return state === QpState.Rtr || state === QpState.Rts || state === QpState.Sqd || state === QpState.Sqe;
 }

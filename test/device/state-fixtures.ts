@@ -85,7 +85,8 @@ export function carryGuest(root: object, from: { transport: RdmaTransport; memor
   const seen = new Set<object>();
   const swap = (v: unknown): unknown => {
     if (v === from.transport) return to.transport;
-    if (v === from.memory.guest) return to.memory.guest;
+    // The driver's view of guest RAM (the VM's may be one that logs the vCPU's writes).
+    if (v instanceof GuestMemory && v.memory === from.memory.memory) return to.memory.guest;
     if (v === from.memory) return to.memory;
     if (ArrayBuffer.isView(v) && v.buffer === oldBuffer) {
       if (v instanceof DataView) return new DataView(newBuffer, v.byteOffset, v.byteLength);

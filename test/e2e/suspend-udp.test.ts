@@ -176,13 +176,19 @@ describe('a VM suspended mid-traffic on real UDP', () => {
     a.vm.verbs.suspendQp(a.qp.qpn, 'rnr-nak');
     const atSuspend = a.got.length;
     const timeouts = ev(a, 'local ACK timeout');
+    // Completions made before the suspension reach the guest's CQ; after that A's device and
+    // provider write nothing into its memory (R4 would see it).
+    await run(a, b, 30);
+    a.vm.dirtyLog.start();
     await run(a, b, SUSPENDED_MS);
+    assert.deepEqual([...a.vm.dirtyLog.harvest()], [], 'pages A wrote while suspended');
     assert.ok(atSuspend < total, 'work was outstanding when A was suspended');
     assert.ok(ev(b, 'RNR NAK received') > 0, 'B was told to wait');
     assert.ok(ev(a, 'suspended: RNR NAK sent') > 0);
     assert.equal(ev(a, 'local ACK timeout'), timeouts, "A's ACK timer stood still");
     a.vm.verbs.resumeQp(a.qp.qpn);
     await finish(a, b);
+    assert.ok(a.vm.dirtyLog.harvest().length > 0, 'what resume completed went through the logged path');
     assert.equal(ev(a, 'resume: sequence NAK sent'), 1);
   });
 

@@ -134,7 +134,7 @@ export class SoftQp {
    */
   suspend(policy: SuspendPolicy): void {
     const from = this.state;
-    if (!canSuspend(from)) throw invalid(`a QP in ${QP_STATE_NAMES[from]} cannot be suspended (RTS, SQD or SQE only)`);
+    if (!canSuspend(from)) throw invalid(`a QP in ${QP_STATE_NAMES[from]} cannot be suspended (RTR, RTS, SQD or SQE only)`);
     quiesceResponder(this.t, this.env.responderIo);
     this.t.resumeState = from;
     this.t.suspendDrop = policy === 'drop';

@@ -313,7 +313,7 @@ export class SoftRoce implements Verbs {
 
   // ---- migration ----------------------------------------------------------------------------
 
-  /** R6 (docs/device-spec.md §9.3): from RTS, SQD or SQE; anything else is INVALID_ARGUMENT. */
+  /** R6 (docs/device-spec.md §9.3): from RTR, RTS, SQD or SQE; anything else is INVALID_ARGUMENT. */
   suspendQp(qpn: number, policy: 'rnr-nak' | 'drop'): void {
     const qp = this.qp(qpn);
     if (policy !== 'rnr-nak' && policy !== 'drop') throw invalid(`suspend policy ${String(policy)} is not 'rnr-nak' or 'drop'`);

@@ -147,12 +147,12 @@ function connect(o: RcOptions = {}, go: GuestOptions = {}) {
 }
 
 describe('SUSPENDED: the state machine', () => {
-  it('suspends from RTS, SQD and SQE only, and resumes to the state it left', async () => {
+  it('suspends from RTR, RTS, SQD and SQE only, and resumes to the state it left', async () => {
     const { a, b } = tapped();
     for (const state of [S.Reset, S.Init, S.Rtr, S.Rts, S.Sqd, S.Err]) {
       const qpn = rcQp(a);
       stepTo(a, qpn, state, b.ip);
-      const allowed = state === S.Rts || state === S.Sqd;
+      const allowed = state === S.Rtr || state === S.Rts || state === S.Sqd;
       for (const policy of ['rnr-nak', 'drop'] as const) {
         if (!allowed) {
           assert.throws(() => a.dev.suspendQp(qpn, policy), code(VerbsErrorCode.InvalidArgument, /cannot be suspended/), `${S[state]} ${policy}`);
@@ -170,8 +170,8 @@ describe('SUSPENDED: the state machine', () => {
     assert.equal(a.dev.queryQp(ud).qpState, S.Suspended);
     a.dev.resumeQp(ud);
     assert.equal(a.dev.queryQp(ud).qpState, S.Sqe);
-    assert.equal(ev(a, 'suspend'), 5);
-    assert.equal(ev(a, 'resume'), 5);
+    assert.equal(ev(a, 'suspend'), 7);
+    assert.equal(ev(a, 'resume'), 7);
     await closeAll(a, b);
   });
 
