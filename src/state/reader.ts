@@ -54,9 +54,12 @@ export class FieldReader {
   }
   /** A u64 that must be exact as a number (below 2^53). */
   u64n(name: string): number {
-    const v = this.u64(name);
-    if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw badRecord(`${this.where}: ${name} ${v} is not below 2^53`);
-    return Number(v);
+    const at = this.take(8, name);
+    // Two u32 halves: no BigInt per field (a saved QP has dozens of u64 fields).
+    const lo = this.view.getUint32(at, true);
+    const hi = this.view.getUint32(at + 4, true);
+    if (hi > 0x1fffff) throw badRecord(`${this.where}: ${name} ${this.view.getBigUint64(at, true)} is not below 2^53`);
+    return hi * 2 ** 32 + lo;
   }
   /** 0 or 1; anything else is malformed. */
   bool(name: string): boolean {

@@ -12,11 +12,20 @@ export const RECORD_CRITICAL = 1;
 
 const U64_END = 1n << 64n;
 
-/** Fields of one record body. */
+/**
+ * Fields of one record body. A StateWriter's records all go into one growing buffer (one
+ * FieldWriter for the whole state): a state of many small records (a QP each) costs no
+ * allocation per record, which is what the switchover's save takes its time with.
+ */
 export class FieldWriter {
-  private buf = new Uint8Array(256);
-  private view = new DataView(this.buf.buffer);
+  private buf: Uint8Array;
+  private view: DataView;
   private len = 0;
+
+  constructor(initialBytes = 256) {
+    this.buf = new Uint8Array(initialBytes);
+    this.view = new DataView(this.buf.buffer);
+  }
 
   get length(): number {
     return this.len;
@@ -32,6 +41,13 @@ export class FieldWriter {
     const at = this.len;
     this.len += n;
     return at;
+  }
+
+  /** Overwrite a u32 already written at `at` (a record's length, once its body is written). */
+  patchU32(at: number, v: number): void {
+    this.uint(v, 32);
+    if (at < 0 || at + 4 > this.len) throw new RangeError(`patch at ${at} is outside the ${this.len} bytes written`);
+    this.view.setUint32(at, v, true);
   }
 
   private uint(v: number, bits: number): void {
@@ -58,12 +74,21 @@ export class FieldWriter {
   }
   /** A u64 from a safe integer or a bigint. */
   u64(v: number | bigint): this {
-    if (typeof v === 'number') {
-      if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`state field value ${v} is not a u64 below 2^53`);
-      v = BigInt(v);
-    }
-    if (v < 0n || v >= U64_END) throw new RangeError(`state field value ${v} is not a u64`);
     const at = this.room(8);
+    if (typeof v === 'number') {
+      if (!Number.isSafeInteger(v) || v < 0) {
+        this.len -= 8;
+        throw new RangeError(`state field value ${v} is not a u64 below 2^53`);
+      }
+      // Two u32 halves: the same bytes as setBigUint64, without a BigInt per field.
+      this.view.setUint32(at, v % 2 ** 32, true);
+      this.view.setUint32(at + 4, Math.floor(v / 2 ** 32), true);
+      return this;
+    }
+    if (v < 0n || v >= U64_END) {
+      this.len -= 8;
+      throw new RangeError(`state field value ${v} is not a u64`);
+    }
     this.view.setBigUint64(at, v, true);
     return this;
   }
@@ -100,9 +125,9 @@ export class FieldWriter {
   }
   /** u32 element count, then each element. */
   list<T>(items: Iterable<T>, each: (w: this, item: T) => void): this {
-    const all = [...items];
+    const all = Array.isArray(items) ? (items as readonly T[]) : [...items];
     this.u32(all.length);
-    for (const item of all) each(this, item);
+    for (let i = 0; i < all.length; i++) each(this, all[i]);
     return this;
   }
 
@@ -114,36 +139,28 @@ export class FieldWriter {
 
 /** A whole state buffer: records in the order written, then the header with length and checksum. */
 export class StateWriter {
-  private readonly parts: Uint8Array[] = [];
-  private bytes = STATE_HEADER_BYTES;
+  /** Header space, then every record (header and body) as written. */
+  private readonly out = new FieldWriter(64 * 1024);
   private count = 0;
 
-  constructor(readonly kind: StateKind) {}
+  constructor(readonly kind: StateKind) {
+    this.out.raw(new Uint8Array(STATE_HEADER_BYTES));
+  }
 
   record(type: number, write: (w: FieldWriter) => void, flags = 0): this {
-    const w = new FieldWriter();
-    write(w);
-    const body = w.finish();
-    const head = new Uint8Array(RECORD_HEADER_BYTES);
-    const v = new DataView(head.buffer);
     if (!Number.isInteger(type) || type < 1 || type > 0xffff) throw new RangeError(`record type ${type}`);
-    v.setUint16(0, type, true);
-    v.setUint16(2, flags, true);
-    v.setUint32(4, body.length, true);
-    this.parts.push(head, body.slice());
-    this.bytes += RECORD_HEADER_BYTES + body.length;
-    if (this.bytes > 0xffffffff) throw new RangeError('state exceeds 4 GiB');
+    const head = this.out.length;
+    this.out.u16(type).u16(flags).u32(0);
+    write(this.out);
+    const bodyBytes = this.out.length - head - RECORD_HEADER_BYTES;
+    if (this.out.length > 0xffffffff) throw new RangeError('state exceeds 4 GiB');
+    this.out.patchU32(head + 4, bodyBytes);
     this.count++;
     return this;
   }
 
   finish(): Uint8Array {
-    const out = new Uint8Array(this.bytes);
-    let at = STATE_HEADER_BYTES;
-    for (const p of this.parts) {
-      out.set(p, at);
-      at += p.length;
-    }
+    const out = this.out.finish().slice();
     writeHeader(out, this.kind, this.count);
     return out;
   }
