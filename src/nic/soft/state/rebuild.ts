@@ -58,10 +58,9 @@ interface Inspected {
 }
 const inspected = new WeakMap<Uint8Array, Inspected>();
 
+/** Byte equality by memcmp: a JS loop over a 100 KB state runs interpreted, at the switchover. */
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
+  return a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 }
 
 export function inspectSoftRoce(p: SoftRoceParts, buf: Uint8Array): ProviderStateSummary {
