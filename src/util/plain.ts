@@ -26,13 +26,26 @@ export function array(value: unknown, what: string, fail: Fail, length?: number)
 }
 
 export function ints(value: unknown, min: number, max: number, what: string, fail: Fail, length?: number): number[] {
-  return array(value, what, fail, length).map((v, i) => int(v, min, max, `${what}[${i}]`, fail));
+  const a = array(value, what, fail, length);
+  const out = new Array<number>(a.length);
+  for (let i = 0; i < a.length; i++) {
+    const v = a[i];
+    // The element's name is built only for the message: a ring's state has an entry per slot.
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) int(v, min, max, `${what}[${i}]`, fail);
+    out[i] = v as number;
+  }
+  return out;
 }
+
+const DECIMAL_U64 = /^\d{1,20}$/;
+const U64_END = 2n ** 64n;
 
 /** A u64 carried as a decimal string (bigints do not survive JSON). */
 export function u64(value: unknown, what: string, fail: Fail): bigint {
-  if (typeof value !== 'string' || !/^\d{1,20}$/.test(value) || BigInt(value) >= 2n ** 64n) fail(`${what} is not a u64 in decimal`);
-  return BigInt(value as string);
+  if (typeof value !== 'string' || !DECIMAL_U64.test(value)) fail(`${what} is not a u64 in decimal`);
+  const v = BigInt(value as string);
+  if (v >= U64_END) fail(`${what} is not a u64 in decimal`);
+  return v;
 }
 
 export function string(value: unknown, what: string, fail: Fail, maxLength = 256): string {
