@@ -38,15 +38,40 @@ function isEmpty(p: DeviceParts): boolean {
     core.cqs.every((c) => c === null) && core.srqs.every((s) => s === null) && core.gids.every((g, i) => i === 0 || g === null);
 }
 
-/** Rebuild a chain record from guest-physical buffers, translated by this device's memory. */
-function chainOf(c: SavedChain, p: DeviceParts): DescriptorChain {
-  const segs = [...c.readable, ...c.writable];
-  const buf = new Uint8Array(chainRecordBytes(segs.length));
-  const view = new DataView(buf.buffer);
-  const sum = (list: readonly { len: number }[]) => list.reduce((n, s) => n + s.len, 0);
-  writeChainHeader(view, 0, c.id, c.descCount, c.readable.length, c.writable.length, sum(c.readable), sum(c.writable));
-  segs.forEach((s, i) => writeSegment(view, 16 + 16 * i, p.transport.dm.guest.tryTranslate(s.gpa, s.len), s.len, s.gpa % 2 ** 32, Math.floor(s.gpa / 2 ** 32)));
-  return new DescriptorChain(view, 0);
+/**
+ * Where rebuilt chain records go: one buffer for every chain the device held, each record at its
+ * own offset (a saved device holds a chain per outstanding WQE, hundreds with many QPs, and a
+ * buffer each would cost an allocation each at the switchover).
+ */
+class ChainRecords {
+  private readonly view: DataView;
+  private at = 0;
+
+  constructor(s: DeviceStateData) {
+    let bytes = 0;
+    const count = (wq: SavedWorkQueue) => {
+      for (const c of wq.pending) bytes += chainRecordBytes(c.readable.length + c.writable.length);
+      for (const e of wq.entries) bytes += chainRecordBytes(e.chain.readable.length + e.chain.writable.length);
+    };
+    for (const x of s.srqs) count(x.wq);
+    for (const q of s.qps) {
+      count(q.sq);
+      count(q.rq);
+    }
+    this.view = new DataView(new ArrayBuffer(bytes));
+  }
+
+  /** Rebuild a chain record from guest-physical buffers, translated by this device's memory. */
+  chainOf(c: SavedChain, p: DeviceParts): DescriptorChain {
+    const segs = [...c.readable, ...c.writable];
+    const at = this.at;
+    this.at += chainRecordBytes(segs.length);
+    const view = this.view;
+    const sum = (list: readonly { len: number }[]) => list.reduce((n, x) => n + x.len, 0);
+    writeChainHeader(view, at, c.id, c.descCount, c.readable.length, c.writable.length, sum(c.readable), sum(c.writable));
+    segs.forEach((x, i) => writeSegment(view, at + 16 + 16 * i, p.transport.dm.guest.tryTranslate(x.gpa, x.len), x.len, x.gpa % 2 ** 32, Math.floor(x.gpa / 2 ** 32)));
+    return new DescriptorChain(view, at);
+  }
 }
 
 /** Decode and check; throws StateError. The provider's part is checked by the provider itself. */
@@ -122,12 +147,14 @@ function install(p: DeviceParts, s: DeviceStateData, built: ReadonlyMap<number, 
     core.cqs[c.index] = cq;
     core.cqByVerbs.set(c.verbsCq, cq);
   }
+  const records = new ChainRecords(s);
+  const chainOf = (c: SavedChain) => records.chainOf(c, p);
   const fill = (wq: WorkQueue, saved: SavedWorkQueue, qp: QpObj | null, srq: SrqObj | null) => {
     wq.halted = saved.halted;
-    for (const c of saved.pending) wq.pending.push({ chain: chainOf(c, p), queue: queueOf(c, wq.vq) });
+    for (const c of saved.pending) wq.pending.push({ chain: chainOf(c), queue: queueOf(c, wq.vq) });
     for (const e of saved.entries) {
       const entry: WqEntry = {
-        seq: e.seq, chain: chainOf(e.chain, p), queue: queueOf(e.chain, wq.vq), wrId: e.wrId, signaled: e.signaled,
+        seq: e.seq, chain: chainOf(e.chain), queue: queueOf(e.chain, wq.vq), wrId: e.wrId, signaled: e.signaled,
         cqe: e.cqe === null ? null : decodeCqe(e.cqe), wqeError: e.wqeError, cq: e.cq, solicited: e.solicited, lkeys: [...e.lkeys],
       };
       wq.push(entry);

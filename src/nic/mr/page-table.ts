@@ -109,7 +109,8 @@ export class PageTable {
     for (const i of absent) {
       if (i >= mapping.pageCount) throw new MrError(MrErrorCode.BadState, `absent page ${i} is outside the table's ${mapping.pageCount} pages`);
     }
-    mapping.present = (i) => !absent.has(i);
+    // Most tables have every page present: no set lookup per page then.
+    mapping.present = absent.size === 0 ? () => true : (i) => !absent.has(i);
     // An on-demand table was built with every page absent, so its present ones are checked now.
     if (state.kind === 'physical' && state.onDemand) checkGuestMemory(dm, mapping);
     return new PageTable(dm, mapping);
