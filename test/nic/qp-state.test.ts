@@ -42,6 +42,6 @@ describe('QP state transitions (IBTA 10.3)', () => {
   it('keeps SUSPENDED out of the guest-visible state machine', () => {
     assert.match(checkTransition(QpType.Rc, S.Rts, S.Suspended, A.STATE) ?? '', /suspend/);
     assert.match(checkTransition(QpType.Rc, S.Suspended, S.Rts, A.STATE) ?? '', /suspend/);
-    assert.deepEqual([S.Reset, S.Init, S.Rtr, S.Rts, S.Sqd, S.Sqe, S.Err].filter(canSuspend), [S.Rts, S.Sqd, S.Sqe]);
+    assert.deepEqual([S.Reset, S.Init, S.Rtr, S.Rts, S.Sqd, S.Sqe, S.Err].filter(canSuspend), [S.Rtr, S.Rts, S.Sqd, S.Sqe]);
   });
 });
