@@ -21,7 +21,7 @@ import { compareArea } from '../workload/model.js';
 import { type VerifyResult, Workload, type WorkloadStatus } from '../workload/workload.js';
 import { type RcAttributes, rcToInit, rcToRts } from './connect.js';
 import { vmGuestAccess } from './guest-access.js';
-import { type QpBinding, decodeCarry, encodeCarry } from './agent-carry.js';
+import { type AgentCarry, type QpBinding, decodeCarry, encodeCarry } from './agent-carry.js';
 import { type OpTable, sendEvent } from './ipc.js';
 import { Vm } from './vm.js';
 import type client from 'prom-client';
@@ -259,13 +259,31 @@ export class HostAgent {
    * once listening; acceptedAt(port) gives the VM once it runs here, its workload resumed.
    */
   async listen(a: ListenArgs): Promise<number> {
-    let wrap: ReturnType<typeof linkWrapper> | null = null;
+    let incoming: HeldVm | null = null;
     const listener = listenForMigration<Vm>({ host: a.host, port: a.port }, {
-      restoreVm: (parts) => {
-        wrap = linkWrapper(a.lossy, false);
-        return Vm.restore(parts, { provider: a.provider, wrapLink: wrap.wrapLink });
+      // Everything that can refuse the VM runs here, before its QPs resume (after that it has
+      // answered its peers and must run here).
+      restoreVm: async (parts) => {
+        const carry = decodeCarry(parts.appState);
+        if (this.vms.has(carry.name)) throw new Error(`host ${this.host} already holds a VM named ${carry.name}`);
+        const wrap = linkWrapper(a.lossy, false);
+        const vm = await Vm.restore(parts, { provider: a.provider, wrapLink: wrap.wrapLink });
+        try {
+          incoming = this.adopt(vm, carry, wrap);
+        } catch (err) {
+          await vm.close();
+          throw err;
+        }
+        return vm;
       },
-      resumeGuest: (vm, appState) => this.adopt(vm, appState, wrap as ReturnType<typeof linkWrapper>),
+      resumeGuest: (_vm, appState) => {
+        const h = incoming as HeldVm;
+        h.workload = Workload.resume(decodeCarry(appState).workload, this.envOf(h));
+        h.migrationPhase = 'resumed';
+        this.departed.delete(h.name);
+        this.vms.set(h.name, h);
+        this.log.info({ vm: h.name, ip: h.vm.ip, qps: h.qps.map((qp) => qp.qpn) }, 'migrated VM resumed here');
+      },
     });
     const accepted = listener.accepted.then((m: IncomingMigration<Vm>) => {
       const h = [...this.vms.values()].find((x) => x.vm === m.vm) as HeldVm;
@@ -290,10 +308,8 @@ export class HostAgent {
     }
   }
 
-  /** The destination's half: a restored VM and the source agent's carry become a held VM, running. */
-  private adopt(vm: Vm, appState: Uint8Array, wrap: ReturnType<typeof linkWrapper>): void {
-    const c = decodeCarry(appState);
-    if (this.vms.has(c.name)) throw new Error(`host ${this.host} already holds a VM named ${c.name}`);
+  /** The destination's half: a restored VM and the source agent's carry become a held VM (not yet running or registered). */
+  private adopt(vm: Vm, c: AgentCarry, wrap: ReturnType<typeof linkWrapper>): HeldVm {
     const cq = vm.guest.cqs.get(c.cqn);
     if (cq === undefined) throw new Error(`the migrated VM ${c.name} has no CQ ${c.cqn}`);
     const qps = c.qpns.map((qpn) => {
@@ -306,12 +322,7 @@ export class HostAgent {
     for (const b of c.bindings) link.bindQp(b.qpn, b.peerIp, b.peerQpn);
     const lossy = wrap.lossy();
     if (lossy !== null) lossy.enabled = c.lossEnabled;
-    const h: HeldVm = { name: c.name, vm, link, lossy, bindings: c.bindings, pd: c.pd, cq, qps, lkey: c.lkey, rkey: c.rkey, workload: null, migrationPhase: 'incoming', dirtyPages: c.dirtyPages };
-    h.workload = Workload.resume(c.workload, this.envOf(h));
-    h.migrationPhase = 'resumed';
-    this.departed.delete(c.name);
-    this.vms.set(c.name, h);
-    this.log.info({ vm: c.name, ip: vm.ip, qps: c.qpns }, 'migrated VM resumed here');
+    return { name: c.name, vm, link, lossy, bindings: c.bindings, pd: c.pd, cq, qps, lkey: c.lkey, rkey: c.rkey, workload: null, migrationPhase: 'incoming', dirtyPages: c.dirtyPages };
   }
 
   /**

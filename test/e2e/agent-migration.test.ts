@@ -3,7 +3,8 @@
 // with immediate, SEND/RECV, READ, fetch-add); VM1 moves to host C mid-traffic, its suspended QPs
 // answering requests with RNR NAKs (the default) or dropping them. Afterwards both memories match
 // the reference model byte for byte, every WR completed exactly once, QPNs and keys are unchanged
-// and no QP is in ERR.
+// and no QP is in ERR. A destination that cannot take the VM (it holds one of that name) refuses
+// it, and VM1 carries on at the source, then moves.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Cluster, E2E_WORKLOAD } from './agent-cluster.js';
@@ -29,4 +30,25 @@ describe('live migration through the host agents', { timeout: 60_000 }, () => {
       }
     });
   }
+
+  it('leaves VM1 running on A when C refuses it, then moves it', async () => {
+    const ip = (i: number) => `127.0.27.${21 + i}`;
+    const cluster = new Cluster({ hostIps: [ip(0), ip(1), ip(2)], vmIps: [ip(3), ip(4)], config: E2E_WORKLOAD });
+    try {
+      await cluster.start();
+      const [A, , C] = cluster.hosts;
+      await C.openVm({ name: 'vm1', ip: ip(5), ramBytes: 16 << 20 });
+      const port = await C.listen({ host: ip(2), port: 0 });
+      await assert.rejects(A.migrate({ vm: 'vm1', host: ip(2), port }), /PEER_ABORT.*already holds a VM named vm1/);
+      await assert.rejects(C.accepted(port), /SWITCHOVER|already holds/);
+      assert.equal((await A.status('vm1')).workload!.phase, 'running', 'the workload resumed on A');
+      await cluster.progress(100);
+      await C.closeVm('vm1');
+      await cluster.migrate(2);
+      await cluster.progress(100);
+      await cluster.finishAndVerify();
+    } finally {
+      await cluster.stop();
+    }
+  });
 });
