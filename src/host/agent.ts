@@ -40,8 +40,10 @@ export const WORKLOAD_RC: Partial<RcAttributes> = {
   // NAKs then cost little time and never exhaust the retry budget (R6, R8).
   minRnrTimer: 1,
   rnrRetry: 7,
-  // 4.096 us * 2^10 = 4 ms local ACK timeout: a request lost while an address moves is resent soon.
-  timeout: 14,
+  // 4.096 us * 2^16 = 268 ms local ACK timeout: retryCnt 7 of them (about 2 s) must outlast the
+  // time a migrating VM's address is bound nowhere (released on the source, not yet bound on the
+  // destination) on a loaded host, or a peer's QP exhausts its retries and goes to ERR (R8).
+  timeout: 16,
   retryCnt: 7,
 };
 
