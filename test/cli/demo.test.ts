@@ -78,8 +78,9 @@ describe('vrdma demo', { timeout: 120_000 }, () => {
     assert.equal((await fetch(`http://${METRICS.host}:${METRICS.port}/other`)).status, 404);
     // The migration: A's VM1 leaves (its phase says so, its last harvest is in the gauge) and
     // C's runs, its counters carried on from A's.
-    const moved = await scrape(url, (t) => sample(t, 'vrdma_migration_phase', { host: 'C', vm: 'vm1', phase: 'resumed' }) === 1, 30_000);
-    assert.equal(sample(moved, 'vrdma_migration_phase', { host: 'A', vm: 'vm1', phase: 'migrated-out' }), 1);
+    // (C resumes VM1 before A hears it confirmed: wait for both.)
+    const phase = (t: string, host: string, p: string) => sample(t, 'vrdma_migration_phase', { host, vm: 'vm1', phase: p }) === 1;
+    const moved = await scrape(url, (t) => phase(t, 'C', 'resumed') && phase(t, 'A', 'migrated-out'), 30_000);
     assert.ok((sample(moved, 'vrdma_dirty_pages', { host: 'A', vm: 'vm1' }) ?? 0) > 0, 'pre-copy found dirty pages');
     assert.ok((sample(moved, 'vrdma_device_packets_sent_total', { host: 'C', vm: 'vm1' }) ?? 0) >= (sample(text, 'vrdma_device_packets_sent_total', { host: 'A', vm: 'vm1' }) ?? 0));
 
