@@ -121,21 +121,31 @@ export async function runLiveMigrationDemo(o: DemoOptions): Promise<DemoResult> 
     await Promise.all([A.start('vm1'), B.start('vm2')]);
     await sleep(o.durationMs * 0.4);
     const migration = await migrateStep({
-      vm: 'vm1', from: A, to: C, toIp: o.hostIps[2],
+      vm: 'vm1', from: A, to: C, toIp: o.hostIps[2], ramPages: ramBytes / 4096,
       onProgress: (p) => {
-        if (p.phase !== phase) setPhase(p.phase);
-        round = p.round;
-        pagesLeft = p.pagesLeft;
+        if (p.phase === 'after') {
+          // VM1 runs on C now (the source only watches for the QPs' first completions).
+          where.set('vm1', C);
+          round = undefined;
+          pagesLeft = undefined;
+        } else {
+          round = p.round;
+          pagesLeft = p.pagesLeft;
+        }
+        if (p.phase !== phase) {
+          setPhase(p.phase);
+          if (p.phase === 'precopy') say(`migrating VM1 from A to C (${o.hostIps[2]}): pre-copy`);
+        }
       },
     });
+    round = undefined;
+    pagesLeft = undefined;
+    if ((phase as DemoPhase) !== 'after') setPhase('after');
     if (migration.figures !== null) {
       where.set('vm1', C);
-      setPhase('after');
-      round = undefined;
-      pagesLeft = undefined;
-      say(`VM1 migrated A -> C: ${migration.figures.rounds} rounds, downtime ${migration.figures.downtimeMs} ms, QP blackout ${migration.figures.qpBlackoutMs} ms`);
+      const f = migration.figures;
+      say(`VM1 migrated A -> C: ${f.rounds} rounds (${f.pagesPerRound.join(', ')} pages), downtime ${f.downtimeMs} ms, QP blackout p50 ${f.qpBlackoutP50Ms} ms p99 ${f.qpBlackoutP99Ms} ms`);
     } else {
-      setPhase('after');
       say(`migration ${migration.note}`);
     }
     await sleep(Math.max(0, o.durationMs - (Date.now() - tStart)));
@@ -152,6 +162,7 @@ export async function runLiveMigrationDemo(o: DemoOptions): Promise<DemoResult> 
     const [v1, v2] = await Promise.all([vm1Host.verify('vm1', ops2), B.verify('vm2', ops1)]);
     const [s1, s2] = await Promise.all([vm1Host.status('vm1'), B.status('vm2')]);
     const problems = [...v1.problems.map((p) => `vm1: ${p}`), ...v2.problems.map((p) => `vm2: ${p}`)];
+    if (migration.figures === null) problems.push(`vm1 did not migrate: ${migration.note}`);
     if (migration.figures !== null && v1.qpns.join() !== e1.qpns.join()) problems.push(`vm1's QPNs changed: ${e1.qpns.join()} -> ${v1.qpns.join()}`);
 
     const precopy = phases.find((p) => p.phase === 'precopy');

@@ -20,14 +20,23 @@ export interface PhaseSpan {
 export interface MigrationFigures {
   from: string;
   to: string;
+  /** Pre-copy rounds, the final stop-and-copy round included. */
   rounds: number;
   pagesPerRound: number[];
+  /** Why pre-copy stopped (dirty set under the threshold, round limit, ...). */
+  stopReason: string;
   bytesMoved: number;
+  deviceStateBytes: number;
   totalMs: number;
   /** Last guest activity on the source to the first on the destination. */
   downtimeMs: number;
-  /** Suspend of the QPs to the first completion after resume. */
-  qpBlackoutMs: number;
+  /** Guest stopped on the source to the destination's confirmation. */
+  switchoverMs: number;
+  /** Suspend of each QP to its first completion after resume, over the QPs: p50 and p99. */
+  qpBlackoutP50Ms: number | null;
+  qpBlackoutP99Ms: number | null;
+  /** QPs with no completion within the destination's watch (not in the percentiles). */
+  qpsWithoutCompletion: number;
 }
 
 export interface DemoSummary {
@@ -71,8 +80,9 @@ export function summaryLines(s: DemoSummary): string[] {
     ['throughput after', fmt(s.throughputMBps.after, 'MB/s')],
     ['migration', s.migration === null ? s.migrationNote : `${s.migration.from} -> ${s.migration.to} in ${s.migration.totalMs} ms`],
     ['downtime', s.migration === null ? 'n/a' : `${s.migration.downtimeMs} ms`],
-    ['QP blackout', s.migration === null ? 'n/a' : `${s.migration.qpBlackoutMs} ms`],
-    ['pre-copy rounds', s.migration === null ? 'n/a' : `${s.migration.rounds} (${s.migration.pagesPerRound.join(', ')} pages)`],
+    ['QP blackout', s.migration === null ? 'n/a' : `p50 ${fmt(s.migration.qpBlackoutP50Ms, 'ms')}, p99 ${fmt(s.migration.qpBlackoutP99Ms, 'ms')}`],
+    ['pre-copy rounds', s.migration === null ? 'n/a' : `${s.migration.rounds} (${s.migration.pagesPerRound.join(', ')} pages; ${s.migration.stopReason})`],
+    ['moved', s.migration === null ? 'n/a' : `${(s.migration.bytesMoved / 1e6).toFixed(1)} MB (device state ${s.migration.deviceStateBytes.toLocaleString('en-US')} bytes)`],
     ['retransmissions', String(s.retransmissions)],
     ['RNR NAKs', String(s.rnrNaks)],
     ['operations', s.vms.map((v) => `${v.name} ${v.opsCompleted.toLocaleString('en-US')}`).join(', ')],

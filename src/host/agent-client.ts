@@ -4,7 +4,9 @@ import { fileURLToPath } from 'node:url';
 import type client from 'prom-client';
 import type { LogLevel } from '../observe/log.js';
 import type { WorkloadConfig } from '../workload/config.js';
-import type { AgentVerifyResult, OpenVmArgs, VmStatus, WorkloadEndpoint } from './agent.js';
+import type { MigrationReport } from '../migration/index.js';
+import type { AcceptedVm, AgentVerifyResult, ListenArgs, MigrateArgs, MigrationEvent, OpenVmArgs, VmStatus, WorkloadEndpoint } from './agent.js';
+import type { RcAttributes } from './connect.js';
 import { IpcChild } from './ipc.js';
 
 const AGENT_MAIN = fileURLToPath(new URL('./agent-main.js', import.meta.url));
@@ -46,8 +48,34 @@ export class AgentClient {
     return this.child.call('setupWorkload', { vm, config, side });
   }
 
-  connect(vm: string, mine: WorkloadEndpoint, peer: WorkloadEndpoint, mtu: number): Promise<void> {
-    return this.child.call('connect', { vm, mine, peer, mtu });
+  connect(vm: string, mine: WorkloadEndpoint, peer: WorkloadEndpoint, mtu: number, rc?: Partial<RcAttributes>): Promise<void> {
+    return this.child.call('connect', { vm, mine, peer, mtu, rc });
+  }
+
+  setLoss(vm: string, enabled: boolean): Promise<void> {
+    return this.child.call('setLoss', { vm, enabled });
+  }
+
+  /** Listen for one incoming VM; resolves with the TCP port. */
+  listen(args: ListenArgs): Promise<number> {
+    return this.child.call('listen', { ...args });
+  }
+
+  /** The VM the listener on `port` took in, once it runs on this host. */
+  accepted(port: number): Promise<AcceptedVm> {
+    return this.child.call('accepted', { port });
+  }
+
+  /** Move a VM to another host's listener; `onProgress` hears each phase and round. */
+  async migrate(args: MigrateArgs, onProgress?: (e: MigrationEvent) => void): Promise<MigrationReport> {
+    const off = this.child.onEvent((e) => {
+      if (e.type === 'migration' && e.vm === args.vm) onProgress?.(e as unknown as MigrationEvent);
+    });
+    try {
+      return await this.child.call<MigrationReport>('migrate', { ...args });
+    } finally {
+      off();
+    }
   }
 
   start(vm: string): Promise<void> {

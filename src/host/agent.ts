@@ -6,9 +6,11 @@
 import { randomInt } from 'node:crypto';
 import { AccessFlag, QpTypeCode } from '../device/abi.js';
 import type { GuestCq, GuestQp } from '../guest/rdma/objects.js';
+import { type IncomingMigration, type MigrationListener, type MigrationProgress, type MigrationReport, listenForMigration, migrateOut } from '../migration/index.js';
+import type { PrecopyPolicy } from '../migration/precopy.js';
+import { LossyLink, type LossyOptions } from '../net/lossy.js';
 import { ObservedLink } from '../net/observed-link.js';
-import { UdpLink } from '../net/udp-link.js';
-import type { LossyOptions } from '../net/lossy.js';
+import type { Link } from '../nic/link.js';
 import { QP_STATE_NAMES, QpState } from '../nic/qp-state.js';
 import type { SoftRoceOptions } from '../nic/soft/options.js';
 import { PathMtu } from '../nic/types.js';
@@ -19,7 +21,8 @@ import { compareArea } from '../workload/model.js';
 import { type VerifyResult, Workload, type WorkloadStatus } from '../workload/workload.js';
 import { type RcAttributes, rcToInit, rcToRts } from './connect.js';
 import { vmGuestAccess } from './guest-access.js';
-import { type OpTable } from './ipc.js';
+import { type AgentCarry, type QpBinding, decodeCarry, encodeCarry } from './agent-carry.js';
+import { type OpTable, sendEvent } from './ipc.js';
 import { Vm } from './vm.js';
 import type client from 'prom-client';
 
@@ -37,8 +40,10 @@ export const WORKLOAD_RC: Partial<RcAttributes> = {
   // NAKs then cost little time and never exhaust the retry budget (R6, R8).
   minRnrTimer: 1,
   rnrRetry: 7,
-  // 4.096 us * 2^10 = 4 ms local ACK timeout: a request lost while an address moves is resent soon.
-  timeout: 14,
+  // 4.096 us * 2^16 = 268 ms local ACK timeout: retryCnt 7 of them (about 2 s) must outlast the
+  // time a migrating VM's address is bound nowhere (released on the source, not yet bound on the
+  // destination) on a loaded host, or a peer's QP exhausts its retries and goes to ERR (R8).
+  timeout: 16,
   retryCnt: 7,
 };
 
@@ -47,8 +52,43 @@ export interface OpenVmArgs {
   ip: string;
   ramBytes?: number;
   lossy?: LossyOptions;
+  /** Start with the loss switched off (setLoss turns it on); default on. */
+  lossEnabled?: boolean;
   capturePath?: string;
   provider?: SoftRoceOptions;
+}
+
+/** A host's offer to take a VM in (listenForMigration on this host's address). */
+export interface ListenArgs {
+  host: string;
+  /** TCP port; 0 for any (the answer says which). */
+  port: number;
+  /** This host's network misbehaviour for the VM it takes in (switched as the source's was). */
+  lossy?: LossyOptions;
+  provider?: SoftRoceOptions;
+}
+
+export interface MigrateArgs {
+  vm: string;
+  host: string;
+  port: number;
+  suspendPolicy?: 'rnr-nak' | 'drop';
+  precopy?: Partial<PrecopyPolicy>;
+  blackoutWatchMs?: number;
+}
+
+/** What the destination says once a migrated VM runs on it. */
+export interface AcceptedVm {
+  name: string;
+  ip: string;
+  qpns: number[];
+  resumed: number[];
+}
+
+/** The migration progress event a source agent sends its parent. */
+export interface MigrationEvent extends MigrationProgress {
+  type: 'migration';
+  vm: string;
 }
 
 /** What one VM tells its peer to connect: its address, QPs, first PSNs and workload area. */
@@ -70,17 +110,25 @@ export interface VmStatus {
   rnrNaksReceived: number;
   rnrNaksSent: number;
   providerEvents: Record<string, number>;
+  qpns: number[];
+  lkey: number;
+  rkey: number;
 }
 
 export interface AgentVerifyResult extends VerifyResult {
   qpStates: string[];
   qpns: number[];
+  /** The workload MR's keys, as the device holds them. */
+  lkey: number;
+  rkey: number;
 }
 
 interface HeldVm {
   name: string;
   vm: Vm;
   link: ObservedLink;
+  lossy: LossyLink | null;
+  bindings: QpBinding[];
   pd: number;
   cq: GuestCq | null;
   qps: GuestQp[];
@@ -98,6 +146,9 @@ export function ramBytesFor(config: WorkloadConfig): number {
 
 export class HostAgent {
   private readonly vms = new Map<string, HeldVm>();
+  /** VMs that migrated away: kept for the metrics' phase (their counters went with them). */
+  private readonly departed = new Map<string, { ip: string; dirtyPages: number }>();
+  private readonly listeners = new Map<number, { listener: MigrationListener<Vm>; accepted: Promise<AcceptedVm> }>();
   readonly registry: client.Registry;
 
   constructor(readonly host: string, private readonly log: Logger) {
@@ -118,11 +169,14 @@ export class HostAgent {
 
   async openVm(a: OpenVmArgs): Promise<{ name: string; ip: string }> {
     if (this.vms.has(a.name)) throw new Error(`host ${this.host} already holds a VM named ${a.name}`);
-    const link = new ObservedLink(await UdpLink.open({ ip: a.ip }));
-    const vm = await Vm.open({ ip: a.ip, link, ramBytes: a.ramBytes, lossy: a.lossy, capturePath: a.capturePath, provider: a.provider });
+    const wrap = linkWrapper(a.lossy, a.lossEnabled ?? true);
+    const vm = await Vm.open({ ip: a.ip, ramBytes: a.ramBytes, capturePath: a.capturePath, provider: a.provider, wrapLink: wrap.wrapLink });
     const pd = await vm.guest.createPd();
     const mr = await vm.guest.getDmaMr(pd, ALL_ACCESS);
-    this.vms.set(a.name, { name: a.name, vm, link, pd, cq: null, qps: [], lkey: mr.lkey, rkey: mr.rkey, workload: null, migrationPhase: 'none', dirtyPages: 0 });
+    this.departed.delete(a.name);
+    this.vms.set(a.name, {
+      name: a.name, vm, link: wrap.observed(), lossy: wrap.lossy(), bindings: [], pd, cq: null, qps: [], lkey: mr.lkey, rkey: mr.rkey, workload: null, migrationPhase: 'none', dirtyPages: 0,
+    });
     this.log.info({ vm: a.name, ip: a.ip, ramBytes: a.ramBytes }, 'VM opened');
     return { name: a.name, ip: a.ip };
   }
@@ -152,15 +206,16 @@ export class HostAgent {
   }
 
   /** Bring QP q to RTS towards the peer's QP q; `mine` is the endpoint setupWorkload returned. */
-  async connect(name: string, mine: WorkloadEndpoint, peer: WorkloadEndpoint, mtu: number): Promise<void> {
+  async connect(name: string, mine: WorkloadEndpoint, peer: WorkloadEndpoint, mtu: number, rc: Partial<RcAttributes> = {}): Promise<void> {
     const h = this.held(name);
     const w = this.workloadOf(name);
     if (peer.qpns.length !== h.qps.length) throw new Error(`the peer has ${peer.qpns.length} QPs, ${name} has ${h.qps.length}`);
     const pathMtu = MTU_ENUM.get(mtu);
     if (pathMtu === undefined) throw new RangeError(`MTU ${mtu} is not one of 256, 512, 1024, 2048, 4096`);
     for (let q = 0; q < h.qps.length; q++) {
-      await rcToRts(h.qps[q], mine.psns[q], { ip: peer.ip, qpn: peer.qpns[q], psn: peer.psns[q] }, { ...WORKLOAD_RC, pathMtu });
+      await rcToRts(h.qps[q], mine.psns[q], { ip: peer.ip, qpn: peer.qpns[q], psn: peer.psns[q] }, { ...WORKLOAD_RC, ...rc, pathMtu });
       h.link.bindQp(h.qps[q].qpn, peer.ip, peer.qpns[q]);
+      h.bindings.push({ qpn: h.qps[q].qpn, peerIp: peer.ip, peerQpn: peer.qpns[q] });
     }
     w.setPeer({ areaGpa: peer.areaGpa, rkey: peer.rkey });
     this.log.info({ vm: name, peer: peer.ip, mtu }, 'connected');
@@ -194,6 +249,126 @@ export class HostAgent {
     h.workload = Workload.resume(blob, this.envOf(h));
   }
 
+  /** Switch the VM's loss on or off (it must have been opened with `lossy`). */
+  setLoss(name: string, enabled: boolean): void {
+    const h = this.held(name);
+    if (h.lossy === null) throw new Error(`VM ${name} was opened without loss options`);
+    h.lossy.enabled = enabled;
+  }
+
+  /**
+   * Offer to take in one migrating VM at host:port (this host's address). Resolves with the port
+   * once listening; acceptedAt(port) gives the VM once it runs here, its workload resumed.
+   */
+  async listen(a: ListenArgs): Promise<number> {
+    let incoming: HeldVm | null = null;
+    const listener = listenForMigration<Vm>({ host: a.host, port: a.port }, {
+      // Everything that can refuse the VM runs here, before its QPs resume (after that it has
+      // answered its peers and must run here).
+      restoreVm: async (parts) => {
+        const carry = decodeCarry(parts.appState);
+        if (this.vms.has(carry.name)) throw new Error(`host ${this.host} already holds a VM named ${carry.name}`);
+        const wrap = linkWrapper(a.lossy, false);
+        const vm = await Vm.restore(parts, { provider: a.provider, wrapLink: wrap.wrapLink });
+        try {
+          incoming = this.adopt(vm, carry, wrap);
+        } catch (err) {
+          await vm.close();
+          throw err;
+        }
+        return vm;
+      },
+      resumeGuest: (_vm, appState) => {
+        const h = incoming as HeldVm;
+        h.workload = Workload.resume(decodeCarry(appState).workload, this.envOf(h));
+        h.migrationPhase = 'resumed';
+        this.departed.delete(h.name);
+        this.vms.set(h.name, h);
+        this.log.info({ vm: h.name, ip: h.vm.ip, qps: h.qps.map((qp) => qp.qpn) }, 'migrated VM resumed here');
+      },
+    });
+    const accepted = listener.accepted.then((m: IncomingMigration<Vm>) => {
+      const h = [...this.vms.values()].find((x) => x.vm === m.vm) as HeldVm;
+      return { name: h.name, ip: m.vm.ip, qpns: h.qps.map((qp) => qp.qpn), resumed: m.resumed.map((q) => q.qpn) };
+    });
+    accepted.catch(() => {});
+    const { port } = await listener.ready;
+    this.listeners.set(port, { listener, accepted });
+    this.log.info({ host: a.host, port }, 'listening for a migration');
+    return port;
+  }
+
+  /** The VM the listener on `port` took in, once it runs here (rejects if that migration failed). */
+  async acceptedAt(port: number): Promise<AcceptedVm> {
+    const l = this.listeners.get(port);
+    if (l === undefined) throw new Error(`host ${this.host} has no migration listener on port ${port}`);
+    try {
+      return await l.accepted;
+    } finally {
+      this.listeners.delete(port);
+      await l.listener.close();
+    }
+  }
+
+  /** The destination's half: a restored VM and the source agent's carry become a held VM (not yet running or registered). */
+  private adopt(vm: Vm, c: AgentCarry, wrap: ReturnType<typeof linkWrapper>): HeldVm {
+    const cq = vm.guest.cqs.get(c.cqn);
+    if (cq === undefined) throw new Error(`the migrated VM ${c.name} has no CQ ${c.cqn}`);
+    const qps = c.qpns.map((qpn) => {
+      const qp = vm.guest.qps.get(qpn);
+      if (qp === undefined) throw new Error(`the migrated VM ${c.name} has no QP ${qpn}`);
+      return qp;
+    });
+    const link = wrap.observed();
+    link.seed(new Map(c.traffic), new Map(c.highestPsns));
+    for (const b of c.bindings) link.bindQp(b.qpn, b.peerIp, b.peerQpn);
+    const lossy = wrap.lossy();
+    if (lossy !== null) lossy.enabled = c.lossEnabled;
+    return { name: c.name, vm, link, lossy, bindings: c.bindings, pd: c.pd, cq, qps, lkey: c.lkey, rkey: c.rkey, workload: null, migrationPhase: 'incoming', dirtyPages: c.dirtyPages };
+  }
+
+  /**
+   * Move VM `a.vm` to the agent listening at host:port: pre-copy while the workload runs, then
+   * pause it (its state travels with the VM) and switch over. Progress goes to the parent as
+   * MigrationEvents. On failure the VM and its workload carry on here.
+   */
+  async migrate(a: MigrateArgs): Promise<MigrationReport> {
+    const h = this.held(a.vm);
+    const w = this.workloadOf(a.vm);
+    let blob: Uint8Array | null = null;
+    this.log.info({ vm: a.vm, to: `${a.host}:${a.port}` }, 'migrating');
+    try {
+      const report = await migrateOut(h.vm, { host: a.host, port: a.port }, {
+        pauseGuest: async () => {
+          blob = w.pause();
+          return encodeCarry({
+            name: h.name, pd: h.pd, lkey: h.lkey, rkey: h.rkey, cqn: (h.cq as GuestCq).cqn, qpns: h.qps.map((qp) => qp.qpn), bindings: h.bindings,
+            lossEnabled: h.lossy?.enabled ?? false, traffic: [...h.link.snapshot()], highestPsns: [...h.link.highestPsns()], dirtyPages: h.dirtyPages, workload: blob,
+          });
+        },
+        resumeGuest: () => {
+          if (blob !== null) h.workload = Workload.resume(blob, this.envOf(h));
+        },
+        onProgress: (p) => {
+          h.migrationPhase = METRIC_PHASE[p.phase];
+          h.dirtyPages = p.dirtyPages;
+          sendEvent({ type: 'migration', vm: a.vm, ...p } satisfies MigrationEvent);
+        },
+        suspendPolicy: a.suspendPolicy,
+        precopy: a.precopy,
+        blackoutWatchMs: a.blackoutWatchMs,
+      });
+      this.vms.delete(a.vm);
+      this.departed.set(a.vm, { ip: h.vm.ip, dirtyPages: h.dirtyPages });
+      this.log.info({ vm: a.vm, rounds: report.rounds.length, downtimeMs: report.downtimeMs }, 'migrated out');
+      return report;
+    } catch (err) {
+      h.migrationPhase = 'none';
+      this.log.warn({ vm: a.vm, err: (err as Error).message }, 'migration failed; the VM runs here still');
+      throw err;
+    }
+  }
+
   /** Verify against the model: the peer's posted operation counts and the QPs' states. */
   async verify(name: string, peerOps: number[]): Promise<AgentVerifyResult> {
     const h = this.held(name);
@@ -208,11 +383,14 @@ export class HostAgent {
     states.forEach((s, q) => {
       if (s === QpState.Err) result.problems.push(`QP ${q} (QPN ${h.qps[q].qpn}) is in ERR`);
     });
+    if (![...h.vm.device.core.mrs.values()].some((mr) => mr.lkey === h.lkey && mr.rkey === h.rkey)) {
+      result.problems.push(`the device holds no MR with lkey ${h.lkey} and rkey ${h.rkey}`);
+    }
     const internal = h.vm.verbs.counters.internalErrors;
     if (internal > 0) result.problems.push(`the provider contained ${internal} internal errors`);
     result.ok = result.problems.length === 0;
     this.log.info({ vm: name, ok: result.ok, problems: result.problems.slice(0, 5) }, 'verified');
-    return { ...result, qpStates: states.map((s) => QP_STATE_NAMES[s] ?? String(s)), qpns: h.qps.map((qp) => qp.qpn) };
+    return { ...result, qpStates: states.map((s) => QP_STATE_NAMES[s] ?? String(s)), qpns: h.qps.map((qp) => qp.qpn), lkey: h.lkey, rkey: h.rkey };
   }
 
   status(name: string): VmStatus {
@@ -227,7 +405,7 @@ export class HostAgent {
     }
     return {
       name, ip: h.vm.ip, migrationPhase: h.migrationPhase, workload: h.workload?.status() ?? null, retransmitted, rnrNaksReceived, rnrNaksSent,
-      providerEvents: Object.fromEntries(h.vm.verbs.counters.events),
+      providerEvents: Object.fromEntries(h.vm.verbs.counters.events), qpns: h.qps.map((qp) => qp.qpn), lkey: h.lkey, rkey: h.rkey,
     };
   }
 
@@ -244,11 +422,16 @@ export class HostAgent {
   }
 
   async close(): Promise<void> {
+    for (const l of this.listeners.values()) await l.listener.close();
+    this.listeners.clear();
     for (const name of [...this.vms.keys()]) await this.closeVm(name);
   }
 
   metricsSnapshot(): VmMetricsSnapshot[] {
-    return [...this.vms.values()].map((h) => {
+    const gone = [...this.departed].map(([vm, d]): VmMetricsSnapshot => ({
+      vm, ip: d.ip, qps: [], unattributed: null, providerEvents: {}, dropped: {}, dirtyPages: d.dirtyPages, migrationPhase: 'migrated-out',
+    }));
+    return gone.concat([...this.vms.values()].map((h) => {
       const traffic = h.link.snapshot();
       const progress = new Map((h.workload?.status().qps ?? []).map((p) => [p.qpn, p.byStatus]));
       const qps = h.qps.map((qp) => ({ qpn: qp.qpn, traffic: traffic.get(qp.qpn) ?? zeroTraffic(), byStatus: progress.get(qp.qpn) ?? {} }));
@@ -257,7 +440,7 @@ export class HostAgent {
         providerEvents: Object.fromEntries(h.vm.verbs.counters.events), dropped: Object.fromEntries(h.vm.verbs.counters.dropped),
         dirtyPages: h.dirtyPages, migrationPhase: h.migrationPhase,
       };
-    });
+    }));
   }
 
   private envOf(h: HeldVm) {
@@ -276,6 +459,31 @@ export class HostAgent {
   }
 }
 
+/** The coordinator's phases as the metrics name them. */
+const METRIC_PHASE: Record<MigrationProgress['phase'], MigrationPhase> = {
+  connect: 'precopy', precopy: 'precopy', 'stop-and-copy': 'stop-and-copy', switchover: 'switchover', 'blackout-watch': 'migrated-out', done: 'migrated-out',
+};
+
+/**
+ * The agent's wrapping of a VM's link (outermost, over the VM's movable address): a loss switch
+ * when asked for, and the per-QP counters. The pieces are known once the VM builds its link.
+ */
+function linkWrapper(lossyOptions: LossyOptions | undefined, enabled: boolean) {
+  let observed: ObservedLink | null = null;
+  let lossy: LossyLink | null = null;
+  return {
+    wrapLink(link: Link): Link {
+      if (lossyOptions !== undefined) link = lossy = new LossyLink(link, { ...lossyOptions, enabled });
+      return (observed = new ObservedLink(link));
+    },
+    observed(): ObservedLink {
+      if (observed === null) throw new Error('the VM built no link');
+      return observed;
+    },
+    lossy: () => lossy,
+  };
+}
+
 const MTU_ENUM = new Map<number, PathMtu>([[256, PathMtu.Mtu256], [512, PathMtu.Mtu512], [1024, PathMtu.Mtu1024], [2048, PathMtu.Mtu2048], [4096, PathMtu.Mtu4096]]);
 
 function zeroTraffic() {
@@ -290,12 +498,16 @@ export function agentOps(agent: HostAgent, shutdown: () => Promise<void>): OpTab
     ping: () => ({ host: agent.host, pid: process.pid, vms: agent.vmNames() }),
     openVm: (a: A) => agent.openVm(a as unknown as OpenVmArgs),
     setupWorkload: (a: A) => agent.setupWorkload(a.vm as string, a.config as WorkloadConfig, a.side as number),
-    connect: (a: A) => agent.connect(a.vm as string, a.mine as WorkloadEndpoint, a.peer as WorkloadEndpoint, a.mtu as number),
+    connect: (a: A) => agent.connect(a.vm as string, a.mine as WorkloadEndpoint, a.peer as WorkloadEndpoint, a.mtu as number, a.rc as Partial<RcAttributes> | undefined),
     start: (a: A) => agent.start(a.vm as string),
     drain: (a: A) => agent.drain(a.vm as string, a.timeoutMs as number | undefined),
     settle: (a: A) => agent.settle(a.vm as string, a.peerOps as number[], a.timeoutMs as number | undefined),
     pause: (a: A) => agent.pause(a.vm as string),
     resume: (a: A) => agent.resume(a.vm as string, a.blob as Uint8Array),
+    setLoss: (a: A) => agent.setLoss(a.vm as string, a.enabled as boolean),
+    listen: (a: A) => agent.listen(a as unknown as ListenArgs),
+    accepted: (a: A) => agent.acceptedAt(a.port as number),
+    migrate: (a: A) => agent.migrate(a as unknown as MigrateArgs),
     verify: (a: A) => agent.verify(a.vm as string, a.peerOps as number[]),
     status: (a: A) => agent.status(a.vm as string),
     metrics: () => agent.registry.getMetricsAsJSON(),

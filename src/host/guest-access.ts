@@ -1,13 +1,13 @@
 // The application's (vCPU's) access to its VM's RAM, as the workload sees it. Every write the
-// guest itself makes goes through `write` here, the one place that will log it for pre-copy once
-// the VM exposes its vCPU dirty log.
+// guest itself makes goes through the VM's logged write path (Vm.writeBuffer marks the vCPU dirty
+// log, R4), so pre-copy carries it; reads are plain views.
 import type { GuestAccess } from '../workload/workload.js';
 import type { Vm } from './vm.js';
 
 export function vmGuestAccess(vm: Vm): GuestAccess {
   return {
     write(gpa: number, bytes: Uint8Array): void {
-      vm.bytes(gpa, bytes.length).set(bytes);
+      vm.writeBuffer(gpa, bytes);
     },
     view(gpa: number, lenBytes: number): Uint8Array {
       return vm.bytes(gpa, lenBytes);

@@ -33,6 +33,11 @@ export function serveIpc(ops: OpTable, onDisconnect: () => void = () => process.
   send({ ready: true });
 }
 
+/** Tell the parent something unasked (progress while an op runs): {event} on the IPC channel. */
+export function sendEvent(event: Record<string, unknown>): void {
+  process.send?.({ event });
+}
+
 /** An op failed in the child. */
 export class RemoteError extends Error {
   override readonly name = 'RemoteError';
@@ -59,6 +64,7 @@ export class IpcChild {
   private readonly pending = new Map<number, { op: string; resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   private exitCode: number | null = null;
   private readonly exited: Promise<void>;
+  private readonly eventHandlers = new Set<(event: Record<string, unknown>) => void>();
 
   constructor(script: string, options: IpcChildOptions = {}) {
     this.name = options.name ?? script;
@@ -75,7 +81,8 @@ export class IpcChild {
     });
     // A rejection nobody awaits yet must not crash the parent; callers see it when they await.
     this.started.catch(() => {});
-    this.proc.on('message', (m: { id?: number; result?: unknown; error?: IpcErrorReply }) => {
+    this.proc.on('message', (m: { id?: number; result?: unknown; error?: IpcErrorReply; event?: Record<string, unknown> }) => {
+      if (m.event !== undefined) for (const h of this.eventHandlers) h(m.event);
       if (m.id === undefined) return;
       const p = this.pending.get(m.id);
       if (p === undefined) return;
@@ -95,6 +102,12 @@ export class IpcChild {
 
   get running(): boolean {
     return this.exitCode === null;
+  }
+
+  /** Listen to the child's events (sendEvent); returns the function that stops listening. */
+  onEvent(handler: (event: Record<string, unknown>) => void): () => void {
+    this.eventHandlers.add(handler);
+    return () => this.eventHandlers.delete(handler);
   }
 
   call<T = unknown>(op: string, args: Record<string, unknown> = {}): Promise<T> {

@@ -67,6 +67,8 @@ export interface VmOptions {
   lossy?: LossyOptions;
   provider?: SoftRoceOptions;
   open?: OpenOptions;
+  /** Wrap the VM's link outermost (a host agent's counters, its own loss switch); applied once per VM built. */
+  wrapLink?: (link: Link) => Link;
 }
 
 export class Vm {
@@ -151,6 +153,7 @@ export class Vm {
     let link: Link = address;
     if (options.lossy !== undefined) link = new LossyLink(link, options.lossy);
     if (options.capturePath !== undefined) link = await CaptureLink.open(link, options.capturePath);
+    if (options.wrapLink !== undefined) link = options.wrapLink(link);
     return { address, link };
   }
 

@@ -22,6 +22,11 @@ export interface RestoreParts {
   dm: DeviceMemory;
   deviceState: Uint8Array;
   guestState: Uint8Array;
+  /**
+   * The application's state, to check here: restoreVm runs before any QP resumes, so refusing the
+   * VM then is clean; once QPs resume, the VM has answered its peers and must not fail.
+   */
+  appState: Uint8Array;
 }
 
 /** What the coordinator needs of the VM it builds. */
@@ -108,7 +113,7 @@ async function receive<V extends DestinationVm>(socket: Socket, options: ListenO
     switchover = decodeSwitchover((await ch.receive([MessageType.Switchover], 'after the application state')).body);
     // The source has released the address: build the VM and bind it here.
     try {
-      vm = await options.restoreVm({ ip: hello.ip, dm, deviceState: deviceState.slice(), guestState: guestState.slice() });
+      vm = await options.restoreVm({ ip: hello.ip, dm, deviceState: deviceState.slice(), guestState: guestState.slice(), appState });
     } catch (err) {
       throw asMigrationError(err, MigrationErrorCode.Switchover, 'restoring the VM');
     }

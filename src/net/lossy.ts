@@ -17,6 +17,8 @@ export interface LossyOptions {
   reorderFlushMs?: number;
   /** PRNG seed (any 32-bit integer). */
   seed?: number;
+  /** Misbehave from the start (default true); `enabled` switches it at run time. */
+  enabled?: boolean;
 }
 
 /** mulberry32: small, fast and good enough to pick which packets misbehave. */
@@ -46,6 +48,8 @@ interface Held {
 
 export class LossyLink implements Link {
   readonly counters = { sent: 0, dropped: 0, duplicated: 0, reordered: 0, delayed: 0 };
+  /** While false every packet passes straight through (a test turns loss on around one event). */
+  enabled: boolean;
   private readonly random: () => number;
   private readonly drop: number;
   private readonly duplicate: number;
@@ -65,6 +69,7 @@ export class LossyLink implements Link {
     this.maxDelayMs = options.maxDelayMs ?? 2;
     this.reorderFlushMs = options.reorderFlushMs ?? 1;
     this.random = seededRandom(options.seed ?? 1);
+    this.enabled = options.enabled ?? true;
   }
 
   /** Packets delayed or held back for reordering that have not been sent on yet. */
@@ -82,6 +87,11 @@ export class LossyLink implements Link {
   send(packet: Uint8Array, dstIp: string, dstPort = ROCE_UDP_PORT): void {
     if (this.closed) return;
     this.counters.sent++;
+    if (!this.enabled) {
+      this.inner.send(packet, dstIp, dstPort);
+      this.release();
+      return;
+    }
     if (this.random() < this.drop) {
       this.counters.dropped++;
       return;

@@ -61,6 +61,23 @@ export class ObservedLink implements Link {
     return this.inner.close();
   }
 
+  /**
+   * Carry on from counters another link kept (the same VM before it migrated here): each QP's
+   * counts are added to this link's, so totals continue across hosts.
+   */
+  seed(counts: ReadonlyMap<number, QpTraffic>, highestPsns: ReadonlyMap<number, number> = new Map()): void {
+    for (const [qpn, psn] of highestPsns) this.highestPsn.set(qpn, psn);
+    for (const [qpn, c] of counts) {
+      const t = this.traffic(qpn);
+      for (const k of Object.keys(t) as (keyof QpTraffic)[]) t[k] += c[k];
+    }
+  }
+
+  /** The highest request PSN each local QP sent (what tells a resend from a new request). */
+  highestPsns(): Map<number, number> {
+    return new Map(this.highestPsn);
+  }
+
   /** A copy of the counters, by local QPN. */
   snapshot(): Map<number, QpTraffic> {
     return new Map([...this.perQp].map(([qpn, t]) => [qpn, { ...t }]));

@@ -1,7 +1,9 @@
 // `vrdma demo` end to end: three host processes and two VMs on this suite's loopback block,
-// checked traffic both ways; the JSON summary says the data was verified (exit status 0), the
-// metrics endpoint serves per-QP and per-device counters while it runs, and the HTML report it
-// writes renders in headless Chromium with the chart in it.
+// checked traffic both ways, VM1 migrated from host A to host C mid-traffic; the JSON summary says
+// the migration happened and the data was verified (exit status 0), the metrics endpoint serves
+// per-QP and per-device counters while it runs and its migration phase and dirty pages gauges
+// move, and the HTML report it writes renders in headless Chromium with the chart and the
+// migration's phases in it.
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -15,8 +17,8 @@ import { dumpDom } from '../demo/chromium.js';
 
 const run = promisify(execFile);
 const cli = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
-const ADDRS = ['--host-ips', '127.0.25.11,127.0.25.12,127.0.25.13', '--vm-ips', '127.0.25.21,127.0.25.22'];
-const METRICS = { host: '127.0.25.30', port: 9464 };
+const ADDRS = ['--host-ips', '127.0.27.51,127.0.27.52,127.0.27.53', '--vm-ips', '127.0.27.61,127.0.27.62'];
+const METRICS = { host: '127.0.27.70', port: 9464 };
 
 async function scrape(url: string, until: (text: string) => boolean, timeoutMs: number): Promise<string> {
   const deadline = Date.now() + timeoutMs;
@@ -74,6 +76,13 @@ describe('vrdma demo', { timeout: 120_000 }, () => {
     const qpSeries = text.split('\n').filter((l) => l.startsWith('vrdma_qp_packets_sent_total{') && l.includes('host="A"'));
     assert.equal(qpSeries.length, 4, 'one series per QP');
     assert.equal((await fetch(`http://${METRICS.host}:${METRICS.port}/other`)).status, 404);
+    // The migration: A's VM1 leaves (its phase says so, its last harvest is in the gauge) and
+    // C's runs, its counters carried on from A's.
+    // (C resumes VM1 before A hears it confirmed: wait for both.)
+    const phase = (t: string, host: string, p: string) => sample(t, 'vrdma_migration_phase', { host, vm: 'vm1', phase: p }) === 1;
+    const moved = await scrape(url, (t) => phase(t, 'C', 'resumed') && phase(t, 'A', 'migrated-out'), 30_000);
+    assert.ok((sample(moved, 'vrdma_dirty_pages', { host: 'A', vm: 'vm1' }) ?? 0) > 0, 'pre-copy found dirty pages');
+    assert.ok((sample(moved, 'vrdma_device_packets_sent_total', { host: 'C', vm: 'vm1' }) ?? 0) >= (sample(text, 'vrdma_device_packets_sent_total', { host: 'A', vm: 'vm1' }) ?? 0));
 
     assert.equal(await exited, 0, stderr);
     const summary = JSON.parse(stdout.trim()) as DemoSummary;
@@ -83,11 +92,20 @@ describe('vrdma demo', { timeout: 120_000 }, () => {
     assert.ok(summary.vms.every((v) => v.opsCompleted > 0 && v.qpns.length === 4));
     assert.ok((summary.throughputMBps.before ?? 0) > 0);
     assert.ok(summary.bytesVerified > 0);
+    const m = summary.migration;
+    assert.ok(m !== null, summary.migrationNote);
+    assert.equal(m.from, 'A');
+    assert.equal(m.to, 'C');
+    assert.deepEqual(summary.vms.map((v) => v.endedOn), ['C', 'B']);
+    assert.ok(m.rounds >= 2 && m.pagesPerRound.length === m.rounds);
+    assert.ok(m.downtimeMs > 0 && m.totalMs > m.downtimeMs);
+    assert.ok(m.qpBlackoutP50Ms !== null && m.qpBlackoutP99Ms !== null && m.qpBlackoutP99Ms >= m.qpBlackoutP50Ms);
+    assert.ok(summary.throughputMBps.during !== null && summary.throughputMBps.after !== null);
 
     const dom = await dumpDom(report);
     assert.match(/<body([^>]*)>/.exec(dom)?.[1] ?? '', /data-rendered="yes"/);
     assert.match(dom, /<polyline id="throughput-line"/);
-    assert.match(dom, /data-phase="before"/);
+    for (const phase of ['before', 'precopy', 'switchover', 'after']) assert.match(dom, new RegExp(`data-phase="${phase}"`), phase);
     assert.match(dom, /data verified yes/);
   });
 

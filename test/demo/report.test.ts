@@ -25,7 +25,10 @@ function example(): { summary: DemoSummary; samples: ThroughputSample[]; phases:
     vms: [{ name: 'vm1', ip: '127.0.1.1', startedOn: 'A', endedOn: 'C', qpns: [16], opsCompleted: 1000 }],
     settings: { qps: 8, messageBytes: 4096, mtu: 4096, loss: 0, workers: 2, durationMs: 10_000, window: 4 },
     throughputMBps: { before: 22.1, during: 15, after: 22.3 },
-    migration: { from: 'A', to: 'C', rounds: 3, pagesPerRound: [8192, 300, 20], bytesMoved: 35e6, totalMs: 1300, downtimeMs: 80, qpBlackoutMs: 60 },
+    migration: {
+      from: 'A', to: 'C', rounds: 3, pagesPerRound: [8192, 300, 20], stopReason: 'converged', bytesMoved: 35e6, deviceStateBytes: 40_000, totalMs: 1300,
+      downtimeMs: 80, switchoverMs: 70, qpBlackoutP50Ms: 60, qpBlackoutP99Ms: 75, qpsWithoutCompletion: 0,
+    },
     migrationNote: '', retransmissions: 12, rnrNaks: 40, bytesVerified: 6e6,
   };
   return { summary, samples, phases };

@@ -9,6 +9,7 @@ import { connectRc } from '../../src/host/connect.js';
 import { Vm } from '../../src/host/vm.js';
 import { type IncomingMigration, type MigrationListener, listenForMigration, migrateOut } from '../../src/migration/index.js';
 import type { SoftRoceOptions } from '../../src/nic/soft/options.js';
+import { STATE_MAJOR, stateChecksum } from '../../src/state/header.js';
 import { type QpLayout, RcTraffic, type TrafficConfig, type TrafficState, expectedCounter, expectedWrites, writeAreaBytes } from './rc-traffic.js';
 
 const ALL = AccessFlag.LOCAL_WRITE | AccessFlag.REMOTE_WRITE | AccessFlag.REMOTE_READ | AccessFlag.REMOTE_ATOMIC;
@@ -89,11 +90,17 @@ const ops: Record<string, (a: Args) => unknown> = {
   },
   /** Take a VM in; `damage` spoils the states it gets first (the source must take its VM back). */
   async listen(a) {
-    const damage = a.damage as 'device-byte' | 'device-truncate' | 'guest' | undefined;
+    const damage = a.damage as 'device-byte' | 'device-truncate' | 'device-version' | 'guest' | undefined;
     listener = listenForMigration<Vm>({ host: a.host as string, port: 0 }, {
       restoreVm: (parts) => {
         if (damage === 'device-byte') parts.deviceState[Math.floor(parts.deviceState.length / 2)] ^= 0x40;
         if (damage === 'device-truncate') parts.deviceState = parts.deviceState.subarray(0, parts.deviceState.length - 100);
+        if (damage === 'device-version') {
+          // A well-formed state of a format major this host does not read (checksum made good).
+          const v = new DataView(parts.deviceState.buffer, parts.deviceState.byteOffset, parts.deviceState.byteLength);
+          v.setUint16(8, STATE_MAJOR + 1, true);
+          v.setUint32(28, stateChecksum(parts.deviceState), true);
+        }
         if (damage === 'guest') parts.guestState = new TextEncoder().encode('{"kind":"vrdma-vm-guest","driver":{}}');
         return Vm.restore(parts, { provider });
       },

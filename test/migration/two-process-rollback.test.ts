@@ -1,5 +1,5 @@
 // A migration the destination cannot complete leaves the VM running on the source, unharmed: a
-// corrupted or truncated device state and a malformed guest state are each refused at the
+// corrupted, truncated or version-mismatched device state and a malformed guest state are each refused at the
 // destination (its ABORT names the reason), the source takes its VM back (address, QPs, guest)
 // and its traffic with the peer carries on; a later migration of the same VM then succeeds, and
 // every WR completed once, with the right bytes, on both sides.
@@ -27,7 +27,7 @@ describe('a failed migration', () => {
     await Promise.all([a.call('start'), b.call('start')]);
     let completed = 40;
     await a.call('progress', { completed });
-    for (const [damage, why] of [['device-byte', /BAD_CHECKSUM/], ['device-truncate', /TRUNCATED|BAD_CHECKSUM/], ['guest', /BAD_STATE/]] as const) {
+    for (const [damage, why] of [['device-byte', /BAD_CHECKSUM/], ['device-truncate', /TRUNCATED|BAD_CHECKSUM/], ['device-version', /BAD_VERSION/], ['guest', /BAD_STATE/]] as const) {
       const port = await c.call<number>('listen', { host: '127.0.24.33', damage });
       await assert.rejects(a.call('migrate', { host: '127.0.24.33', port }), (e: Error) => /PEER_ABORT/.test(e.message) && why.test(e.message), damage);
       await assert.rejects(c.call('accepted'), /SWITCHOVER/);
