@@ -11,6 +11,7 @@ import { checkBindPort, checkDestPort, checkIpv4 } from './address.js';
 import { type LinkCounters, zeroCounters } from './counters.js';
 import { bindError, NetError, NetErrorCode } from './errors.js';
 import { type IpIdZero, pinDgramIpIdZero } from './ip-id-zero.js';
+import { udpSocketDrops } from './kernel-drops.js';
 
 /** 4 MiB: a few thousand 4 KiB packets, so a burst does not overflow while the loop is busy. */
 export const DEFAULT_SOCKET_BUFFER_BYTES = 4 << 20;
@@ -98,6 +99,14 @@ export class UdpLink implements Link {
 
   counters(): LinkCounters {
     return { ...this.stats };
+  }
+
+  /**
+   * Datagrams for this socket the kernel dropped because the receive buffer was full (loss that
+   * no counter of ours sees), or null where the kernel does not tell (kernel-drops.ts).
+   */
+  kernelDrops(): number | null {
+    return this.closed ? null : udpSocketDrops(this.localIp, this.localPort);
   }
 
   send(packet: Uint8Array, dstIp: string, dstPort: number = ROCE_UDP_PORT): void {

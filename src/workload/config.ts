@@ -17,7 +17,7 @@ export interface WorkloadConfig {
   seed: number;
 }
 
-export const DEFAULT_WORKLOAD: WorkloadConfig = { qps: 8, messageBytes: 4096, slots: 16, window: 4, recvDepth: 16, seed: 20261126 };
+export const DEFAULT_WORKLOAD: WorkloadConfig = { qps: 8, messageBytes: 4096, slots: 16, window: 8, recvDepth: 16, seed: 20261126 };
 
 export const MAX_QPS = 256;
 export const MAX_MESSAGE_BYTES = 1 << 20;

@@ -267,6 +267,8 @@ export function respond(qp: TransportQp, io: ResponderIo, pkt: RocePacket, fromI
           }
           const res: ResponderResource = { atomic: true, psn, psnCount: 1, rkey: H.atomicEthRkey(pkt), va, lenBytes: 8, orig };
           remember(qp, res);
+          // Responses leave in PSN order (9.7.5.1): an ACK owed for earlier requests goes first.
+          sendPendingAck(qp, io);
           r.psn = psnAdd(psn, 1);
           r.msn = (r.msn + 1) & PSN_MASK;
           r.lastOpcode = pkt.opcode;

@@ -10,14 +10,16 @@ import { type CompleterIo, runCompleter } from '../roce/completer.js';
 import { type RequesterConfig, type RequesterIo, runRequester } from '../roce/requester.js';
 import { type ResponderIo, flushAck } from '../roce/responder.js';
 import { type SuspendPolicy, quiesceResponder, resumeResponder } from '../roce/suspended.js';
-import { localAckTimeoutUs } from '../roce/timers.js';
+import { retryIntervalUs } from '../roce/timers.js';
 import { type Completion, type MemoryPort, type PacketPort, type QpHooks, TransportQp } from '../roce/transport-qp.js';
 import { type RecvWqe, type SendWqe } from '../roce/wqe.js';
 import { wcOpcodeOf } from '../types.js';
 import { WcOpcode, WcStatus } from '../types.js';
 import type { CreateQpOptions, QpAttributes, WorkCompletion } from '../verbs.js';
 import type { SoftCq } from './cq.js';
+import type { InputDrain } from './input-drain.js';
 import { type AttrContext, applyAttrs, checkAttrs, initialAttrs, transportAttrsOf } from './qp-attrs.js';
+import type { RunClock } from './run-clock.js';
 import type { SoftSrq } from './srq.js';
 
 /** What a QP needs from its device. */
@@ -34,6 +36,12 @@ export interface QpEnv {
   deliver(cq: SoftCq, wc: WorkCompletion, solicited: boolean): boolean;
   /** Run transport work, containing anything it throws (it must never reach the event loop). */
   guard(qp: SoftQp, what: string, fn: () => void): void;
+  /** Device time for the local ACK timer: stalls of the event loop do not count (run-clock.ts). */
+  readonly clock: RunClock;
+  /** Where an expired ACK timer waits for the device to read its input (input-drain.ts). */
+  readonly drain: InputDrain;
+  /** Ceiling of the retransmission backoff (timers.ts retryIntervalUs). */
+  readonly retryBackoffCeilingMs: number;
 }
 
 export class SoftQp {
@@ -43,7 +51,15 @@ export class SoftQp {
   readonly requesterIo: RequesterIo;
   destroyed = false;
   private retryTimer: NodeJS.Timeout | null = null;
+  /** When the local ACK timer expires, in device time (env.clock). */
   private retryDeadlineMs = 0;
+  /** The timer runs: a setTimeout or a verdict waiting for the input to drain; holds the clock. */
+  private retryArmed = false;
+  /** Bumped by every stop, so a verdict already waiting knows it is stale. */
+  private retryGeneration = 0;
+  /** Local ACK timeouts in a row with comp.psn standing at `backoffPsn`: the backoff exponent. */
+  private timeoutsInRow = 0;
+  private backoffPsn = -1;
   private rnrTimer: NodeJS.Timeout | null = null;
   private requesterQueued = false;
   private retireQueued = false;
@@ -154,6 +170,8 @@ export class SoftQp {
     if (this.state !== QpState.Suspended) throw invalid(`QP ${this.qpn} is ${QP_STATE_NAMES[this.state]}, not SUSPENDED`);
     this.t.state = this.t.resumeState;
     this.env.count('resume');
+    // Timeouts while suspended were not the peer's silence (and resume gives the budgets back).
+    this.timeoutsInRow = 0;
     this.env.guard(this, 'resume', () => {
       runCompleter(this.t, this.env.completerIo, { kind: 'resume' });
       resumeResponder(this.t, this.env.responderIo);
@@ -273,29 +291,71 @@ export class SoftQp {
 
   // ---- timers -------------------------------------------------------------------------------
 
+  // The local ACK timer (IBTA 9.7.6.1.3) counts device time, from the last packet sent or the
+  // last progress. Expiry is checked in two steps: the deadline passes in device time (stalls
+  // of the loop do not count), then the verdict waits for a turn in which nothing arrived, so a
+  // response already received but not yet read is read first. Progress meanwhile moves the
+  // deadline, and the timer simply runs on.
+
+  /** The current interval: the timeout, backed off while timeouts follow each other (timers.ts). */
+  private retryIntervalUs(): number | null {
+    // Progress since the last timeout ends the run of timeouts.
+    if (this.t.comp.psn !== this.backoffPsn) this.timeoutsInRow = 0;
+    return retryIntervalUs(this.t.attrs.timeout, this.timeoutsInRow, this.env.retryBackoffCeilingMs * 1000);
+  }
+
   private restartRetryTimer(): void {
-    const us = localAckTimeoutUs(this.t.attrs.timeout);
+    const us = this.retryIntervalUs();
     if (us === null || this.idle) return;
-    this.retryDeadlineMs = performance.now() + us / 1000;
-    if (this.retryTimer === null) this.armRetryTimer(us / 1000);
+    this.retryDeadlineMs = this.env.clock.nowMs() + us / 1000;
+    if (this.retryArmed) return;
+    this.retryArmed = true;
+    this.env.clock.hold();
+    this.armRetryTimer(us / 1000);
   }
 
   private armRetryTimer(ms: number): void {
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
-      const left = this.retryDeadlineMs - performance.now();
+      const left = this.retryDeadlineMs - this.env.clock.nowMs();
       if (left > 0) {
         this.armRetryTimer(left);
         return;
       }
-      if (this.destroyed || (this.state !== QpState.Rts && this.state !== QpState.Sqd)) return;
-      this.env.guard(this, 'timeout', () => runCompleter(this.t, this.env.completerIo, { kind: 'timeout' }));
+      const generation = this.retryGeneration;
+      const intervalMs = (this.retryIntervalUs() ?? 0) / 1000;
+      this.env.drain.whenDrained({ latestMs: this.retryDeadlineMs + intervalMs, run: () => this.retryExpired(generation) });
     }, Math.max(1, Math.ceil(ms)));
+  }
+
+  /** The input is read: a timeout unless progress moved the deadline meanwhile. */
+  private retryExpired(generation: number): void {
+    if (generation !== this.retryGeneration || !this.retryArmed) return;
+    const left = this.retryDeadlineMs - this.env.clock.nowMs();
+    if (left > 0) {
+      this.env.count('ACK timeout averted by reading input');
+      this.armRetryTimer(left);
+      return;
+    }
+    this.disarmRetryTimer();
+    if (this.destroyed || (this.state !== QpState.Rts && this.state !== QpState.Sqd)) return;
+    if (this.t.comp.psn !== this.backoffPsn) this.timeoutsInRow = 0;
+    this.backoffPsn = this.t.comp.psn;
+    this.timeoutsInRow++;
+    this.env.guard(this, 'timeout', () => runCompleter(this.t, this.env.completerIo, { kind: 'timeout' }));
   }
 
   private stopRetryTimer(): void {
     if (this.retryTimer !== null) clearTimeout(this.retryTimer);
     this.retryTimer = null;
+    this.disarmRetryTimer();
+  }
+
+  private disarmRetryTimer(): void {
+    this.retryGeneration++;
+    if (!this.retryArmed) return;
+    this.retryArmed = false;
+    this.env.clock.release();
   }
 
   private startRnrTimer(us: number): void {

@@ -19,11 +19,13 @@ import type {
 } from '../verbs.js';
 import { SoftCq } from './cq.js';
 import { GidTable } from './gid-table.js';
+import { InputDrain } from './input-drain.js';
 import { MrTable } from './mr-table.js';
-import { DEFAULT_BUDGET_PACKETS, DEFAULT_LIMITS, DEFAULT_WINDOW_PSNS, MAX_QPN, MIN_QPN, type SoftRoceOptions } from './options.js';
+import { DEFAULT_BUDGET_PACKETS, DEFAULT_LIMITS, DEFAULT_RETRY_BACKOFF_CEILING_MS, DEFAULT_WINDOW_PSNS, MAX_QPN, MIN_QPN, type SoftRoceOptions } from './options.js';
 import { recvWqeOf, sendWqeOf } from './post.js';
 import { checkAv } from './qp-attrs.js';
 import { type QpEnv, SoftQp } from './qp.js';
+import { RunClock } from './run-clock.js';
 import { SoftSrq } from './srq.js';
 import { SoftWire } from './wire.js';
 import { PathMtu } from '../types.js';
@@ -88,6 +90,8 @@ export class SoftRoce implements Verbs {
     const count = (event: string, n = 1): void => {
       this.counters.events.set(event, (this.counters.events.get(event) ?? 0) + n);
     };
+    const clock = new RunClock();
+    const drain = new InputDrain(() => this.wire.counters.received, () => clock.nowMs());
     const completerIo: CompleterIo = { memory: this.mrs, dropped, count };
     const responderIo: ResponderIo = { memory: this.mrs, wire: this.wire, localIp: link.localIp, maxMsgBytes: this.limits.maxMsgBytes, dropped, count };
     this.env = {
@@ -104,8 +108,19 @@ export class SoftRoce implements Verbs {
       attrContext: { limits: this.limits, portMtu: this.portMtu, gids: this.gids, localIp: link.localIp },
       deliver: (cq, wc, solicited) => this.deliver(cq, wc, solicited),
       guard: (qp, what, fn) => this.guard(qp, what, fn),
+      clock,
+      drain,
+      retryBackoffCeilingMs: options.retryBackoffCeilingMs ?? DEFAULT_RETRY_BACKOFF_CEILING_MS,
     };
     link.onPacket((bytes, from) => this.receive(bytes, from));
+  }
+
+  /**
+   * How the event loop treated the device's ACK timers: stalls seen and the milliseconds of them
+   * not counted (run-clock.ts), and turns an expired timer waited for the input (input-drain.ts).
+   */
+  get loopStats(): { stalls: number; stalledMs: number; drainTurns: number } {
+    return { stalls: this.env.clock.stalls, stalledMs: Math.round(this.env.clock.discountedMs), drainTurns: this.env.drain.deferredTurns };
   }
 
   // ---- PDs ----------------------------------------------------------------------------------
@@ -366,6 +381,8 @@ export class SoftRoce implements Verbs {
     if (this.closed) return;
     this.closed = true;
     for (const qpn of [...this.qps.keys()]) this.destroyQp(qpn);
+    this.env.drain.stop();
+    this.env.clock.stop();
   }
 
   // ---- the datapath entry: one arriving packet ----------------------------------------------

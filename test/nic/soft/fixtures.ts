@@ -41,9 +41,14 @@ export interface GuestOptions extends SoftRoceOptions {
 }
 
 export function guest(hub: LoopbackHub, ip: string, o: GuestOptions = {}): Guest {
+  return guestOn(hub.attach(ip), o);
+}
+
+/** A guest on a link of its own (a real UDP socket, say), bound to the guest's address. */
+export function guestOn(base: Link, o: GuestOptions = {}): Guest {
+  const ip = base.localIp;
   const dm = DeviceMemory.create({ ramBytes: 16 * MiB, arenaBytes: 8 * MiB });
   dm.addRegion(RAM_GPA, RAM_BYTES);
-  const base = hub.attach(ip);
   const lossy = o.lossy ? new LossyLink(base, o.lossy) : base;
   const link = o.wrap ? o.wrap(lossy) : lossy;
   const dev = new SoftRoce(dm, link, o);
