@@ -5,9 +5,6 @@
 //   goodput   RDMA WRITE between two in-process VMs (loopback hub) with both dirty logs off vs
 //             on and harvested every 10 ms, as pre-copy would (target: drop <= 5%).
 // Each producer is exported so that other rows (switchover, blackout) can join the suite.
-import { AccessFlag, CqeStatus, QpTypeCode, SendFlag, SendOpcode } from '../src/device/abi.js';
-import type { GuestCq, GuestQp } from '../src/guest/rdma/objects.js';
-import type { SendRequest } from '../src/guest/rdma/wqe.js';
 import { connectRc } from '../src/host/connect.js';
 import { Vm } from '../src/host/vm.js';
 import { Arena } from '../src/memory/arena.js';
@@ -16,6 +13,7 @@ import { LoopbackHub } from '../src/net/loopback.js';
 import { PathMtu } from '../src/nic/types.js';
 import type { KernelEngine } from '../src/virtio/queue.js';
 import { type BenchRow, runTasks, withRatios } from './harness.js';
+import { ALL, WINDOW, end, writes } from './rc-writes.js';
 
 export const SUITE = 'migration';
 const MiB = 1024 * 1024;
@@ -101,54 +99,6 @@ export async function markRows(): Promise<BenchRow[]> {
 }
 
 // ---- goodput -------------------------------------------------------------------------------
-
-const WINDOW = 64;
-const ALL = AccessFlag.LOCAL_WRITE | AccessFlag.REMOTE_WRITE | AccessFlag.REMOTE_READ;
-
-interface End {
-  vm: Vm;
-  cq: GuestCq;
-  qp: GuestQp;
-  lkey: number;
-  rkey: number;
-  buf: number;
-}
-
-async function end(vm: Vm, bufBytes: number): Promise<End> {
-  const g = vm.guest;
-  const pd = await g.createPd();
-  const cq = await g.createCq(1024);
-  const qp = await g.createQp({ pd, type: QpTypeCode.RC, sendCq: cq.cqn, recvCq: cq.cqn, cap: { maxSendWr: 256, maxRecvWr: 256, maxSendSge: 1, maxRecvSge: 1, maxInlineData: 64 } });
-  const mr = await g.getDmaMr(pd, ALL);
-  return { vm, cq, qp, lkey: mr.lkey, rkey: mr.rkey, buf: vm.allocBuffer(bufBytes, 4096) };
-}
-
-/** Keep WINDOW WRITEs of `size` in flight until `count` completed; returns seconds. */
-async function writes(a: End, b: End, size: number, count: number): Promise<number> {
-  let posted = 0;
-  let completed = 0;
-  const wr = (i: number): SendRequest => ({
-    wrId: BigInt(i), opcode: SendOpcode.RdmaWrite, flags: SendFlag.SIGNALED, sgList: [{ addr: a.buf + (i % WINDOW) * size, length: size, lkey: a.lkey }],
-    remoteAddr: b.buf + (i % WINDOW) * size, rkey: b.rkey,
-  });
-  const started = process.hrtime.bigint();
-  const first: SendRequest[] = [];
-  while (posted < Math.min(WINDOW, count)) first.push(wr(posted++));
-  a.qp.postSend(first);
-  while (completed < count) {
-    const wcs = a.cq.poll();
-    if (wcs.length === 0) {
-      await new Promise((resolve) => setImmediate(resolve));
-      continue;
-    }
-    for (const wc of wcs) if (wc.status !== CqeStatus.Success) throw new Error(`WRITE failed: status ${wc.status}`);
-    completed += wcs.length;
-    const more: SendRequest[] = [];
-    for (let i = 0; i < wcs.length && posted < count; i++) more.push(wr(posted++));
-    if (more.length > 0) a.qp.postSend(more);
-  }
-  return Number(process.hrtime.bigint() - started) / 1e9;
-}
 
 /** RDMA WRITE goodput with the dirty logs off and on (alternating runs, median of each). */
 export async function goodputRows(sizes = [4096, 65536], runs = 5): Promise<BenchRow[]> {

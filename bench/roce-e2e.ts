@@ -5,46 +5,23 @@
 // messages with a window of WRITEs in flight, and SEND ping-pong round-trip latency p50/p99.
 // Rows are emitted directly (not through tinybench): a run is a fixed amount of work whose
 // completions arrive through the event loop, and latency wants percentiles.
-import { AccessFlag, CqeStatus, QpTypeCode, SendFlag, SendOpcode } from '../src/device/abi.js';
-import type { GuestCq, GuestQp } from '../src/guest/rdma/objects.js';
+import { CqeStatus, SendFlag, SendOpcode } from '../src/device/abi.js';
 import type { SendRequest } from '../src/guest/rdma/wqe.js';
 import { connectRc } from '../src/host/connect.js';
 import { Vm } from '../src/host/vm.js';
 import { LoopbackHub } from '../src/net/loopback.js';
 import { PathMtu } from '../src/nic/types.js';
 import type { BenchRow } from './harness.js';
+import { ALL, type End, WINDOW, end, writes } from './rc-writes.js';
 
 const SUITE = 'roce-e2e';
-const WINDOW = 64;
-const ALL = AccessFlag.LOCAL_WRITE | AccessFlag.REMOTE_WRITE | AccessFlag.REMOTE_READ;
-
-interface End {
-  vm: Vm;
-  cq: GuestCq;
-  qp: GuestQp;
-  lkey: number;
-  rkey: number;
-  buf: number;
-}
-
 const BUF_BYTES = 64 * 1024 * WINDOW;
-
-async function end(vm: Vm): Promise<End> {
-  const g = vm.guest;
-  const pd = await g.createPd();
-  const cq = await g.createCq(1024);
-  const qp = await g.createQp({
-    pd, type: QpTypeCode.RC, sendCq: cq.cqn, recvCq: cq.cqn, cap: { maxSendWr: 256, maxRecvWr: 256, maxSendSge: 1, maxRecvSge: 1, maxInlineData: 64 },
-  });
-  const mr = await g.getDmaMr(pd, ALL);
-  return { vm, cq, qp, lkey: mr.lkey, rkey: mr.rkey, buf: vm.allocBuffer(BUF_BYTES, 4096) };
-}
 
 async function pair(transport: 'loopback-hub' | 'udp'): Promise<[End, End]> {
   const ips = transport === 'udp' ? ['127.0.1.41', '127.0.1.42'] : ['10.0.0.1', '10.0.0.2'];
   const hub = new LoopbackHub();
   const vms = await Promise.all(ips.map((ip) => Vm.open({ ip, ramBytes: 16 * 1024 * 1024 + BUF_BYTES, link: transport === 'udp' ? undefined : hub.attach(ip) })));
-  const [a, b] = await Promise.all(vms.map(end));
+  const [a, b] = await Promise.all(vms.map((vm) => end(vm, BUF_BYTES)));
   const attrs = { pathMtu: PathMtu.Mtu4096, access: ALL };
   await connectRc(a.qp, 1, { ip: b.vm.ip, qpn: b.qp.qpn, psn: 2 }, attrs);
   await connectRc(b.qp, 2, { ip: a.vm.ip, qpn: a.qp.qpn, psn: 1 }, attrs);
@@ -52,33 +29,6 @@ async function pair(transport: 'loopback-hub' | 'udp'): Promise<[End, End]> {
 }
 
 const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
-
-/** Keep WINDOW WRITEs of `size` in flight until `count` have completed; returns seconds taken. */
-async function writes(a: End, b: End, size: number, count: number): Promise<number> {
-  let posted = 0;
-  let completed = 0;
-  const wr = (i: number): SendRequest => ({
-    wrId: BigInt(i), opcode: SendOpcode.RdmaWrite, flags: SendFlag.SIGNALED, sgList: [{ addr: a.buf + (i % WINDOW) * size, length: size, lkey: a.lkey }],
-    remoteAddr: b.buf + (i % WINDOW) * size, rkey: b.rkey,
-  });
-  const started = process.hrtime.bigint();
-  const batch: SendRequest[] = [];
-  while (posted < Math.min(WINDOW, count)) batch.push(wr(posted++));
-  a.qp.postSend(batch);
-  while (completed < count) {
-    const wcs = a.cq.poll();
-    if (wcs.length === 0) {
-      await tick();
-      continue;
-    }
-    for (const wc of wcs) if (wc.status !== CqeStatus.Success) throw new Error(`WRITE failed: status ${wc.status}`);
-    completed += wcs.length;
-    const more: SendRequest[] = [];
-    for (let i = 0; i < wcs.length && posted < count; i++) more.push(wr(posted++));
-    if (more.length > 0) a.qp.postSend(more);
-  }
-  return Number(process.hrtime.bigint() - started) / 1e9;
-}
 
 /** `iters` SEND round trips of `size` bytes; returns each round trip in microseconds. */
 async function pingpong(a: End, b: End, size: number, iters: number): Promise<number[]> {
