@@ -1,5 +1,7 @@
-// Bounds-checked reading and growing writing of message bodies (little-endian). A body that is
-// too short for what its type needs is SHORT_FRAME; leftover bytes or bad values are MALFORMED.
+// Bounds-checked reading of message bodies (little-endian). Bodies are written with the state
+// layer's FieldWriter (src/state/writer.ts); these reads mirror its fields: u64 as u53, bytes as
+// blob, str as text. A body too short for what its type needs is SHORT_FRAME; leftover bytes or
+// bad values are MALFORMED.
 import { MigrationError, MigrationErrorCode } from './errors.js';
 
 export class BodyReader {
@@ -63,66 +65,5 @@ export class BodyReader {
 
   fail(message: string): never {
     throw new MigrationError(MigrationErrorCode.Malformed, `${this.what}: ${message}`);
-  }
-}
-
-export class BodyWriter {
-  private buf = new Uint8Array(64);
-  private view = new DataView(this.buf.buffer);
-  private off = 0;
-
-  private room(n: number): number {
-    if (this.off + n > this.buf.length) {
-      const grown = new Uint8Array(Math.max(this.buf.length * 2, this.off + n));
-      grown.set(this.buf.subarray(0, this.off));
-      this.buf = grown;
-      this.view = new DataView(grown.buffer);
-    }
-    const at = this.off;
-    this.off += n;
-    return at;
-  }
-
-  u8(v: number): this {
-    const at = this.room(1);
-    this.view.setUint8(at, v);
-    return this;
-  }
-  u16(v: number): this {
-    const at = this.room(2);
-    this.view.setUint16(at, v, true);
-    return this;
-  }
-  u32(v: number): this {
-    const at = this.room(4);
-    this.view.setUint32(at, v >>> 0, true);
-    return this;
-  }
-  f64(v: number): this {
-    const at = this.room(8);
-    this.view.setFloat64(at, v, true);
-    return this;
-  }
-  u53(v: number): this {
-    if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`${v} is not a u64 below 2^53`);
-    return this.u32(v % 2 ** 32).u32(Math.floor(v / 2 ** 32));
-  }
-  bytes(b: Uint8Array): this {
-    // room() may replace the buffer: take the offset first.
-    const at = this.room(b.length);
-    this.buf.set(b, at);
-    return this;
-  }
-  blob(b: Uint8Array): this {
-    return this.u32(b.length).bytes(b);
-  }
-  text(s: string): this {
-    const b = new TextEncoder().encode(s);
-    if (b.length > 0xffff) throw new RangeError('text longer than 65535 bytes');
-    return this.u16(b.length).bytes(b);
-  }
-
-  finish(): Uint8Array {
-    return this.buf.slice(0, this.off);
   }
 }

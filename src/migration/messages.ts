@@ -1,7 +1,8 @@
 // The bodies of the migration protocol's messages (frame.ts gives their numbers): one encoder and
 // one validating decoder per message. Decoders treat the peer as hostile: every count is checked
 // against the body's length before anything is allocated for it.
-import { BodyReader, BodyWriter } from './body.js';
+import { FieldWriter } from '../state/writer.js';
+import { BodyReader } from './body.js';
 import { MigrationError, MigrationErrorCode } from './errors.js';
 import { FRAME_HEADER_BYTES, MessageType, encodeFrame } from './frame.js';
 
@@ -34,8 +35,8 @@ export interface Hello {
 }
 
 export function encodeHello(h: Omit<Hello, 'version'>, version = PROTOCOL_VERSION): Uint8Array {
-  const w = new BodyWriter().bytes(MAGIC).u32(version).text(h.ip).u53(h.ramBytes).u53(h.arenaBytes).u32(h.blackoutWatchMs).u16(h.regions.length);
-  for (const r of h.regions) w.u53(r.gpa).u53(r.size);
+  const w = new FieldWriter(64).raw(MAGIC).u32(version).str(h.ip).u64(h.ramBytes).u64(h.arenaBytes).u32(h.blackoutWatchMs).u16(h.regions.length);
+  for (const r of h.regions) w.u64(r.gpa).u64(r.size);
   return encodeFrame(MessageType.Hello, w.finish());
 }
 
@@ -70,7 +71,7 @@ export function decodeHello(body: Uint8Array): Hello {
 }
 
 export function encodeHelloAck(version = PROTOCOL_VERSION): Uint8Array {
-  return encodeFrame(MessageType.HelloAck, new BodyWriter().u32(version).finish());
+  return encodeFrame(MessageType.HelloAck, new FieldWriter(64).u32(version).finish());
 }
 
 export function decodeHelloAck(body: Uint8Array): number {
@@ -200,7 +201,7 @@ export interface RoundEnd {
 }
 
 export function encodeRoundEnd(e: RoundEnd): Uint8Array {
-  return encodeFrame(MessageType.RoundEnd, new BodyWriter().u32(e.round).u32(e.pages).u8(e.final ? 1 : 0).finish());
+  return encodeFrame(MessageType.RoundEnd, new FieldWriter(64).u32(e.round).u32(e.pages).u8(e.final ? 1 : 0).finish());
 }
 
 export function decodeRoundEnd(body: Uint8Array): RoundEnd {
@@ -226,7 +227,7 @@ export interface Switchover {
   suspended: QpInstant[];
 }
 
-function writeInstants(w: BodyWriter, list: readonly QpInstant[]): BodyWriter {
+function writeInstants(w: FieldWriter, list: readonly QpInstant[]): FieldWriter {
   w.u32(list.length);
   for (const q of list) w.u32(q.qpn).f64(q.at);
   return w;
@@ -241,7 +242,7 @@ function readInstants(r: BodyReader): QpInstant[] {
 }
 
 export function encodeSwitchover(s: Switchover): Uint8Array {
-  return encodeFrame(MessageType.Switchover, writeInstants(new BodyWriter().f64(s.guestPausedAt), s.suspended).finish());
+  return encodeFrame(MessageType.Switchover, writeInstants(new FieldWriter(64).f64(s.guestPausedAt), s.suspended).finish());
 }
 
 export function decodeSwitchover(body: Uint8Array): Switchover {
@@ -252,7 +253,7 @@ export function decodeSwitchover(body: Uint8Array): Switchover {
 }
 
 export function encodeConfirm(guestResumedAt: number): Uint8Array {
-  return encodeFrame(MessageType.Confirm, new BodyWriter().f64(guestResumedAt).finish());
+  return encodeFrame(MessageType.Confirm, new FieldWriter(64).f64(guestResumedAt).finish());
 }
 
 export function decodeConfirm(body: Uint8Array): number {
@@ -269,7 +270,7 @@ export interface Blackout {
 }
 
 export function encodeBlackout(b: Blackout): Uint8Array {
-  return encodeFrame(MessageType.Blackout, writeInstants(writeInstants(new BodyWriter(), b.resumed), b.firstCompletion).finish());
+  return encodeFrame(MessageType.Blackout, writeInstants(writeInstants(new FieldWriter(64), b.resumed), b.firstCompletion).finish());
 }
 
 export function decodeBlackout(body: Uint8Array): Blackout {
@@ -287,7 +288,7 @@ export interface Abort {
 }
 
 export function encodeAbort(a: Abort): Uint8Array {
-  return encodeFrame(MessageType.Abort, new BodyWriter().text(a.code.slice(0, 64)).text(a.reason.slice(0, 4096)).finish());
+  return encodeFrame(MessageType.Abort, new FieldWriter(64).str(a.code.slice(0, 64)).str(a.reason.slice(0, 4096)).finish());
 }
 
 export function decodeAbort(body: Uint8Array): Abort {

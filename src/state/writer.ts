@@ -92,6 +92,12 @@ export class FieldWriter {
     this.view.setBigUint64(at, v, true);
     return this;
   }
+  /** An IEEE 754 double (timestamps). */
+  f64(v: number): this {
+    const at = this.room(8);
+    this.view.setFloat64(at, v, true);
+    return this;
+  }
   /** A signed 32-bit value (-1 sentinels). */
   i32(v: number): this {
     if (!Number.isInteger(v) || v < -(2 ** 31) || v >= 2 ** 31) throw new RangeError(`state field value ${v} is not an i32`);
