@@ -115,7 +115,7 @@ class PackedGuestRing<T> implements GuestRing<T> {
   }
   saveState(): GuestRingState {
     const driver = this.d.saveState();
-    const tokens = this.tokens.map((t, id) => {
+    const tokens = Array.from(this.tokens, (t, id) => {
       if (driver.slotsById[id] === 0) return null;
       if (typeof t !== 'number') throw new TypeError(`packed ring: token of buffer ${id} is not a number; only numeric tokens can be saved`);
       return t;

@@ -128,7 +128,7 @@ export class SplitRingDriver<T = unknown> {
   }
 
   saveState(): SplitDriverState {
-    const tokens = this.tokens.map((t, head) => {
+    const tokens = Array.from(this.tokens, (t, head) => {
       if (this.chainDescs[head] === 0) return null;
       if (typeof t !== 'number') throw new TypeError(`split ring: token of head ${head} is not a number; only numeric tokens can be saved`);
       return t;
