@@ -4,12 +4,10 @@
 // saved state, and the guest driver carried over as a vCPU's state would be.
 import { AccessFlag, AttrMask, QpTypeCode } from '../../src/device/abi.js';
 import { RdmaDevice } from '../../src/device/device.js';
-import { RdmaTransport } from '../../src/device/transport.js';
 import { RdmaGuest, ahAttr } from '../../src/guest/rdma/device.js';
 import type { GuestCq, GuestQp } from '../../src/guest/rdma/objects.js';
 import { Arena } from '../../src/memory/arena.js';
 import { DeviceMemory } from '../../src/memory/device-memory.js';
-import { GuestMemory } from '../../src/memory/guest-memory.js';
 import { gpa } from '../../src/memory/gpa.js';
 import type { LoopbackHub } from '../../src/net/loopback.js';
 import { QpState } from '../../src/nic/qp-state.js';
@@ -70,48 +68,4 @@ export async function connect(a: TestVm, b: TestVm): Promise<void> {
       { qpState: QpState.Rts, sqPsn: 0xffff00, timeout: 12, retryCnt: 7, rnrRetry: 7, maxRdAtomic: 8 },
     );
   }
-}
-
-/**
- * Carry the guest driver over to the destination, as the vCPU's state and RAM move in a real
- * migration: every reference the driver holds to the source's transport or guest memory, and
- * every view it keeps into the source's RAM, now names the destination's (same offsets: the two
- * memories have the same layout). Stands in for the guest-state save/restore of the migration
- * coordinator.
- */
-export function carryGuest(root: object, from: { transport: RdmaTransport; memory: DeviceMemory }, to: { transport: RdmaTransport; memory: DeviceMemory }): void {
-  const oldBuffer = from.memory.memory.buffer;
-  const newBuffer = to.memory.memory.buffer;
-  const seen = new Set<object>();
-  const swap = (v: unknown): unknown => {
-    if (v === from.transport) return to.transport;
-    // The driver's view of guest RAM (the VM's may be one that logs the vCPU's writes).
-    if (v instanceof GuestMemory && v.memory === from.memory.memory) return to.memory.guest;
-    if (v === from.memory) return to.memory;
-    if (ArrayBuffer.isView(v) && v.buffer === oldBuffer) {
-      if (v instanceof DataView) return new DataView(newBuffer, v.byteOffset, v.byteLength);
-      const Ctor = v.constructor as new (b: ArrayBufferLike, o: number, n: number) => ArrayBufferView;
-      return new Ctor(newBuffer, v.byteOffset, (v as unknown as { length: number }).length);
-    }
-    return v;
-  };
-  const walk = (o: unknown): void => {
-    if (typeof o !== 'object' || o === null || seen.has(o) || o instanceof RdmaTransport || o instanceof GuestMemory || o instanceof DeviceMemory || ArrayBuffer.isView(o)) return;
-    seen.add(o);
-    if (o instanceof Map) {
-      for (const [k, v] of o) {
-        o.set(k, swap(v));
-        walk(v);
-      }
-      return;
-    }
-    if (o instanceof Set || o instanceof Promise || typeof (o as { then?: unknown }).then === 'function') return;
-    for (const key of Object.keys(o)) {
-      const r = o as Record<string, unknown>;
-      const next = swap(r[key]);
-      if (next !== r[key]) r[key] = next;
-      walk(next);
-    }
-  };
-  walk(root);
 }

@@ -9,7 +9,7 @@ import { describe, it } from 'node:test';
 import { AccessFlag, AttrMask, CqeStatus, QpTypeCode, SendFlag, SendOpcode } from '../../src/device/abi.js';
 import type { Cqe } from '../../src/device/cqe.js';
 import { RdmaDevice } from '../../src/device/device.js';
-import { ahAttr } from '../../src/guest/rdma/device.js';
+import { RdmaGuest, ahAttr } from '../../src/guest/rdma/device.js';
 import type { GuestCq, GuestQp } from '../../src/guest/rdma/objects.js';
 import { waitForCompletions } from '../../src/host/completions.js';
 import { Vm } from '../../src/host/vm.js';
@@ -18,7 +18,6 @@ import { gpa } from '../../src/memory/gpa.js';
 import { LoopbackHub } from '../../src/net/loopback.js';
 import { QpState } from '../../src/nic/qp-state.js';
 import { SoftRoce } from '../../src/nic/soft/soft-roce.js';
-import { carryGuest } from '../device/state-fixtures.js';
 import { pattern } from './pattern.js';
 
 const MiB = 1024 * 1024;
@@ -109,11 +108,12 @@ describe('a VM moved with RC traffic in flight', () => {
     const verbs = new SoftRoce(dm, hub.attach(A_IP));
     const device = new RdmaDevice({ verbs, dm, vmIp: A_IP, inline: true });
     device.restoreState(saved);
-    carryGuest([a.vm.guest, a.cq, a.qp], { transport: a.vm.device.transport, memory: a.vm.dm }, { transport: device.transport, memory: dm });
+    // The guest driver moves as the vCPU's state would (RdmaGuest.saveState, as the coordinator does).
+    const guest = RdmaGuest.restore(device.transport, dm.guest, a.vm.guest.saveState());
     assert.equal(verbs.queryQp(qpn).qpState, QpState.Suspended);
     verbs.resumeQp(qpn);
     device.process();
-    const moved: Side = { ...a, vm: { ...a.vm, dm } as unknown as Vm };
+    const moved: Side = { ...a, cq: guest.cqs.get(a.cq.cqn)!, qp: guest.qps.get(qpn)!, vm: { ...a.vm, dm, guest } as unknown as Vm };
 
     // After: B takes A's three SENDs, sends four of its own into A's old receives, WRITEs, READs
     // and adds into A by A's old rkey; A READs from B.
