@@ -116,11 +116,6 @@ export class AgentClient {
 
   /** Close every VM, then end the process. */
   async stop(): Promise<void> {
-    if (!this.child.running) return;
-    try {
-      await this.child.call('shutdown');
-    } finally {
-      await this.child.disconnect();
-    }
+    await this.child.stop('shutdown');
   }
 }

@@ -6,6 +6,11 @@ import { type ChildProcess, fork } from 'node:child_process';
 
 export type OpTable = Record<string, (args: Record<string, unknown>) => unknown>;
 
+/** How long a child may take to close after its parent disconnects before it just exits. */
+export const CLOSE_DEADLINE_MS = 5000;
+/** The exit status of a child whose closing did not finish in time. */
+export const EXIT_CLOSE_HUNG = 70;
+
 export interface IpcErrorReply {
   name: string;
   message: string;
@@ -29,7 +34,12 @@ export function serveIpc(ops: OpTable, onDisconnect: () => void = () => process.
       }
     })();
   });
-  process.on('disconnect', onDisconnect);
+  process.on('disconnect', () => {
+    // Whatever closing does, the process must end: a child that outlived its parent would hold
+    // the parent's inherited stdio open (a test runner reading it would wait for ever).
+    setTimeout(() => process.exit(EXIT_CLOSE_HUNG), CLOSE_DEADLINE_MS).unref();
+    onDisconnect();
+  });
   send({ ready: true });
 }
 
@@ -119,10 +129,30 @@ export class IpcChild {
     });
   }
 
+  /**
+   * Ask the child to close (`op`, answered within `replyMs`), then disconnect and wait for it to
+   * exit, killing it if it lingers. Never hangs: a child that does not answer is killed, and the
+   * reason is returned (null when it closed as asked).
+   */
+  async stop(op: string, replyMs = 10_000, graceMs = 5000): Promise<string | null> {
+    if (!this.running) return null;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<string>((resolve) => {
+      timer = setTimeout(() => resolve(`${this.name} did not answer ${op} within ${replyMs} ms; killed`), replyMs);
+    });
+    const answered = this.call(op).then(() => null, (err: unknown) => `${this.name}: ${op} failed: ${err instanceof Error ? err.message : String(err)}`);
+    const problem = await Promise.race([answered, late]);
+    clearTimeout(timer);
+    await this.disconnect(problem === null ? graceMs : 0);
+    if (problem !== null) process.emitWarning(problem, 'VrdmaHostStop');
+    return problem;
+  }
+
   /** Close the channel (the child exits when it sees that) and wait; kill it if it lingers. */
   async disconnect(graceMs = 5000): Promise<void> {
     if (!this.running) return;
     if (this.proc.connected) this.proc.disconnect();
+    if (graceMs <= 0) this.proc.kill('SIGKILL');
     const timer = setTimeout(() => this.proc.kill('SIGKILL'), graceMs);
     await this.exited;
     clearTimeout(timer);

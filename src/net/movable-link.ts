@@ -82,7 +82,7 @@ export class MovableLink implements Link {
     const link = this.inner;
     if (link === null) return;
     this.inner = null;
-    if (canSettle(link)) await link.settled();
+    if (canSettle(link)) await settledWithin(link, SETTLE_DEADLINE_MS);
     await link.close();
     this.counters.releases++;
   }
@@ -110,4 +110,18 @@ export class MovableLink implements Link {
     this.closed = true;
     await this.release();
   }
+}
+
+/**
+ * How long release() waits for sends already handed to the socket. They normally leave within a
+ * turn or two; a send whose completion never comes must not keep the address held.
+ */
+export const SETTLE_DEADLINE_MS = 1000;
+
+function settledWithin(link: { settled(): Promise<void> }, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, ms);
+  });
+  return Promise.race([link.settled(), late]).finally(() => clearTimeout(timer));
 }

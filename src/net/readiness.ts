@@ -21,8 +21,12 @@ export interface ReadinessWorkerData {
 
 export class ReadinessWatcher {
   private stopping: Promise<void> | null = null;
+  /** Resolves when the worker has exited, whether stopped or dead of an error. */
+  private readonly exited: Promise<void>;
 
-  private constructor(private readonly worker: Worker, private readonly control: Int32Array) {}
+  private constructor(private readonly worker: Worker, private readonly control: Int32Array) {
+    this.exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+  }
 
   /**
    * Watch `fd` for input, calling `onReadable` once per arming; the consumer drains the fd and
@@ -56,9 +60,7 @@ export class ReadinessWatcher {
     if (this.stopping === null) {
       Atomics.store(this.control, 0, READY_STOP);
       Atomics.notify(this.control, 0);
-      this.stopping = new Promise<void>((resolve) => {
-        this.worker.once('exit', () => resolve());
-      });
+      this.stopping = this.exited;
     }
     return this.stopping;
   }

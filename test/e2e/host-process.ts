@@ -31,8 +31,6 @@ export class Host {
   }
 
   async stop(): Promise<void> {
-    if (!this.child.running) return;
-    await this.call('close');
-    await this.child.disconnect();
+    await this.child.stop('close');
   }
 }

@@ -1,7 +1,7 @@
 // The test side of a migration host process (migration-host.ts): fork it, call its ops over
 // IPC, stop it. Not a test file.
-import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { IpcChild } from '../../src/host/ipc.js';
 
 /** What `open` answers: the CQ, the MR keys and each QP's buffers. */
 export interface Opened {
@@ -12,41 +12,22 @@ export interface Opened {
 }
 
 export class HostProcess {
-  private readonly proc: ChildProcess;
-  private nextId = 1;
-  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-  readonly started: Promise<void>;
+  private readonly child: IpcChild;
 
   constructor(readonly name: string) {
-    this.proc = fork(fileURLToPath(new URL('./migration-host.js', import.meta.url)), [], { stdio: 'inherit', serialization: 'advanced' });
-    this.started = new Promise((resolve) => this.proc.once('message', () => resolve()));
-    this.proc.on('message', (m: { id?: number; result?: unknown; error?: string }) => {
-      if (m.id === undefined) return;
-      const p = this.pending.get(m.id);
-      this.pending.delete(m.id);
-      if (m.error !== undefined) p?.reject(new Error(`${this.name}: ${m.error}`));
-      else p?.resolve(m.result);
-    });
-    this.proc.on('exit', (code) => {
-      for (const p of this.pending.values()) p.reject(new Error(`${this.name} exited with ${code}`));
-      this.pending.clear();
-    });
+    this.child = new IpcChild(fileURLToPath(new URL('./migration-host.js', import.meta.url)), { name });
+  }
+
+  get started(): Promise<void> {
+    return this.child.started;
   }
 
   call<T = unknown>(op: string, args: Record<string, unknown> = {}): Promise<T> {
-    const id = this.nextId++;
-    return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      this.proc.send({ id, op, args });
-    });
+    return this.child.call<T>(op, args);
   }
 
   async stop(): Promise<void> {
-    if (this.proc.exitCode !== null) return;
-    await this.call('close').catch(() => {});
-    const exited = new Promise((resolve) => this.proc.once('exit', resolve));
-    this.proc.disconnect();
-    await exited;
+    await this.child.stop('close');
   }
 }
 

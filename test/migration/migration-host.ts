@@ -6,6 +6,7 @@
 import { pathToFileURL } from 'node:url';
 import { AccessFlag, QpTypeCode } from '../../src/device/abi.js';
 import { connectRc } from '../../src/host/connect.js';
+import { serveIpc } from '../../src/host/ipc.js';
 import { Vm } from '../../src/host/vm.js';
 import { type IncomingMigration, type MigrationListener, listenForMigration, migrateOut } from '../../src/migration/index.js';
 import type { SoftRoceOptions } from '../../src/nic/soft/options.js';
@@ -164,19 +165,8 @@ const ops: Record<string, (a: Args) => unknown> = {
   },
 };
 
-function main(): void {
-  process.on('message', (msg: { id: number; op: string; args: Args }) => {
-    void (async () => {
-      try {
-        const fn = ops[msg.op];
-        if (fn === undefined) throw new Error(`unknown op ${msg.op}`);
-        process.send!({ id: msg.id, result: await fn(msg.args) });
-      } catch (err) {
-        process.send!({ id: msg.id, error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) });
-      }
-    })();
+if (process.send !== undefined && import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  serveIpc(ops, () => {
+    void Promise.resolve(ops.close({})).finally(() => process.exit(0));
   });
-  process.send!({ ready: true });
 }
-
-if (process.send !== undefined && import.meta.url === pathToFileURL(process.argv[1] ?? '').href) main();
