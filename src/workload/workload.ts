@@ -10,6 +10,7 @@ import type { Cqe } from '../device/cqe.js';
 import type { GuestCq, GuestQp } from '../guest/rdma/objects.js';
 import type { RecvRequest, SendRequest } from '../guest/rdma/wqe.js';
 import { type WorkloadConfig, checkConfig, qpRegions, type QpRegions } from './config.js';
+import { TurnTimer } from '../util/turn-timer.js';
 import { WorkloadError, WorkloadErrorCode } from './errors.js';
 import { Stream, fillPayload, findPayloadMismatch, payloadKey } from './pattern.js';
 import { OpKind, messageAt, messagesOf, opKind, opSeq } from './schedule.js';
@@ -71,7 +72,7 @@ export class Workload {
   private readonly guestQps: GuestQp[];
   private readonly cq: GuestCq;
   private readonly scratch: Uint8Array;
-  private timer: NodeJS.Immediate | NodeJS.Timeout | null = null;
+  private readonly timer = new TurnTimer(() => this.turn());
   private idleTurns = 0;
   private drainWaiters: (() => void)[] = [];
   private loopError: unknown = null;
@@ -221,20 +222,15 @@ export class Workload {
   // ---- the loop ------------------------------------------------------------------------------
 
   private schedule(now: boolean): void {
-    this.cancelTimer();
-    if (now || this.idleTurns < SPIN_TURNS) this.timer = setImmediate(() => this.turn());
-    else this.timer = setTimeout(() => this.turn(), 1);
+    if (now || this.idleTurns < SPIN_TURNS) this.timer.soon();
+    else this.timer.after(1);
   }
 
   private cancelTimer(): void {
-    if (this.timer === null) return;
-    clearImmediate(this.timer as NodeJS.Immediate);
-    clearTimeout(this.timer as NodeJS.Timeout);
-    this.timer = null;
+    this.timer.cancel();
   }
 
   private turn(): void {
-    this.timer = null;
     if (this.phase !== 'running' && this.phase !== 'draining') return;
     let progress = 0;
     try {
