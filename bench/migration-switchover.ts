@@ -56,6 +56,7 @@ async function pair(n: number, ipA: string, ipB: string, ramBytes: number, ops: 
 async function move(vm: Vm, traffic: RcTraffic, onGuestStopped: () => void = () => {}) {
   let moved: { vm: Vm; traffic: RcTraffic } | null = null;
   const listener = listenForMigration<Vm>({ host: DEST_HOST, port: 0 }, {
+    vetVm: (parts) => Vm.vet(parts),
     restoreVm: (parts) => Vm.restore(parts),
     resumeGuest: (v, app) => {
       const t = trafficOn(v, JSON.parse(new TextDecoder().decode(app)) as TrafficState);
@@ -92,6 +93,7 @@ async function blackoutRow(n: number, base: number): Promise<BenchRow> {
     suite: SUITE, name: `QP blackout, ${n} RC QP${n === 1 ? '' : 's'}`, engine: 'wasm', unit: 'migration', opsPerSec: 1000 / report.totalMs,
     qps: n, blackoutP50Ms: round(report.blackout.p50Ms), blackoutP99Ms: round(report.blackout.p99Ms), blackoutMaxMs: round(report.blackout.maxMs),
     qpsCompleted: answered, downtimeMs: round(report.downtimeMs), switchoverMs: round(report.switchoverMs), totalMs: round(report.totalMs),
+    deviceStateBytes: report.deviceStateBytes, guestStateBytes: report.guestStateBytes, ...phaseFields(report),
   };
 }
 
@@ -123,6 +125,11 @@ async function bigGuestRow(): Promise<BenchRow> {
     downtimeMs: round(report.downtimeMs), totalMs: round(report.totalMs), rounds: report.rounds.length, stopReason: report.stopReason,
     pagesMoved: report.pagesMoved, finalRoundPages: report.rounds.at(-1)!.pages, bytesMoved: report.bytesMoved, deviceStateBytes: report.deviceStateBytes,
   };
+}
+
+/** The switchover's steps (report.phases) as row fields, in ms. */
+function phaseFields(report: MigrationReport): Record<string, number> {
+  return Object.fromEntries(Object.entries(report.phases).map(([k, v]) => [k, round(v)]));
 }
 
 function round(x: number | null): number {

@@ -263,6 +263,7 @@ export class HostAgent {
   async listen(a: ListenArgs): Promise<number> {
     let incoming: HeldVm | null = null;
     const listener = listenForMigration<Vm>({ host: a.host, port: a.port }, {
+      vetVm: (parts) => Vm.vet(parts, { provider: a.provider }),
       // Everything that can refuse the VM runs here, before its QPs resume (after that it has
       // answered its peers and must run here).
       restoreVm: async (parts) => {

@@ -119,7 +119,7 @@ export class Vm {
    */
   static async restore(
     parts: { ip: string; dm: DeviceMemory; deviceState: Uint8Array; guestState: Uint8Array },
-    options: Omit<VmOptions, 'ip' | 'ramBytes' | 'driverBytes' | 'bindAddress' | 'open'> = {},
+    options: Omit<VmOptions, 'ip' | 'ramBytes' | 'driverBytes' | 'open'> = {},
   ): Promise<Vm> {
     const { ip, dm } = parts;
     const saved = decodeVmGuestState(parts.guestState);
@@ -131,13 +131,27 @@ export class Vm {
       device.restoreState(parts.deviceState);
       const guest = RdmaGuest.restore(device.transport, cpuMemory, saved.driver);
       const vm = new Vm(ip, dm, link, address, verbs, device, guest, Arena.fromState(saved.data), dirtyLog, cpuLog, cpuMemory);
-      await address.bind();
+      if (options.bindAddress ?? true) await address.bind();
       return vm;
     } catch (err) {
       verbs.close();
       await link.close();
       throw err;
     }
+  }
+
+  /**
+   * Vet a device and guest state taken while the VM ran (the migration's STATE_PREVIEW): restore
+   * them over `scratch`, memory laid out as the VM's, with the address left unbound, and close the
+   * result. Throws what restore would throw. It runs every step of the switchover's restore once
+   * before the switchover, so that step does not run cold.
+   */
+  static async vet(
+    parts: { ip: string; scratch: DeviceMemory; deviceState: Uint8Array; guestState: Uint8Array },
+    options: Omit<VmOptions, 'ip' | 'ramBytes' | 'driverBytes' | 'open' | 'bindAddress' | 'capturePath' | 'link'> = {},
+  ): Promise<void> {
+    const vm = await Vm.restore({ ip: parts.ip, dm: parts.scratch, deviceState: parts.deviceState, guestState: parts.guestState }, { ...options, bindAddress: false });
+    await vm.close();
   }
 
   /** The VM's address as a movable link, under any lossy or capture wrapper asked for. */

@@ -10,8 +10,11 @@ import { DeviceMemory } from '../memory/device-memory.js';
 import type { Verbs, WorkCompletion } from '../nic/verbs.js';
 import { Channel, DEFAULT_TIMEOUT_MS } from './channel.js';
 import { MigrationError, MigrationErrorCode, asMigrationError } from './errors.js';
-import { MessageType } from './frame.js';
-import { type Hello, type QpInstant, type Switchover, decodeHello, decodePages, decodeRoundEnd, decodeSwitchover, encodeBlackout, encodeConfirm, encodeHelloAck } from './messages.js';
+import { MessageType, encodeFrame } from './frame.js';
+import {
+  type Hello, type QpInstant, type Switchover, decodeHello, decodePages, decodeRoundEnd, decodeStatePreview, decodeSwitchover, encodeBlackout, encodeConfirm,
+  encodeHelloAck,
+} from './messages.js';
 import { planRam, writePages } from './precopy.js';
 import { instant } from './report.js';
 
@@ -50,6 +53,13 @@ export interface IncomingMigration<V extends DestinationVm> {
 export interface ListenOptions<V extends DestinationVm> {
   /** Build the VM on this host from RAM already copied and the saved states (B, C, D's restore). */
   restoreVm(parts: RestoreParts): Promise<V>;
+  /**
+   * Vet a STATE_PREVIEW while the guest still runs on the source: restore it for trial over
+   * `scratch` (memory laid out as the VM's, its RAM not copied) and throw it away, never binding
+   * the address. Throwing refuses the VM before its guest ever stops. Without it a preview is
+   * only decoded by the framing.
+   */
+  vetVm?(parts: { ip: string; scratch: DeviceMemory; deviceState: Uint8Array; guestState: Uint8Array }): Promise<void>;
   /** Let the guest's workload run from the application state (called before CONFIRM). */
   resumeGuest?(vm: V, appState: Uint8Array): void | Promise<void>;
   /** Largest guest RAM window accepted; default 3 GiB (wasm32). */
@@ -102,23 +112,34 @@ async function receive<V extends DestinationVm>(socket: Socket, options: ListenO
   let appState: Uint8Array;
   const resumed: QpInstant[] = [];
   let resumedAt: number;
+  let vetMs = 0;
   try {
     hello = decodeHello((await ch.receive([MessageType.Hello], 'at the start')).body);
     const dm = layOut(hello, options);
     await ch.send(encodeHelloAck());
-    await receiveRam(ch, dm);
+    vetMs = await receiveRam(ch, dm, async (preview) => {
+      if (options.vetVm === undefined) return;
+      try {
+        await options.vetVm({ ip: hello.ip, scratch: layOut(hello, options), ...preview });
+      } catch (err) {
+        throw asMigrationError(err, MigrationErrorCode.Refused, 'vetting the state preview');
+      }
+    });
     const deviceState = (await ch.receive([MessageType.DeviceState], 'after the last round')).body;
     const guestState = (await ch.receive([MessageType.GuestState], 'after the device state')).body;
     appState = (await ch.receive([MessageType.AppState], 'after the guest state')).body.slice();
     switchover = decodeSwitchover((await ch.receive([MessageType.Switchover], 'after the application state')).body);
     // The source has released the address: build the VM and bind it here.
+    const restoreStart = instant();
     try {
       vm = await options.restoreVm({ ip: hello.ip, dm, deviceState: deviceState.slice(), guestState: guestState.slice(), appState });
     } catch (err) {
       throw asMigrationError(err, MigrationErrorCode.Switchover, 'restoring the VM');
     }
+    const restoreMs = instant() - restoreStart;
     // The source may have given up while we restored; then it is taking the VM back.
     ch.expectNothing('while the VM was restored');
+    const resumeStart = instant();
     for (const q of switchover.suspended) {
       try {
         vm.verbs.resumeQp(q.qpn);
@@ -133,7 +154,7 @@ async function receive<V extends DestinationVm>(socket: Socket, options: ListenO
     } catch (err) {
       throw asMigrationError(err, MigrationErrorCode.Switchover, 'resuming the guest');
     }
-    await ch.send(encodeConfirm(resumedAt));
+    await ch.send(encodeConfirm({ guestResumedAt: resumedAt, vetMs, restoreMs, resumeMs: instant() - resumeStart }));
   } catch (err) {
     const e = asMigrationError(err, MigrationErrorCode.Closed, 'receiving the VM');
     // Free the address before the source hears of the failure and binds it again.
@@ -160,12 +181,23 @@ function layOut(hello: Hello, options: ListenOptions<DestinationVm>): DeviceMemo
   return dm;
 }
 
-/** PAGES and ROUND_END until the final round's end; rounds are numbered 0, 1, 2, ... */
-async function receiveRam(ch: Channel, dm: DeviceMemory): Promise<void> {
+/**
+ * PAGES and ROUND_END until the final round's end; rounds are numbered 0, 1, 2, ... At most one
+ * STATE_PREVIEW, between rounds, goes to `vet`. Returns how long vetting took.
+ */
+async function receiveRam(ch: Channel, dm: DeviceMemory, vet: (p: { deviceState: Uint8Array; guestState: Uint8Array }) => Promise<void>): Promise<number> {
   let round = 0;
   let pages = 0;
+  let vetMs = -1;
   for (;;) {
-    const f = await ch.receive([MessageType.Pages, MessageType.RoundEnd], `in round ${round}`);
+    const f = await ch.receive(vetMs < 0 && pages === 0 ? [MessageType.Pages, MessageType.RoundEnd, MessageType.StatePreview] : [MessageType.Pages, MessageType.RoundEnd], `in round ${round}`);
+    if (f.type === MessageType.StatePreview) {
+      const t = instant();
+      await vet(decodeStatePreview(f.body));
+      vetMs = instant() - t;
+      await ch.send(encodeFrame(MessageType.PreviewAck));
+      continue;
+    }
     if (f.type === MessageType.Pages) {
       const batch = decodePages(f.body);
       if (batch.round !== round) throw new MigrationError(MigrationErrorCode.Order, `PAGES of round ${batch.round} arrived in round ${round}`);
@@ -175,7 +207,7 @@ async function receiveRam(ch: Channel, dm: DeviceMemory): Promise<void> {
     const end = decodeRoundEnd(f.body);
     if (end.round !== round) throw new MigrationError(MigrationErrorCode.Order, `ROUND_END of round ${end.round} arrived in round ${round}`);
     if (end.pages !== pages) throw new MigrationError(MigrationErrorCode.Malformed, `round ${round} announced ${end.pages} pages, ${pages} arrived`);
-    if (end.final) return;
+    if (end.final) return Math.max(0, vetMs);
     round++;
     pages = 0;
   }

@@ -33,6 +33,14 @@ export enum MessageType {
   Blackout = 10,
   /** Either way: giving up, with a code and a reason; the sender closes the stream. */
   Abort = 11,
+  /**
+   * S→D, once, during pre-copy: a device and guest state taken while the guest runs. The
+   * destination vets it (a trial restore on scratch memory) before the guest ever stops, and the
+   * code either side runs at the switchover has run once.
+   */
+  StatePreview = 12,
+  /** D→S: the preview restored on scratch memory; the source may stop the guest when it is time. */
+  PreviewAck = 13,
 }
 
 const TYPE_NAMES: Record<number, string> = {
@@ -47,6 +55,8 @@ const TYPE_NAMES: Record<number, string> = {
   [MessageType.Confirm]: 'CONFIRM',
   [MessageType.Blackout]: 'BLACKOUT',
   [MessageType.Abort]: 'ABORT',
+  [MessageType.StatePreview]: 'STATE_PREVIEW',
+  [MessageType.PreviewAck]: 'PREVIEW_ACK',
 };
 
 /** The message's name for logs and errors. */

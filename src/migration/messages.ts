@@ -7,7 +7,7 @@ import { MigrationError, MigrationErrorCode } from './errors.js';
 import { FRAME_HEADER_BYTES, MessageType, encodeFrame } from './frame.js';
 
 /** Bumped on any change to a message body; both sides must speak the same one. */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 const MAGIC = new TextEncoder().encode('vrdmamig');
 /** Guest pages are 4 KiB, as the dirty log's bits are (vhost-user log format). */
 export const PAGE_BYTES = 4096;
@@ -252,15 +252,50 @@ export function decodeSwitchover(body: Uint8Array): Switchover {
   return s;
 }
 
-export function encodeConfirm(guestResumedAt: number): Uint8Array {
-  return encodeFrame(MessageType.Confirm, new FieldWriter(64).f64(guestResumedAt).finish());
+/** The destination's side of the switchover: when the guest resumed, and what took how long. */
+export interface Confirm {
+  guestResumedAt: number;
+  /** The trial restore of the STATE_PREVIEW (before the guest stopped); 0 without one. */
+  vetMs: number;
+  /** restoreVm: the device, guest driver and application state, and binding the address. */
+  restoreMs: number;
+  /** Resuming every suspended QP and then the guest. */
+  resumeMs: number;
 }
 
-export function decodeConfirm(body: Uint8Array): number {
+export function encodeConfirm(c: Confirm): Uint8Array {
+  return encodeFrame(MessageType.Confirm, new FieldWriter(64).f64(c.guestResumedAt).f64(c.vetMs).f64(c.restoreMs).f64(c.resumeMs).finish());
+}
+
+export function decodeConfirm(body: Uint8Array): Confirm {
   const r = new BodyReader(body, 'CONFIRM');
-  const at = r.f64();
+  const c = { guestResumedAt: r.f64(), vetMs: r.f64(), restoreMs: r.f64(), resumeMs: r.f64() };
   r.end();
-  return at;
+  for (const [k, v] of Object.entries(c)) if (!Number.isFinite(v) || (k !== 'guestResumedAt' && v < 0)) r.fail(`${k} ${v}`);
+  return c;
+}
+
+// ---- STATE_PREVIEW -----------------------------------------------------------------------------
+
+/** A device state and a guest state taken while the guest ran (vetted, never restored for real). */
+export interface StatePreview {
+  deviceState: Uint8Array;
+  guestState: Uint8Array;
+}
+
+export function encodeStatePreview(p: StatePreview): Uint8Array {
+  const head = new FieldWriter(16).u32(p.deviceState.length).u32(p.guestState.length).finish();
+  return encodeFrame(MessageType.StatePreview, head, p.deviceState, p.guestState);
+}
+
+export function decodeStatePreview(body: Uint8Array): StatePreview {
+  const r = new BodyReader(body, 'STATE_PREVIEW');
+  const deviceBytes = r.u32();
+  const guestBytes = r.u32();
+  if (r.remaining !== deviceBytes + guestBytes) r.fail(`states of ${deviceBytes} and ${guestBytes} bytes, the body has ${r.remaining}`);
+  const p = { deviceState: r.bytesOf(deviceBytes), guestState: r.bytesOf(guestBytes) };
+  r.end();
+  return p;
 }
 
 /** When each QP resumed on the destination and completed its first work request after that. */

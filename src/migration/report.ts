@@ -51,8 +51,30 @@ export interface MigrationReport {
   /** Guest stopped to the destination's confirmation, as the source saw it. */
   switchoverMs: number;
   blackout: BlackoutSummary;
+  /** Where the switchover's time went, step by step (ms). */
+  phases: SwitchoverPhases;
   /** Connect to the end of the blackout watch. */
   totalMs: number;
+}
+
+/**
+ * The switchover step by step, in milliseconds. Source: taking the STATE_PREVIEW while the guest
+ * ran (not downtime), then pauseGuest, suspending every QP, saving the device and the guest
+ * driver, reading and sending the last dirty pages, sending the three states, releasing the
+ * address. Destination (from CONFIRM): the trial restore of the preview (not downtime), restoreVm,
+ * resuming QPs and guest.
+ */
+export interface SwitchoverPhases {
+  previewMs: number;
+  vetMs: number;
+  pauseMs: number;
+  suspendMs: number;
+  saveMs: number;
+  finalPagesMs: number;
+  stateSendMs: number;
+  releaseMs: number;
+  restoreMs: number;
+  resumeMs: number;
 }
 
 /** The p-th percentile (0..100) by nearest rank; null for no samples. */

@@ -11,12 +11,14 @@ import type { Verbs } from '../nic/verbs.js';
 import { Channel, DEFAULT_TIMEOUT_MS } from './channel.js';
 import { MigrationError, MigrationErrorCode, asMigrationError } from './errors.js';
 import { MessageType, encodeFrame } from './frame.js';
-import { type QpInstant, decodeBlackout, decodeConfirm, decodeHelloAck, encodeHello, encodeRoundEnd, encodeSwitchover } from './messages.js';
+import {
+  type Confirm, type QpInstant, decodeBlackout, decodeConfirm, decodeHelloAck, encodeHello, encodeRoundEnd, encodeStatePreview, encodeSwitchover,
+} from './messages.js';
 import {
   DEFAULT_PRECOPY, type PageLog, type PagesSent, type PrecopyPolicy, type StopReason, allPages, checkPolicy, harvestAll, precopyDecision, ramRegions,
   readPages, sendPages, unionPages,
 } from './precopy.js';
-import { type BlackoutSummary, type MigrationReport, type RoundReport, instant, summarizeBlackout } from './report.js';
+import { type BlackoutSummary, type MigrationReport, type RoundReport, type SwitchoverPhases, instant, summarizeBlackout } from './report.js';
 
 /** What the coordinator needs of the VM it sends (src/host/vm.ts's Vm has all of it). */
 export interface SourceVm {
@@ -68,6 +70,11 @@ export interface MigrateOutOptions {
   maxFrameBytes?: number;
   /** Close the source VM once the destination confirmed (default true): it must never run again. */
   closeSource?: boolean;
+  /**
+   * Send a STATE_PREVIEW after round 0 (default true): the destination vets it while the guest
+   * still runs, and the save and restore code has run once on each side before the switchover.
+   */
+  preview?: boolean;
   onProgress?(progress: MigrationProgress): void;
 }
 
@@ -100,6 +107,7 @@ export async function migrateOut(vm: SourceVm, target: MigrationTarget, options:
 
   let stopReason: StopReason;
   let carry: Uint32Array;
+  let previewMs = 0;
   try {
     await ch.send(encodeHello({ ip: vm.ip, ramBytes: vm.dm.layout.ramBytes, arenaBytes: vm.dm.layout.arenaBytes, regions, blackoutWatchMs }));
     decodeHelloAck((await ch.receive([MessageType.HelloAck], 'after HELLO')).body);
@@ -107,6 +115,16 @@ export async function migrateOut(vm: SourceVm, target: MigrationTarget, options:
     for (const log of logs) if (!log.enabled) log.start();
     tell('precopy');
     await runRound(0, allPages(regions));
+    if (options.preview ?? true) {
+      // Taken between turns, like the final state but with the guest running: a snapshot to vet.
+      const t = instant();
+      const frame = encodeStatePreview({ deviceState: vm.device.saveState(), guestState: vm.saveGuestState() });
+      previewMs = instant() - t;
+      await ch.send(frame);
+      // Its verdict before anything else: a VM the destination cannot take is refused while its
+      // guest still runs (an ABORT here rejects with the destination's reason).
+      await ch.receive([MessageType.PreviewAck], 'after STATE_PREVIEW');
+    }
     for (let round = 1; ; round++) {
       carry = harvestAll(logs);
       progress.dirtyPages = carry.length;
@@ -135,7 +153,9 @@ export async function migrateOut(vm: SourceVm, target: MigrationTarget, options:
   let pausedAt = 0;
   let sizes = { device: 0, guest: 0, app: 0 };
   const switchStart = instant();
-  let resumedAt: number;
+  // Instants of the switchover's steps (source side), for the report's phases.
+  const at = { suspended: 0, saved: 0, pagesSent: 0, statesSent: 0, released: 0 };
+  let confirm: Confirm;
   try {
     const appState = await options.pauseGuest();
     pausedAt = instant();
@@ -149,8 +169,10 @@ export async function migrateOut(vm: SourceVm, target: MigrationTarget, options:
       vm.verbs.suspendQp(qpn, policyName);
       suspended.push({ qpn, at: instant() });
     }
+    at.suspended = instant();
     const deviceState = vm.device.saveState();
     const guestState = vm.saveGuestState();
+    at.saved = instant();
     const last = unionPages(carry, harvestAll(logs));
     const frames: Uint8Array[] = [];
     const t = instant();
@@ -160,16 +182,19 @@ export async function migrateOut(vm: SourceVm, target: MigrationTarget, options:
     await ch.send(encodeRoundEnd({ round: finalRound, pages: sent.pages, final: true }));
     rounds.push({ round: finalRound, ...sent, ms: instant() - t, final: true });
     progress.pagesSent += sent.pages;
+    at.pagesSent = instant();
     await ch.send(encodeFrame(MessageType.DeviceState, deviceState));
     await ch.send(encodeFrame(MessageType.GuestState, guestState));
     await ch.send(encodeFrame(MessageType.AppState, appState));
     sizes = { device: deviceState.length, guest: guestState.length, app: appState.length };
+    at.statesSent = instant();
     ch.expectNothing('before the switchover');
     tell('switchover');
     await vm.releaseAddress();
     released = true;
+    at.released = instant();
     await ch.send(encodeSwitchover({ guestPausedAt: pausedAt, suspended }));
-    resumedAt = decodeConfirm((await ch.receive([MessageType.Confirm], 'while the destination restores')).body);
+    confirm = decodeConfirm((await ch.receive([MessageType.Confirm], 'while the destination restores')).body);
   } catch (err) {
     const e = asMigrationError(err, MigrationErrorCode.Switchover, 'stop-and-copy');
     ch.fail(e, true);
@@ -206,9 +231,10 @@ export async function migrateOut(vm: SourceVm, target: MigrationTarget, options:
     deviceStateBytes: sizes.device,
     guestStateBytes: sizes.guest,
     appStateBytes: sizes.app,
-    downtimeMs: resumedAt - pausedAt,
+    downtimeMs: confirm.guestResumedAt - pausedAt,
     switchoverMs,
     blackout,
+    phases: switchoverPhases(previewMs, confirm, { start: switchStart, paused: pausedAt, ...at }),
     totalMs: instant() - startedAt,
   };
 }
@@ -257,4 +283,22 @@ async function rollBack(vm: SourceVm, options: MigrateOutOptions, done: { releas
     }
   }
   if (problems.length > 0) throw new MigrationError(MigrationErrorCode.Switchover, `the migration failed and the source could not take the VM back fully: ${problems.join('; ')}`);
+}
+
+function switchoverPhases(
+  previewMs: number, confirm: Confirm,
+  at: { start: number; paused: number; suspended: number; saved: number; pagesSent: number; statesSent: number; released: number },
+): SwitchoverPhases {
+  return {
+    previewMs,
+    vetMs: confirm.vetMs,
+    pauseMs: at.paused - at.start,
+    suspendMs: at.suspended - at.paused,
+    saveMs: at.saved - at.suspended,
+    finalPagesMs: at.pagesSent - at.saved,
+    stateSendMs: at.statesSent - at.pagesSent,
+    releaseMs: at.released - at.statesSent,
+    restoreMs: confirm.restoreMs,
+    resumeMs: confirm.resumeMs,
+  };
 }

@@ -8,7 +8,7 @@ import { MigrationError, MigrationErrorCode } from '../../src/migration/errors.j
 import { FRAME_HEADER_BYTES, FrameReader, MessageType, encodeFrame } from '../../src/migration/frame.js';
 import {
   PAGE_BYTES, PageBatch, decodeAbort, decodeBlackout, decodeConfirm, decodeHello, decodeHelloAck, decodePages, decodeRoundEnd, decodeSwitchover, encodeAbort,
-  encodeBlackout, encodeConfirm, encodeHello, encodeHelloAck, encodeRoundEnd, encodeSwitchover,
+  encodeBlackout, encodeConfirm, encodeHello, encodeHelloAck, encodeRoundEnd, encodeSwitchover, encodeStatePreview, decodeStatePreview, PROTOCOL_VERSION,
 } from '../../src/migration/messages.js';
 
 const TYPES = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11] as MessageType[];
@@ -56,7 +56,7 @@ describe('frame reader', () => {
 
   it('refuses an unknown type, an oversized length and reserved bits from the header alone', () => {
     assert.throws(() => new FrameReader().push(header(0, 0)), code(MigrationErrorCode.BadType));
-    assert.throws(() => new FrameReader().push(header(0, 12)), code(MigrationErrorCode.BadType));
+    assert.throws(() => new FrameReader().push(header(0, 99)), code(MigrationErrorCode.BadType));
     assert.throws(() => new FrameReader().push(header(0, 0xffff)), code(MigrationErrorCode.BadType));
     // Only the header has arrived: the reader refuses before waiting for (or holding) the body.
     const r = new FrameReader(1 << 20);
@@ -85,18 +85,28 @@ describe('message bodies', () => {
     ['HELLO_ACK', encodeHelloAck(), decodeHelloAck],
     ['ROUND_END', encodeRoundEnd({ round: 3, pages: 77, final: true }), decodeRoundEnd],
     ['SWITCHOVER', encodeSwitchover({ guestPausedAt: 1.5e12 + 0.25, suspended: [{ qpn: 17, at: 1.5e12 }, { qpn: 18, at: 1.5e12 + 0.01 }] }), decodeSwitchover],
-    ['CONFIRM', encodeConfirm(1.7e12 + 0.125), decodeConfirm],
+    ['CONFIRM', encodeConfirm({ guestResumedAt: 1.7e12 + 0.125, vetMs: 4.5, restoreMs: 3.25, resumeMs: 0.5 }), decodeConfirm],
     ['BLACKOUT', encodeBlackout({ resumed: [{ qpn: 17, at: 3 }], firstCompletion: [{ qpn: 17, at: Number.NaN }] }), decodeBlackout],
     ['ABORT', encodeAbort({ code: 'REFUSED', reason: 'too big ✗' }), decodeAbort],
+    ['STATE_PREVIEW', encodeStatePreview({ deviceState: Uint8Array.of(1, 2, 3, 4, 5), guestState: Uint8Array.of(9, 8, 7) }), decodeStatePreview],
   ];
 
   it('round-trip', () => {
-    assert.deepEqual(decodeHello(bodyOf(samples[0][1])), { version: 1, ...hello });
+    assert.deepEqual(decodeHello(bodyOf(samples[0][1])), { version: PROTOCOL_VERSION, ...hello });
     assert.deepEqual(decodeRoundEnd(bodyOf(samples[2][1])), { round: 3, pages: 77, final: true });
     assert.deepEqual(decodeSwitchover(bodyOf(samples[3][1])).suspended[1], { qpn: 18, at: 1.5e12 + 0.01 });
-    assert.equal(decodeConfirm(bodyOf(samples[4][1])), 1.7e12 + 0.125);
+    assert.deepEqual(decodeConfirm(bodyOf(samples[4][1])), { guestResumedAt: 1.7e12 + 0.125, vetMs: 4.5, restoreMs: 3.25, resumeMs: 0.5 });
     assert.ok(Number.isNaN(decodeBlackout(bodyOf(samples[5][1])).firstCompletion[0].at));
     assert.deepEqual(decodeAbort(bodyOf(samples[6][1])), { code: 'REFUSED', reason: 'too big ✗' });
+    const preview = decodeStatePreview(bodyOf(samples[7][1]));
+    assert.deepEqual([[...preview.deviceState], [...preview.guestState]], [[1, 2, 3, 4, 5], [9, 8, 7]]);
+  });
+
+  it('CONFIRM: a negative or non-finite duration is MALFORMED', () => {
+    for (const bad of [{ vetMs: -1 }, { restoreMs: Number.NaN }, { resumeMs: Number.POSITIVE_INFINITY }, { guestResumedAt: Number.NaN }]) {
+      const frame = encodeConfirm({ guestResumedAt: 1e12, vetMs: 0, restoreMs: 1, resumeMs: 1, ...bad });
+      assert.throws(() => decodeConfirm(bodyOf(frame)), code(MigrationErrorCode.Malformed), JSON.stringify(bad));
+    }
   });
 
   it('every truncation or padding of a body is SHORT_FRAME or MALFORMED', () => {
@@ -110,7 +120,8 @@ describe('message bodies', () => {
   });
 
   it('HELLO: a foreign stream or another version is VERSION; a bad layout is MALFORMED', () => {
-    assert.throws(() => decodeHello(bodyOf(encodeHello(hello, 2))), code(MigrationErrorCode.Version));
+    assert.throws(() => decodeHello(bodyOf(encodeHello(hello, PROTOCOL_VERSION - 1))), code(MigrationErrorCode.Version));
+    assert.throws(() => decodeHello(bodyOf(encodeHello(hello, PROTOCOL_VERSION + 1))), code(MigrationErrorCode.Version));
     assert.throws(() => decodeHello(new TextEncoder().encode('GET / HTTP/1.1\r\n\r\n')), code(MigrationErrorCode.Version));
     assert.throws(() => decodeHelloAck(bodyOf(encodeHelloAck(9))), code(MigrationErrorCode.Version));
     assert.throws(() => decodeHello(bodyOf(encodeHello({ ...hello, ip: '300.1.1.1' }))), code(MigrationErrorCode.Malformed));

@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import { listenForMigration } from '../../src/migration/destination.js';
 import { MigrationError, MigrationErrorCode } from '../../src/migration/errors.js';
 import { FRAME_HEADER_BYTES, type Frame, FrameReader, MessageType, encodeFrame } from '../../src/migration/frame.js';
-import { PageBatch, decodeAbort, encodeHello, encodeHelloAck, encodeRoundEnd } from '../../src/migration/messages.js';
+import { PROTOCOL_VERSION, PageBatch, decodeAbort, encodeStatePreview, encodeHello, encodeHelloAck, encodeRoundEnd } from '../../src/migration/messages.js';
 import { migrateOut } from '../../src/migration/source.js';
 import { FakeDestinationVm, FakeSourceVm } from './fake-vm.js';
 
@@ -79,6 +79,17 @@ describe('a destination facing a hostile source', () => {
     await hostileSource([encodeFrame(MessageType.Hello, new TextEncoder().encode('hello, world'))], false, MigrationErrorCode.Version);
   });
 
+  it('a second STATE_PREVIEW, one mid-round, or one whose lengths disagree: refused', async () => {
+    const preview = encodeStatePreview({ deviceState: new Uint8Array(40), guestState: new Uint8Array(8) });
+    await hostileSource([encodeHello(HELLO), preview, preview], false, MigrationErrorCode.Order);
+    const one = new PageBatch(0, 1);
+    one.add(3, new Uint8Array(4096).fill(1));
+    await hostileSource([encodeHello(HELLO), one.finish(), preview], false, MigrationErrorCode.Order);
+    const lying = preview.slice();
+    new DataView(lying.buffer).setUint32(FRAME_HEADER_BYTES, 41, true);
+    await hostileSource([encodeHello(HELLO), lying], false, MigrationErrorCode.Malformed);
+  });
+
   it('more RAM than this host allows: REFUSED', async () => {
     const back = await hostileSource([encodeHello({ ...HELLO, ramBytes: 1024 * MiB })], false, MigrationErrorCode.Refused);
     assert.equal(decodeAbort(back.at(-1)!.body).code, MigrationErrorCode.Refused);
@@ -109,10 +120,11 @@ describe('a destination facing a hostile source', () => {
 });
 
 /**
- * A scripted destination: answers HELLO with `ack` (default a good HELLO_ACK), then calls
- * `onFrame` for each frame it reads; returns its port.
+ * A scripted destination: answers HELLO with `ack` (default a good HELLO_ACK) and a STATE_PREVIEW
+ * with PREVIEW_ACK (unless `ackPreview` is false), then calls `onFrame` for each frame it reads;
+ * returns its port.
  */
-async function scriptedDestination(host: string, onFrame: (f: Frame, s: Socket) => void, ack: Uint8Array = encodeHelloAck()): Promise<number> {
+async function scriptedDestination(host: string, onFrame: (f: Frame, s: Socket) => void, ack: Uint8Array = encodeHelloAck(), ackPreview = true): Promise<number> {
   const server = createServer((s) => {
     server.close();
     s.on('error', () => {});
@@ -121,6 +133,7 @@ async function scriptedDestination(host: string, onFrame: (f: Frame, s: Socket) 
       for (const f of reader.push(new Uint8Array(b))) {
         if (s.destroyed) return;
         if (f.type === MessageType.Hello) s.write(ack);
+        else if (f.type === MessageType.StatePreview && ackPreview) s.write(encodeFrame(MessageType.PreviewAck));
         else onFrame(f, s);
       }
     });
@@ -169,7 +182,7 @@ describe('a source facing a hostile destination', () => {
 
   it('a version it does not speak: VERSION, the VM untouched', async () => {
     const { vm, options, counts } = source();
-    const port = await scriptedDestination(HOST, () => {}, encodeHelloAck(2));
+    const port = await scriptedDestination(HOST, () => {}, encodeHelloAck(PROTOCOL_VERSION + 1));
     await assert.rejects(migrateOut(vm, { host: HOST, port }, options), code(MigrationErrorCode.Version));
     untouched(vm, counts());
   });
@@ -195,6 +208,22 @@ describe('a source facing a hostile destination', () => {
     // Pre-copy never converges (threshold 0): only the ABORT ends it.
     const precopy = { stopBelowPages: 0, maxRounds: 1_000_000 };
     await assert.rejects(migrateOut(vm, { host: HOST, port }, { ...options, precopy }), (e: unknown) => e instanceof MigrationError && e.code === MigrationErrorCode.PeerAbort && /ABC/.test(e.message));
+    untouched(vm, counts());
+  });
+
+  it('the STATE_PREVIEW refused: PEER_ABORT, the VM untouched (its guest never stopped)', async () => {
+    const { vm, options, counts } = source();
+    const port = await scriptedDestination(HOST, (f, s) => {
+      if (f.type === MessageType.StatePreview) s.end(encodeFrame(MessageType.Abort, new Uint8Array([3, 0, 0x41, 0x42, 0x43, 1, 0, 0x21])));
+    }, encodeHelloAck(), false);
+    await assert.rejects(migrateOut(vm, { host: HOST, port }, options), code(MigrationErrorCode.PeerAbort));
+    untouched(vm, counts());
+  });
+
+  it('the STATE_PREVIEW never answered: TIMEOUT, the VM untouched', async () => {
+    const { vm, options, counts } = source();
+    const port = await scriptedDestination(HOST, () => {}, encodeHelloAck(), false);
+    await assert.rejects(migrateOut(vm, { host: HOST, port }, { ...options, timeoutMs: 300 }), code(MigrationErrorCode.Timeout));
     untouched(vm, counts());
   });
 

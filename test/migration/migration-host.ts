@@ -17,6 +17,8 @@ const ALL = AccessFlag.LOCAL_WRITE | AccessFlag.REMOTE_WRITE | AccessFlag.REMOTE
 
 let vm: Vm | null = null;
 let traffic: RcTraffic | null = null;
+/** How often a migration stopped this host's guest (a vetted refusal must not). */
+let guestPauses = 0;
 let listener: MigrationListener<Vm> | null = null;
 let lkey = 0;
 let rkey = 0;
@@ -91,8 +93,12 @@ const ops: Record<string, (a: Args) => unknown> = {
   },
   /** Take a VM in; `damage` spoils the states it gets first (the source must take its VM back). */
   async listen(a) {
-    const damage = a.damage as 'device-byte' | 'device-truncate' | 'device-version' | 'guest' | undefined;
+    const damage = a.damage as 'device-byte' | 'device-truncate' | 'device-version' | 'guest' | 'preview' | undefined;
     listener = listenForMigration<Vm>({ host: a.host as string, port: 0 }, {
+      vetVm: (parts) => {
+        if (damage === 'preview') parts.deviceState[Math.floor(parts.deviceState.length / 2)] ^= 0x40;
+        return Vm.vet(parts, { provider });
+      },
       restoreVm: (parts) => {
         if (damage === 'device-byte') parts.deviceState[Math.floor(parts.deviceState.length / 2)] ^= 0x40;
         if (damage === 'device-truncate') parts.deviceState = parts.deviceState.subarray(0, parts.deviceState.length - 100);
@@ -121,7 +127,10 @@ const ops: Record<string, (a: Args) => unknown> = {
     const v = need(vm, 'VM');
     const t = need(traffic, 'traffic');
     const report = await migrateOut(v, { host: a.host as string, port: a.port as number }, {
-      pauseGuest: async () => new TextEncoder().encode(JSON.stringify(await t.pause())),
+      pauseGuest: async () => {
+        guestPauses++;
+        return new TextEncoder().encode(JSON.stringify(await t.pause()));
+      },
       resumeGuest: () => t.start(),
       precopy: a.precopy as { stopBelowPages: number; maxRounds: number } | undefined,
       suspendPolicy: a.suspendPolicy as 'rnr-nak' | 'drop' | undefined,
@@ -155,7 +164,7 @@ const ops: Record<string, (a: Args) => unknown> = {
   /** QPNs and their provider states, and the MR keys, as the VM has them now. */
   identity() {
     const v = need(vm, 'VM');
-    return { qpns: [...v.guest.qps.keys()], states: [...v.guest.qps.keys()].map((q) => v.verbs.queryQp(q).qpState), lkey: need(traffic, 'traffic').state.lkey };
+    return { qpns: [...v.guest.qps.keys()], states: [...v.guest.qps.keys()].map((q) => v.verbs.queryQp(q).qpState), lkey: need(traffic, 'traffic').state.lkey, guestPauses };
   },
   async close() {
     await traffic?.pause();

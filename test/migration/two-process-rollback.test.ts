@@ -1,6 +1,7 @@
 // A migration the destination cannot complete leaves the VM running on the source, unharmed: a
 // corrupted, truncated or version-mismatched device state and a malformed guest state are each refused at the
-// destination (its ABORT names the reason), the source takes its VM back (address, QPs, guest)
+// destination (its ABORT names the reason), the source takes its VM back (address, QPs, guest);
+// a state preview that does not restore is refused before the guest ever stops
 // and its traffic with the peer carries on; a later migration of the same VM then succeeds, and
 // every WR completed once, with the right bytes, on both sides.
 import assert from 'node:assert/strict';
@@ -36,6 +37,14 @@ describe('a failed migration', () => {
       completed += 60;
       await a.call('progress', { completed });
     }
+    // A preview the destination cannot restore is refused during pre-copy: the guest never stops.
+    const before = (await a.call<{ guestPauses: number }>('identity')).guestPauses;
+    const refused = await c.call<number>('listen', { host: '127.0.24.33', damage: 'preview' });
+    await assert.rejects(a.call('migrate', { host: '127.0.24.33', port: refused }), (e: Error) => /PEER_ABORT/.test(e.message) && /REFUSED/.test(e.message) && /BAD_CHECKSUM/.test(e.message));
+    await assert.rejects(c.call('accepted'), /REFUSED/);
+    assert.equal((await a.call<{ guestPauses: number }>('identity')).guestPauses, before);
+    completed += 60;
+    await a.call('progress', { completed });
     const port = await c.call<number>('listen', { host: '127.0.24.33' });
     await a.call('migrate', { host: '127.0.24.33', port });
     await c.call('accepted');
