@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { ROCE_UDP_PORT } from '../../src/nic/link.js';
 import { NetError, NetErrorCode } from '../../src/net/errors.js';
-import { UdpLink } from '../../src/net/udp-link.js';
+import { POOLED_SEND_BYTES, UdpLink } from '../../src/net/udp-link.js';
 
 // Addresses of this file only (127.0.3.x), so parallel test files never contend for one.
 const HOST = '127.0.3.1';
@@ -73,6 +73,31 @@ describe('UdpLink on loopback', () => {
         a.send(buf, VM, b.localPort);
       }
       (await got).forEach((g, i) => assert.deepEqual(g.bytes, new Uint8Array(64).fill(i)));
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+
+  it('reuses its pooled send buffers only once the kernel has each datagram', async () => {
+    const [a, b] = await Promise.all([UdpLink.open({ ip: HOST, port: 0 }), UdpLink.open({ ip: VM, port: 0 })]);
+    try {
+      // Rounds larger than the pool it keeps, full-size packets, each with its own pattern.
+      const size = POOLED_SEND_BYTES;
+      for (let round = 0; round < 3; round++) {
+        const got = receive(b, 600);
+        const buf = new Uint8Array(size);
+        for (let i = 0; i < 600; i++) {
+          buf.fill((round * 600 + i) % 251);
+          new DataView(buf.buffer).setUint32(0, i);
+          a.send(buf, VM, b.localPort);
+        }
+        const arrived = (await got).map((g) => g.bytes).sort((x, y) => new DataView(x.buffer).getUint32(0) - new DataView(y.buffer).getUint32(0));
+        arrived.forEach((g, i) => {
+          const want = new Uint8Array(size).fill((round * 600 + i) % 251);
+          new DataView(want.buffer).setUint32(0, i);
+          assert.deepEqual(g, want, `round ${round} packet ${i}`);
+        });
+      }
     } finally {
       await Promise.all([a.close(), b.close()]);
     }
