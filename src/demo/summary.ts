@@ -1,5 +1,6 @@
 // What the demo reports at the end: one plain object (printed as JSON with --json, as a table
 // otherwise, and into the HTML report), and the timeline of throughput samples behind it.
+import type { SwitchoverPhases } from '../migration/report.js';
 
 export type DemoPhase = 'before' | 'precopy' | 'switchover' | 'after';
 
@@ -37,6 +38,8 @@ export interface MigrationFigures {
   qpBlackoutP99Ms: number | null;
   /** QPs with no completion within the destination's watch (not in the percentiles). */
   qpsWithoutCompletion: number;
+  /** The switchover step by step (the migration report's phases), in ms. */
+  phasesMs: SwitchoverPhases;
 }
 
 export interface DemoSummary {
@@ -72,6 +75,15 @@ export function round(x: number, digits: number): number {
 
 const fmt = (x: number | null, unit: string) => (x === null ? 'n/a' : `${x.toLocaleString('en-US')} ${unit}`);
 
+/** Where the downtime went, in the order it was spent. */
+function switchoverSteps(p: SwitchoverPhases): string {
+  const steps: [string, number][] = [
+    ['pause', p.pauseMs], ['suspend', p.suspendMs], ['save', p.saveMs], ['last pages', p.finalPagesMs], ['states', p.stateSendMs],
+    ['release', p.releaseMs], ['restore', p.restoreMs], ['resume', p.resumeMs],
+  ];
+  return `${steps.map(([k, v]) => `${k} ${v}`).join(', ')} ms`;
+}
+
 /** The closing summary as text lines. */
 export function summaryLines(s: DemoSummary): string[] {
   const rows: [string, string][] = [
@@ -81,6 +93,7 @@ export function summaryLines(s: DemoSummary): string[] {
     ['migration', s.migration === null ? s.migrationNote : `${s.migration.from} -> ${s.migration.to} in ${s.migration.totalMs} ms`],
     ['downtime', s.migration === null ? 'n/a' : `${s.migration.downtimeMs} ms`],
     ['QP blackout', s.migration === null ? 'n/a' : `p50 ${fmt(s.migration.qpBlackoutP50Ms, 'ms')}, p99 ${fmt(s.migration.qpBlackoutP99Ms, 'ms')}`],
+    ['switchover steps', s.migration === null ? 'n/a' : switchoverSteps(s.migration.phasesMs)],
     ['pre-copy rounds', s.migration === null ? 'n/a' : `${s.migration.rounds} (${s.migration.pagesPerRound.join(', ')} pages; ${s.migration.stopReason})`],
     ['moved', s.migration === null ? 'n/a' : `${(s.migration.bytesMoved / 1e6).toFixed(1)} MB (device state ${s.migration.deviceStateBytes.toLocaleString('en-US')} bytes)`],
     ['retransmissions', String(s.retransmissions)],

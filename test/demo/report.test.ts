@@ -28,6 +28,7 @@ function example(): { summary: DemoSummary; samples: ThroughputSample[]; phases:
     migration: {
       from: 'A', to: 'C', rounds: 3, pagesPerRound: [8192, 300, 20], stopReason: 'converged', bytesMoved: 35e6, deviceStateBytes: 40_000, totalMs: 1300,
       downtimeMs: 80, switchoverMs: 70, qpBlackoutP50Ms: 60, qpBlackoutP99Ms: 75, qpsWithoutCompletion: 0,
+      phasesMs: { previewMs: 9, vetMs: 20, pauseMs: 0.5, suspendMs: 0.2, saveMs: 12, finalPagesMs: 2, stateSendMs: 1, releaseMs: 0.4, restoreMs: 40, resumeMs: 2 },
     },
     migrationNote: '', retransmissions: 12, rnrNaks: 40, bytesVerified: 6e6,
   };
