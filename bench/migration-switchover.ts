@@ -5,6 +5,8 @@
 // sockets on loopback addresses and a real TCP stream between the coordinator's two ends: the
 // kernel carries every packet, and the address really moves. Rows are emitted directly: each
 // run is one migration, and the figures are durations.
+import { fork } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { AccessFlag, QpTypeCode } from '../src/device/abi.js';
 import { connectRc } from '../src/host/connect.js';
 import { Vm } from '../src/host/vm.js';
@@ -53,7 +55,7 @@ async function pair(n: number, ipA: string, ipB: string, ramBytes: number, ops: 
 }
 
 /** Migrate `vm` (running `traffic`) to a destination in this process; returns the report and the new VM. */
-async function move(vm: Vm, traffic: RcTraffic, onGuestStopped: () => void = () => {}) {
+async function move(vm: Vm, traffic: RcTraffic, onGuestStopped: () => void = () => {}, preview = true) {
   let moved: { vm: Vm; traffic: RcTraffic } | null = null;
   const listener = listenForMigration<Vm>({ host: DEST_HOST, port: 0 }, {
     vetVm: (parts) => Vm.vet(parts),
@@ -71,18 +73,19 @@ async function move(vm: Vm, traffic: RcTraffic, onGuestStopped: () => void = () 
       return new TextEncoder().encode(JSON.stringify(await traffic.pause()));
     },
     resumeGuest: () => traffic.start(),
+    preview,
   });
   await listener.accepted;
   return { report, moved: moved as unknown as { vm: Vm; traffic: RcTraffic } };
 }
 
-async function blackoutRow(n: number, base: number): Promise<BenchRow> {
+export async function blackoutRow(n: number, base: number, preview: boolean): Promise<BenchRow> {
   const { a, b } = await pair(n, `127.0.24.${base}`, `127.0.24.${base + 1}`, 64 * MiB, 1e9);
   a.traffic.start();
   b.traffic.start();
   // Let the traffic reach a steady state before moving.
   await new Promise((resolve) => setTimeout(resolve, 300));
-  const { report, moved } = await move(a.vm, a.traffic);
+  const { report, moved } = await move(a.vm, a.traffic, () => {}, preview);
   await new Promise((resolve) => setTimeout(resolve, 100));
   const violations = [...(await moved.traffic.pause()).violations, ...(await b.traffic.pause()).violations];
   await moved.vm.close();
@@ -90,7 +93,7 @@ async function blackoutRow(n: number, base: number): Promise<BenchRow> {
   if (violations.length > 0) throw new Error(`traffic violations: ${violations.join('; ')}`);
   const answered = report.blackout.perQp.filter((q) => q.ms !== null).length;
   return {
-    suite: SUITE, name: `QP blackout, ${n} RC QP${n === 1 ? '' : 's'}`, engine: 'wasm', unit: 'migration', opsPerSec: 1000 / report.totalMs,
+    suite: SUITE, name: `QP blackout, ${n} RC QP${n === 1 ? '' : 's'}`, engine: preview ? 'preview' : 'no-preview', unit: 'migration', opsPerSec: 1000 / report.totalMs,
     qps: n, blackoutP50Ms: round(report.blackout.p50Ms), blackoutP99Ms: round(report.blackout.p99Ms), blackoutMaxMs: round(report.blackout.maxMs),
     qpsCompleted: answered, downtimeMs: round(report.downtimeMs), switchoverMs: round(report.switchoverMs), totalMs: round(report.totalMs),
     deviceStateBytes: report.deviceStateBytes, guestStateBytes: report.guestStateBytes, ...phaseFields(report),
@@ -136,13 +139,36 @@ function round(x: number | null): number {
   return x === null ? -1 : Number(x.toFixed(3));
 }
 
+/**
+ * One blackout row in a process of its own (migration-row.ts): a host migrates rarely, so its
+ * first switchover, cold code and all, is the one that counts; in one process every row after
+ * the first would run warm, and the preview's effect could not be told from the order.
+ */
+function blackoutRowApart(n: number, base: number, preview: boolean): Promise<BenchRow> {
+  const child = fork(fileURLToPath(new URL('./migration-row.js', import.meta.url)), [String(n), String(base), preview ? 'preview' : 'no-preview'], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+  let out = '';
+  child.stdout?.on('data', (b: Buffer) => {
+    out += b.toString();
+  });
+  return new Promise((resolve, reject) => {
+    child.once('exit', (code) => {
+      if (code !== 0) reject(new Error(`blackout row (${n} QPs, preview ${preview}) exited with ${code}`));
+      else resolve(JSON.parse(out.trim().split('\n').at(-1) as string) as BenchRow);
+    });
+  });
+}
+
 /** The switchover rows of suite `migration`. */
 export async function switchoverRows(): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   let base = 100;
+  // Without and with the STATE_PREVIEW (the trial save and restore before the switchover), side
+  // by side, each the first migration of a fresh process.
   for (const n of [1, 8, 64]) {
-    rows.push(await blackoutRow(n, base));
-    base += 2;
+    for (const preview of [false, true]) {
+      rows.push(await blackoutRowApart(n, base, preview));
+      base += 2;
+    }
   }
   rows.push(await bigGuestRow());
   return rows;
