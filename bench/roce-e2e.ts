@@ -1,10 +1,12 @@
 // RDMA end to end through the whole stack: two VMs (src/host/vm.ts), each a guest library driving
 // a virtio-rdma device over SoftRoce, connected over the in-process loopback hub and over real
-// UDP sockets on loopback addresses (the kernel carries every packet), in one process.
+// UDP sockets on loopback addresses (the kernel carries every packet), in one process; UDP once
+// with UdpLink's pooled send buffers and once with a fresh Buffer per send (its baseline).
 // Measured: RDMA WRITE goodput (Gbit/s of payload) and message rate for 64 B, 4 KiB and 64 KiB
 // messages with a window of WRITEs in flight, and SEND ping-pong round-trip latency p50/p99.
 // Rows are emitted directly (not through tinybench): a run is a fixed amount of work whose
 // completions arrive through the event loop, and latency wants percentiles.
+import { type PerformanceEntry, PerformanceObserver, constants } from 'node:perf_hooks';
 import { CqeStatus, SendFlag, SendOpcode } from '../src/device/abi.js';
 import type { SendRequest } from '../src/guest/rdma/wqe.js';
 import { connectRc } from '../src/host/connect.js';
@@ -17,10 +19,14 @@ import { ALL, type End, WINDOW, end, writes } from './rc-writes.js';
 const SUITE = 'roce-e2e';
 const BUF_BYTES = 64 * 1024 * WINDOW;
 
-async function pair(transport: 'loopback-hub' | 'udp'): Promise<[End, End]> {
-  const ips = transport === 'udp' ? ['127.0.1.41', '127.0.1.42'] : ['10.0.0.1', '10.0.0.2'];
+type Transport = 'loopback-hub' | 'udp' | 'udp-unpooled';
+
+async function pair(transport: Transport): Promise<[End, End]> {
+  const ips = transport === 'loopback-hub' ? ['10.0.0.1', '10.0.0.2'] : ['127.0.1.41', '127.0.1.42'];
   const hub = new LoopbackHub();
-  const vms = await Promise.all(ips.map((ip) => Vm.open({ ip, ramBytes: 16 * 1024 * 1024 + BUF_BYTES, link: transport === 'udp' ? undefined : hub.attach(ip) })));
+  const vms = await Promise.all(ips.map((ip) => Vm.open({
+    ip, ramBytes: 16 * 1024 * 1024 + BUF_BYTES, link: transport === 'loopback-hub' ? hub.attach(ip) : undefined, pooledSends: transport !== 'udp-unpooled',
+  })));
   const [a, b] = await Promise.all(vms.map((vm) => end(vm, BUF_BYTES)));
   const attrs = { pathMtu: PathMtu.Mtu4096, access: ALL };
   await connectRc(a.qp, 1, { ip: b.vm.ip, qpn: b.qp.qpn, psn: 2 }, attrs);
@@ -58,22 +64,48 @@ async function pingpong(a: End, b: End, size: number, iters: number): Promise<nu
   return rtts;
 }
 
+/** Count the major (mark-compact) collections, and their pause time, until stop(). */
+function watchMajorGc(): { stop(): { count: number; ms: number } } {
+  let count = 0;
+  let ms = 0;
+  const take = (entries: PerformanceEntry[]) => {
+    for (const e of entries as (PerformanceEntry & { detail?: { kind?: number } })[]) {
+      if (e.detail?.kind !== constants.NODE_PERFORMANCE_GC_MAJOR) continue;
+      count++;
+      ms += e.duration;
+    }
+  };
+  const obs = new PerformanceObserver((list) => take(list.getEntries()));
+  obs.observe({ entryTypes: ['gc'] });
+  return {
+    stop() {
+      // Entries are delivered asynchronously: take those still queued first.
+      take(obs.takeRecords());
+      obs.disconnect();
+      return { count, ms };
+    },
+  };
+}
+
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
 export default async function run(): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
-  for (const transport of ['loopback-hub', 'udp'] as const) {
+  // udp-unpooled: the same sockets with a fresh Buffer per send, the baseline of UdpLink's pool.
+  for (const transport of ['loopback-hub', 'udp', 'udp-unpooled'] as const) {
     const [a, b] = await pair(transport);
     try {
       for (const [size, count] of [[64, 20_000], [4096, 10_000], [65536, 2_000]]) {
         await writes(a, b, size, Math.min(count, 500)); // warm up
+        const gc = watchMajorGc();
         const seconds = await writes(a, b, size, count);
+        const { count: majorGcs, ms: majorGcMs } = gc.stop();
         const rate = count / seconds;
         rows.push({
           suite: SUITE, name: `rdma write ${size} B`, engine: transport, opsPerSec: rate, unit: 'message',
-          gbitPerSec: Number(((rate * size * 8) / 1e9).toFixed(3)), window: WINDOW,
+          gbitPerSec: Number(((rate * size * 8) / 1e9).toFixed(3)), window: WINDOW, majorGcs, majorGcMs: Number(majorGcMs.toFixed(1)),
         });
       }
       await pingpong(a, b, 64, 200); // warm up

@@ -61,6 +61,8 @@ export interface VmOptions {
   bindAddress?: boolean;
   /** UDP port to bind when no link is given; default 4791. */
   port?: number;
+  /** The UDP link copies sends into pooled buffers (default); false is the baseline for benchmarks. */
+  pooledSends?: boolean;
   /** Record every packet to this pcap file. */
   capturePath?: string;
   /** Make the network misbehave: drop, duplicate, reorder and delay a fraction of what is sent. */
@@ -159,7 +161,7 @@ export class Vm {
     const given = options.link;
     let once = given;
     const address = new MovableLink(options.ip, async () => {
-      if (given === undefined) return UdpLink.open({ ip: options.ip, port: options.port });
+      if (given === undefined) return UdpLink.open({ ip: options.ip, port: options.port, pooledSends: options.pooledSends });
       if (once === undefined) throw new NetError(NetErrorCode.Closed, `${options.ip}: a VM given its link cannot bind another`);
       once = undefined;
       return given;

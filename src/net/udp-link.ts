@@ -18,9 +18,10 @@ export const DEFAULT_SOCKET_BUFFER_BYTES = 4 << 20;
 /** Sends handed to the socket and not yet completed, past which send drops (bounded memory). */
 export const DEFAULT_MAX_QUEUED_SENDS = 8192;
 /**
- * Sends up to this size are copied into pooled buffers, reused once the kernel has the datagram:
- * a fresh buffer per packet is an external allocation, and tens of thousands of them a second
- * made V8 run a full mark-compact (5 to 16 ms on the event loop) every 100 ms or so.
+ * Sends from half of Buffer.poolSize (4 KiB) up to this size are copied into pooled buffers,
+ * reused once the kernel has the datagram: a fresh buffer per full-size packet is an external
+ * allocation of its own, and tens of thousands of them a second made V8 run a full mark-compact
+ * (2 to 16 ms on the event loop) every 100 ms or so. Smaller sends already share Node's slabs.
  */
 export const POOLED_SEND_BYTES = 4352;
 /** Pooled send buffers kept for reuse (more may be in flight; the extra ones are let go). */
@@ -29,6 +30,8 @@ const SEND_POOL_KEEP = 512;
 export interface UdpLinkOptions {
   /** The VM's IPv4 address (its GID). */
   readonly ip: string;
+  /** Copy sends into pooled buffers (default); false allocates one per packet (the baseline). */
+  readonly pooledSends?: boolean;
   /** Default 4791; 0 binds any free port (tests). */
   readonly port?: number;
   /** SO_RCVBUF/SO_SNDBUF to ask for; Linux caps them at net.core.rmem_max/wmem_max. */
@@ -57,6 +60,7 @@ export class UdpLink implements Link {
     maxQueuedSends: number,
     /** Whether packets leave with IPv4 id 0 (IP_PMTUDISC_DO set through the addon), or why not. */
     readonly ipId: IpIdZero,
+    private readonly pooledSends: boolean,
   ) {
     this.maxQueuedSends = maxQueuedSends;
     // A plain Uint8Array view, not the Buffer: Buffer.slice() would share memory, not copy it.
@@ -93,7 +97,7 @@ export class UdpLink implements Link {
       socket.once('listening', onListening);
       socket.bind({ address: opts.ip, port, exclusive: true });
     });
-    return new UdpLink(socket, opts.ip, socket.address().port, maxQueued, pinDgramIpIdZero(socket));
+    return new UdpLink(socket, opts.ip, socket.address().port, maxQueued, pinDgramIpIdZero(socket), opts.pooledSends ?? true);
   }
 
   /** The socket buffer sizes the kernel granted (Linux reports twice what was asked, capped). */
@@ -131,7 +135,8 @@ export class UdpLink implements Link {
     this.inFlight++;
     // dgram may send later (when the socket was not writable): the caller may reuse its bytes, so
     // they are copied, into a pooled buffer that comes back when the send completes.
-    if (packet.length > POOLED_SEND_BYTES) {
+    // Below half of Buffer.poolSize, Buffer.from already carves the copy out of a shared slab.
+    if (packet.length < Buffer.poolSize >>> 1 || packet.length > POOLED_SEND_BYTES || !this.pooledSends) {
       this.socket.send(Buffer.from(packet), dstPort, dstIp, this.onSent);
       return;
     }

@@ -82,7 +82,7 @@ describe('UdpLink on loopback', () => {
     const [a, b] = await Promise.all([UdpLink.open({ ip: HOST, port: 0 }), UdpLink.open({ ip: VM, port: 0 })]);
     try {
       // Rounds larger than the pool it keeps, full-size packets, each with its own pattern.
-      const size = POOLED_SEND_BYTES;
+      const size = POOLED_SEND_BYTES; // full-size packets take the pooled path
       for (let round = 0; round < 3; round++) {
         const got = receive(b, 600);
         const buf = new Uint8Array(size);
