@@ -133,9 +133,9 @@ export class UdpLink implements Link {
       return;
     }
     this.inFlight++;
-    // dgram may send later (when the socket was not writable): the caller may reuse its bytes, so
-    // they are copied, into a pooled buffer that comes back when the send completes.
-    // Below half of Buffer.poolSize, Buffer.from already carves the copy out of a shared slab.
+    // dgram may send later (when the socket was not writable) and the caller may reuse its bytes,
+    // so they are copied: a full-size packet into a pooled buffer that comes back when the send
+    // completes, a smaller one by Buffer.from, which carves it out of Node's shared slabs.
     if (packet.length < Buffer.poolSize >>> 1 || packet.length > POOLED_SEND_BYTES || !this.pooledSends) {
       this.socket.send(Buffer.from(packet), dstPort, dstIp, this.onSent);
       return;
