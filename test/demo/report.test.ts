@@ -47,6 +47,7 @@ describe('demo HTML report', () => {
     assert.deepEqual([...html.matchAll(/data-phase="(\w+)"/g)].map((m) => m[1]), ['before', 'precopy', 'switchover', 'after']);
     assert.match(html, /<th scope="row">downtime<\/th><td>80 ms<\/td>/);
     assert.match(html, /<th scope="row">data verified<\/th><td>yes<\/td>/);
+    assert.match(html, /<th scope="row">switchover steps<\/th><td>pause 0.5, suspend 0.2, save 12, last pages 2, states 1, release 0.4, restore 40, resume 2 ms<\/td>/);
   });
 
   it('escapes text', () => {
