@@ -11,6 +11,7 @@ import { AccessFlag, QpTypeCode } from '../src/device/abi.js';
 import { connectRc } from '../src/host/connect.js';
 import { Vm } from '../src/host/vm.js';
 import { type MigrationReport, listenForMigration, migrateOut } from '../src/migration/index.js';
+import { roundPhases } from '../src/migration/report.js';
 import { RcTraffic, type TrafficConfig, type TrafficState, writeAreaBytes } from '../test/migration/rc-traffic.js';
 import type { BenchRow } from './harness.js';
 
@@ -96,7 +97,7 @@ export async function blackoutRow(n: number, base: number, preview: boolean): Pr
     suite: SUITE, name: `QP blackout, ${n} RC QP${n === 1 ? '' : 's'}`, engine: preview ? 'preview' : 'no-preview', unit: 'migration', opsPerSec: 1000 / report.totalMs,
     qps: n, blackoutP50Ms: round(report.blackout.p50Ms), blackoutP99Ms: round(report.blackout.p99Ms), blackoutMaxMs: round(report.blackout.maxMs),
     qpsCompleted: answered, downtimeMs: round(report.downtimeMs), switchoverMs: round(report.switchoverMs), totalMs: round(report.totalMs),
-    deviceStateBytes: report.deviceStateBytes, guestStateBytes: report.guestStateBytes, ...phaseFields(report),
+    deviceStateBytes: report.deviceStateBytes, guestStateBytes: report.guestStateBytes, ...roundPhases(report.phases, 3),
   };
 }
 
@@ -128,11 +129,6 @@ async function bigGuestRow(): Promise<BenchRow> {
     downtimeMs: round(report.downtimeMs), totalMs: round(report.totalMs), rounds: report.rounds.length, stopReason: report.stopReason,
     pagesMoved: report.pagesMoved, finalRoundPages: report.rounds.at(-1)!.pages, bytesMoved: report.bytesMoved, deviceStateBytes: report.deviceStateBytes,
   };
-}
-
-/** The switchover's steps (report.phases) as row fields, in ms. */
-function phaseFields(report: MigrationReport): Record<string, number> {
-  return Object.fromEntries(Object.entries(report.phases).map(([k, v]) => [k, round(v)]));
 }
 
 function round(x: number | null): number {

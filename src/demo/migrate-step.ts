@@ -7,7 +7,7 @@
 import type { AgentClient } from '../host/agent-client.js';
 import type { MigrationEvent } from '../host/agent.js';
 import type { MigrationReport } from '../migration/index.js';
-import type { SwitchoverPhases } from '../migration/report.js';
+import { roundPhases } from '../migration/report.js';
 import type { MigrationFigures } from './summary.js';
 
 export interface MigrationProgress {
@@ -61,6 +61,6 @@ export function figuresOf(r: MigrationReport, from: string, to: string): Migrati
     deviceStateBytes: r.deviceStateBytes, totalMs: ms(r.totalMs), downtimeMs: ms(r.downtimeMs), switchoverMs: ms(r.switchoverMs),
     qpBlackoutP50Ms: r.blackout.p50Ms === null ? null : ms(r.blackout.p50Ms), qpBlackoutP99Ms: r.blackout.p99Ms === null ? null : ms(r.blackout.p99Ms),
     qpsWithoutCompletion: r.blackout.perQp.filter((q) => q.ms === null).length,
-    phasesMs: Object.fromEntries(Object.entries(r.phases).map(([k, v]) => [k, ms(v)])) as unknown as SwitchoverPhases,
+    phasesMs: roundPhases(r.phases, 2),
   };
 }

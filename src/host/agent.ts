@@ -261,7 +261,8 @@ export class HostAgent {
    * once listening; acceptedAt(port) gives the VM once it runs here, its workload resumed.
    */
   async listen(a: ListenArgs): Promise<number> {
-    let incoming: HeldVm | null = null;
+    // The VM restoreVm built and the carry it came with: resumeGuest runs the workload from it.
+    let incoming: { held: HeldVm; carry: AgentCarry } | null = null;
     const listener = listenForMigration<Vm>({ host: a.host, port: a.port }, {
       vetVm: (parts) => Vm.vet(parts, { provider: a.provider }),
       // Everything that can refuse the VM runs here, before its QPs resume (after that it has
@@ -272,16 +273,16 @@ export class HostAgent {
         const wrap = linkWrapper(a.lossy, false);
         const vm = await Vm.restore(parts, { provider: a.provider, wrapLink: wrap.wrapLink });
         try {
-          incoming = this.adopt(vm, carry, wrap);
+          incoming = { held: this.adopt(vm, carry, wrap), carry };
         } catch (err) {
           await vm.close();
           throw err;
         }
         return vm;
       },
-      resumeGuest: (_vm, appState) => {
-        const h = incoming as HeldVm;
-        h.workload = Workload.resume(decodeCarry(appState).workload, this.envOf(h));
+      resumeGuest: () => {
+        const { held: h, carry } = incoming as { held: HeldVm; carry: AgentCarry };
+        h.workload = Workload.resume(carry.workload, this.envOf(h));
         h.migrationPhase = 'resumed';
         this.departed.delete(h.name);
         this.vms.set(h.name, h);
@@ -289,7 +290,7 @@ export class HostAgent {
       },
     });
     const accepted = listener.accepted.then((m: IncomingMigration<Vm>) => {
-      const h = [...this.vms.values()].find((x) => x.vm === m.vm) as HeldVm;
+      const h = (incoming as unknown as { held: HeldVm }).held;
       return { name: h.name, ip: m.vm.ip, qpns: h.qps.map((qp) => qp.qpn), resumed: m.resumed.map((q) => q.qpn) };
     });
     accepted.catch(() => {});

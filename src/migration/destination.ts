@@ -188,9 +188,10 @@ function layOut(hello: Hello, options: ListenOptions<DestinationVm>): DeviceMemo
 async function receiveRam(ch: Channel, dm: DeviceMemory, vet: (p: { deviceState: Uint8Array; guestState: Uint8Array }) => Promise<void>): Promise<number> {
   let round = 0;
   let pages = 0;
-  let vetMs = -1;
+  let vetMs: number | null = null;
   for (;;) {
-    const f = await ch.receive(vetMs < 0 && pages === 0 ? [MessageType.Pages, MessageType.RoundEnd, MessageType.StatePreview] : [MessageType.Pages, MessageType.RoundEnd], `in round ${round}`);
+    const previewMayCome = vetMs === null && pages === 0;
+    const f = await ch.receive(previewMayCome ? [MessageType.Pages, MessageType.RoundEnd, MessageType.StatePreview] : [MessageType.Pages, MessageType.RoundEnd], `in round ${round}`);
     if (f.type === MessageType.StatePreview) {
       const t = instant();
       await vet(decodeStatePreview(f.body));
@@ -207,7 +208,7 @@ async function receiveRam(ch: Channel, dm: DeviceMemory, vet: (p: { deviceState:
     const end = decodeRoundEnd(f.body);
     if (end.round !== round) throw new MigrationError(MigrationErrorCode.Order, `ROUND_END of round ${end.round} arrived in round ${round}`);
     if (end.pages !== pages) throw new MigrationError(MigrationErrorCode.Malformed, `round ${round} announced ${end.pages} pages, ${pages} arrived`);
-    if (end.final) return Math.max(0, vetMs);
+    if (end.final) return vetMs ?? 0;
     round++;
     pages = 0;
   }

@@ -64,6 +64,16 @@ export interface MigrationReport {
  * address. Destination (from CONFIRM): the trial restore of the preview (not downtime), restoreVm,
  * resuming QPs and guest.
  */
+/** The phases rounded to `digits` decimals (reports and benchmark rows). */
+export function roundPhases(p: SwitchoverPhases, digits: number): SwitchoverPhases {
+  const f = 10 ** digits;
+  const r = (x: number) => Math.round(x * f) / f;
+  return {
+    previewMs: r(p.previewMs), vetMs: r(p.vetMs), pauseMs: r(p.pauseMs), suspendMs: r(p.suspendMs), saveMs: r(p.saveMs),
+    finalPagesMs: r(p.finalPagesMs), stateSendMs: r(p.stateSendMs), releaseMs: r(p.releaseMs), restoreMs: r(p.restoreMs), resumeMs: r(p.resumeMs),
+  };
+}
+
 export interface SwitchoverPhases {
   previewMs: number;
   vetMs: number;

@@ -147,7 +147,7 @@ export class Workload {
 
   /** Stop posting and polling at once (the vCPU stops); returns the state blob to resume from. */
   pause(): Uint8Array {
-    this.cancelTimer();
+    this.timer.cancel();
     if (this.phase !== 'drained') this.phase = 'paused';
     return encodeState(this.s);
   }
@@ -224,10 +224,6 @@ export class Workload {
   private schedule(now: boolean): void {
     if (now || this.idleTurns < SPIN_TURNS) this.timer.soon();
     else this.timer.after(1);
-  }
-
-  private cancelTimer(): void {
-    this.timer.cancel();
   }
 
   private turn(): void {

@@ -299,8 +299,7 @@ export class SoftQp {
 
   /** The current interval: the timeout, backed off while timeouts follow each other (timers.ts). */
   private retryIntervalUs(): number | null {
-    // Progress since the last timeout ends the run of timeouts.
-    if (this.t.comp.psn !== this.backoffPsn) this.timeoutsInRow = 0;
+    this.endTimeoutRunOnProgress();
     return retryIntervalUs(this.t.attrs.timeout, this.timeoutsInRow, this.env.retryBackoffCeilingMs * 1000);
   }
 
@@ -339,10 +338,15 @@ export class SoftQp {
     }
     this.disarmRetryTimer();
     if (this.destroyed || (this.state !== QpState.Rts && this.state !== QpState.Sqd)) return;
-    if (this.t.comp.psn !== this.backoffPsn) this.timeoutsInRow = 0;
+    this.endTimeoutRunOnProgress();
     this.backoffPsn = this.t.comp.psn;
     this.timeoutsInRow++;
     this.env.guard(this, 'timeout', () => runCompleter(this.t, this.env.completerIo, { kind: 'timeout' }));
+  }
+
+  /** Progress since the last timeout (comp.psn moved) ends the run of timeouts. */
+  private endTimeoutRunOnProgress(): void {
+    if (this.t.comp.psn !== this.backoffPsn) this.timeoutsInRow = 0;
   }
 
   private stopRetryTimer(): void {
