@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // The vrdma command. Each subcommand lives in its own module; this file only wires them up.
+import { availableParallelism } from 'node:os';
 import { Command, InvalidArgumentError } from 'commander';
 import { DEMO_DEFAULTS } from '../demo/live-migration.js';
 import { isLogLevel, LOG_LEVELS, type LogLevel } from '../observe/log.js';
@@ -76,7 +77,7 @@ interface DemoFlags {
 program
   .command('demo')
   .description('live migration of a VM with RDMA in flight: three host processes and two VMs on loopback, checked traffic both ways, VM1 moved from host A to host C')
-  .option('--workers <n>', 'worker threads per host (recorded in the summary; the hosts run their VMs inline for now)', positiveInt, DEMO_DEFAULTS.workers)
+  .option('--workers <n>', 'worker threads per host process, its VMs spread over them (0: on its main thread)', nonNegativeInt, DEMO_DEFAULTS.workers)
   .option('--mtu <bytes>', 'path MTU of the RC connections', mtuBytes, DEMO_DEFAULTS.mtu)
   .option('--loss <rate>', 'fraction of packets each VM link drops', lossRate, DEMO_DEFAULTS.loss)
   .option('--qps <n>', 'RC QPs between the two VMs', positiveInt, DEMO_DEFAULTS.qps)
@@ -109,8 +110,9 @@ program
   .description('a host process holding VMs, driven over its IPC channel by `vrdma demo` or the end-to-end tests')
   .argument('[name]', 'the host name used in logs and metrics', 'host')
   .option('--log-level <level>', `structured logs on stderr: ${LOG_LEVELS.join(', ')}`, logLevel, 'warn')
-  .action((name: string, opts: { logLevel: LogLevel }) => {
-    const status = runHost(name, opts.logLevel);
+  .option('--workers <n>', 'worker threads the VMs are spread over; 0 runs them on the main thread', nonNegativeInt, availableParallelism())
+  .action((name: string, opts: { logLevel: LogLevel; workers: number }) => {
+    const status = runHost(name, opts.logLevel, opts.workers);
     if (status !== 0) process.exitCode = status;
   });
 

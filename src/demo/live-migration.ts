@@ -15,7 +15,7 @@ import { renderReport } from './report.js';
 import { type DemoPhase, type DemoSummary, type PhaseSpan, type ThroughputSample, meanThroughputMBps } from './summary.js';
 
 export interface DemoOptions {
-  /** Worker threads per host (recorded; the hosts run their VMs inline for now). */
+  /** Worker threads per host process, its VMs spread over them (0: on its main thread). */
   workers: number;
   mtu: number;
   /** Fraction of packets each VM's link drops, in [0, 1). */
@@ -58,7 +58,7 @@ export async function runLiveMigrationDemo(o: DemoOptions): Promise<DemoResult> 
   const t0 = Date.now();
   const progress = o.json ? null : new Progress({ plain: o.plainProgress });
   const say = (line: string) => progress?.note(line);
-  const hosts = HOST_NAMES.map((name) => new AgentClient(name, { logLevel: o.logLevel }));
+  const hosts = HOST_NAMES.map((name) => new AgentClient(name, { logLevel: o.logLevel, workers: o.workers }));
   let metrics: MetricsServer | null = null;
   try {
     await Promise.all(hosts.map((h) => h.started));

@@ -8,6 +8,7 @@ import type { MigrationReport } from '../migration/index.js';
 import type { AcceptedVm, AgentVerifyResult, ListenArgs, MigrateArgs, MigrationEvent, OpenVmArgs, VmStatus, WorkloadEndpoint } from './agent.js';
 import type { RcAttributes } from './connect.js';
 import { IpcChild } from './ipc.js';
+import type { PoolPlacement } from './pool/host-pool.js';
 
 const AGENT_MAIN = fileURLToPath(new URL('./agent-main.js', import.meta.url));
 
@@ -15,13 +16,15 @@ export interface AgentClientOptions {
   logLevel?: LogLevel;
   /** stdio of the host process (its logs are on stderr); default inherit. */
   stdio?: 'inherit' | 'ignore' | 'pipe';
+  /** Worker threads the host spreads its VMs over (pool/host-pool.ts); 0 (default) runs them on its main thread. */
+  workers?: number;
 }
 
 export class AgentClient {
   private readonly child: IpcChild;
 
   constructor(readonly host: string, options: AgentClientOptions = {}) {
-    this.child = new IpcChild(AGENT_MAIN, { name: `host ${host}`, args: [host, options.logLevel ?? 'warn'], stdio: options.stdio });
+    this.child = new IpcChild(AGENT_MAIN, { name: `host ${host}`, args: [host, options.logLevel ?? 'warn', String(options.workers ?? 0)], stdio: options.stdio });
   }
 
   get started(): Promise<void> {
@@ -36,8 +39,18 @@ export class AgentClient {
     return this.child.proc.pid;
   }
 
-  ping(): Promise<{ host: string; pid: number; vms: string[] }> {
+  ping(): Promise<{ host: string; pid: number; vms: string[]; workers?: number }> {
     return this.child.call('ping');
+  }
+
+  /** Which worker thread runs each VM (a host with workers only). */
+  placement(): Promise<PoolPlacement> {
+    return this.child.call('placement');
+  }
+
+  /** Stop the worker thread `vm` runs in, as a crash would (a host with workers only); resolves with its thread id. */
+  terminateWorkerOf(vm: string): Promise<number> {
+    return this.child.call('terminateWorkerOf', { vm });
   }
 
   openVm(args: OpenVmArgs): Promise<{ name: string; ip: string }> {

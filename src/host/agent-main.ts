@@ -1,23 +1,42 @@
-// The entry script of a host process: `node agent-main.js <host-name> [log-level]`, forked by an
-// AgentClient (or by `vrdma host`). It serves the agent's operations over the IPC channel and
-// exits when the channel closes, after closing its VMs (their addresses are released).
+// The entry script of a host process: `node agent-main.js <host-name> [log-level] [workers]`,
+// forked by an AgentClient (or by `vrdma host`). It serves the agent's operations over the IPC
+// channel and exits when the channel closes, after closing its VMs (their addresses are released).
+// With workers 0 the VMs run on this process's main thread (agent.ts); with N > 0 they are spread
+// over a pool of N worker threads (pool/host-pool.ts) and the main thread keeps the control path.
 import { pathToFileURL } from 'node:url';
 import { type LogLevel, createLogger, isLogLevel } from '../observe/log.js';
 import { HostAgent, agentOps } from './agent.js';
-import { serveIpc } from './ipc.js';
+import { type OpTable, serveIpc } from './ipc.js';
+import { HostPool, poolOps } from './pool/host-pool.js';
 
-export function runAgent(host: string, level: LogLevel): void {
+export function runAgent(host: string, level: LogLevel, workers = 0): void {
   const log = createLogger(level, { host });
-  const agent = new HostAgent(host, log);
+  let ops: OpTable;
+  let close: () => Promise<void>;
+  if (workers > 0) {
+    const pool = new HostPool({ host, workers, logLevel: level, log });
+    close = () => pool.close();
+    ops = poolOps(pool, () => shutdown());
+  } else {
+    const agent = new HostAgent(host, log);
+    close = () => agent.close();
+    ops = agentOps(agent, () => shutdown());
+  }
   let closing: Promise<void> | null = null;
-  const shutdown = (): Promise<void> => (closing ??= agent.close().catch((err: unknown) => log.error({ err }, 'closing VMs failed')));
-  serveIpc(agentOps(agent, shutdown), () => {
+  const shutdown = (): Promise<void> => (closing ??= close().catch((err: unknown) => log.error({ err }, 'closing VMs failed')));
+  serveIpc(ops, () => {
     void shutdown().then(() => process.exit(0));
   });
-  log.info('host agent ready');
+  log.info({ workers }, 'host agent ready');
+}
+
+/** The workers argument: a non-negative integer, or 0 when absent or not one. */
+export function workersArg(s: string | undefined): number {
+  const n = Number(s ?? 0);
+  return Number.isSafeInteger(n) && n >= 0 && n <= 256 ? n : 0;
 }
 
 if (process.send !== undefined && import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const level = process.argv[3] ?? 'warn';
-  runAgent(process.argv[2] ?? 'host', isLogLevel(level) ? level : 'warn');
+  runAgent(process.argv[2] ?? 'host', isLogLevel(level) ? level : 'warn', workersArg(process.argv[4]));
 }

@@ -24,6 +24,7 @@ import { vmGuestAccess } from './guest-access.js';
 import { type AgentCarry, type QpBinding, decodeCarry, encodeCarry } from './agent-carry.js';
 import { type OpTable, sendEvent } from './ipc.js';
 import { Vm } from './vm.js';
+import { type StreamEndpoint, type StreamRun, WriteStream } from './write-stream.js';
 import type client from 'prom-client';
 
 const MiB = 1024 * 1024;
@@ -66,6 +67,11 @@ export interface ListenArgs {
   /** This host's network misbehaviour for the VM it takes in (switched as the source's was). */
   lossy?: LossyOptions;
   provider?: SoftRoceOptions;
+  /**
+   * Names of VMs this host holds outside this agent (a host pool's other VM tasks, as they were
+   * when the listener was set up): an incoming VM of one of these names is refused.
+   */
+  heldElsewhere?: string[];
 }
 
 export interface MigrateArgs {
@@ -137,6 +143,8 @@ interface HeldVm {
   workload: Workload | null;
   migrationPhase: MigrationPhase;
   dirtyPages: number;
+  /** An RDMA WRITE stream (write-stream.ts), when one was set up. */
+  stream: WriteStream | null;
 }
 
 /** RAM a VM needs to run `config`'s workload. */
@@ -151,7 +159,11 @@ export class HostAgent {
   private readonly listeners = new Map<number, { listener: MigrationListener<Vm>; accepted: Promise<AcceptedVm> }>();
   readonly registry: client.Registry;
 
-  constructor(readonly host: string, private readonly log: Logger) {
+  /**
+   * `emit` tells the agent's parent something unasked (migration progress): the process's IPC
+   * channel by default, a worker's port when the agent runs a VM task of a host pool.
+   */
+  constructor(readonly host: string, private readonly log: Logger, private readonly emit: (event: Record<string, unknown>) => void = sendEvent) {
     this.registry = createHostRegistry(host, () => this.metricsSnapshot());
   }
 
@@ -175,7 +187,7 @@ export class HostAgent {
     const mr = await vm.guest.getDmaMr(pd, ALL_ACCESS);
     this.departed.delete(a.name);
     this.vms.set(a.name, {
-      name: a.name, vm, link: wrap.observed(), lossy: wrap.lossy(), bindings: [], pd, cq: null, qps: [], lkey: mr.lkey, rkey: mr.rkey, workload: null, migrationPhase: 'none', dirtyPages: 0,
+      name: a.name, vm, link: wrap.observed(), lossy: wrap.lossy(), bindings: [], pd, cq: null, qps: [], lkey: mr.lkey, rkey: mr.rkey, workload: null, migrationPhase: 'none', dirtyPages: 0, stream: null,
     });
     this.log.info({ vm: a.name, ip: a.ip, ramBytes: a.ramBytes }, 'VM opened');
     return { name: a.name, ip: a.ip };
@@ -210,8 +222,7 @@ export class HostAgent {
     const h = this.held(name);
     const w = this.workloadOf(name);
     if (peer.qpns.length !== h.qps.length) throw new Error(`the peer has ${peer.qpns.length} QPs, ${name} has ${h.qps.length}`);
-    const pathMtu = MTU_ENUM.get(mtu);
-    if (pathMtu === undefined) throw new RangeError(`MTU ${mtu} is not one of 256, 512, 1024, 2048, 4096`);
+    const pathMtu = pathMtuOf(mtu);
     for (let q = 0; q < h.qps.length; q++) {
       await rcToRts(h.qps[q], mine.psns[q], { ip: peer.ip, qpn: peer.qpns[q], psn: peer.psns[q] }, { ...WORKLOAD_RC, ...rc, pathMtu });
       h.link.bindQp(h.qps[q].qpn, peer.ip, peer.qpns[q]);
@@ -219,6 +230,28 @@ export class HostAgent {
     }
     w.setPeer({ areaGpa: peer.areaGpa, rkey: peer.rkey });
     this.log.info({ vm: name, peer: peer.ip, mtu }, 'connected');
+  }
+
+  /** Set up the VM's RDMA WRITE stream (its QP to INIT); the endpoint goes to the peer. */
+  async setupStream(name: string): Promise<StreamEndpoint> {
+    const h = this.held(name);
+    if (h.stream !== null) throw new Error(`VM ${name} already has a write stream`);
+    h.stream = await WriteStream.create(h.vm, h.pd, { lkey: h.lkey, rkey: h.rkey }, randomInt(0x1000000), WORKLOAD_RC);
+    return h.stream.mine;
+  }
+
+  /** Bring the write stream's QP to RTS towards the peer's stream. */
+  async connectStream(name: string, peer: StreamEndpoint, mtu: number): Promise<void> {
+    const h = this.held(name);
+    if (h.stream === null) throw new Error(`VM ${name} has no write stream`);
+    await h.stream.connect(peer, { ...WORKLOAD_RC, pathMtu: pathMtuOf(mtu) });
+  }
+
+  /** Run the write stream for `durationMs` with `window` WRITEs of `size` bytes in flight. */
+  runStream(name: string, size: number, window: number, durationMs: number): Promise<StreamRun> {
+    const h = this.held(name);
+    if (h.stream === null) throw new Error(`VM ${name} has no write stream`);
+    return h.stream.run(size, window, durationMs);
   }
 
   start(name: string): void {
@@ -269,7 +302,7 @@ export class HostAgent {
       // answered its peers and must run here).
       restoreVm: async (parts) => {
         const carry = decodeCarry(parts.appState);
-        if (this.vms.has(carry.name)) throw new Error(`host ${this.host} already holds a VM named ${carry.name}`);
+        if (this.vms.has(carry.name) || (a.heldElsewhere ?? []).includes(carry.name)) throw new Error(`host ${this.host} already holds a VM named ${carry.name}`);
         const wrap = linkWrapper(a.lossy, false);
         const vm = await Vm.restore(parts, { provider: a.provider, wrapLink: wrap.wrapLink });
         try {
@@ -326,7 +359,7 @@ export class HostAgent {
     for (const b of c.bindings) link.bindQp(b.qpn, b.peerIp, b.peerQpn);
     const lossy = wrap.lossy();
     if (lossy !== null) lossy.enabled = c.lossEnabled;
-    return { name: c.name, vm, link, lossy, bindings: c.bindings, pd: c.pd, cq, qps, lkey: c.lkey, rkey: c.rkey, workload: null, migrationPhase: 'incoming', dirtyPages: c.dirtyPages };
+    return { name: c.name, vm, link, lossy, bindings: c.bindings, pd: c.pd, cq, qps, lkey: c.lkey, rkey: c.rkey, workload: null, migrationPhase: 'incoming', dirtyPages: c.dirtyPages, stream: null };
   }
 
   /**
@@ -354,7 +387,7 @@ export class HostAgent {
         onProgress: (p) => {
           h.migrationPhase = METRIC_PHASE[p.phase];
           h.dirtyPages = p.dirtyPages;
-          sendEvent({ type: 'migration', vm: a.vm, ...p } satisfies MigrationEvent);
+          this.emit({ type: 'migration', vm: a.vm, ...p } satisfies MigrationEvent);
         },
         suspendPolicy: a.suspendPolicy,
         precopy: a.precopy,
@@ -488,6 +521,12 @@ function linkWrapper(lossyOptions: LossyOptions | undefined, enabled: boolean) {
 
 const MTU_ENUM = new Map<number, PathMtu>([[256, PathMtu.Mtu256], [512, PathMtu.Mtu512], [1024, PathMtu.Mtu1024], [2048, PathMtu.Mtu2048], [4096, PathMtu.Mtu4096]]);
 
+function pathMtuOf(mtu: number): PathMtu {
+  const pathMtu = MTU_ENUM.get(mtu);
+  if (pathMtu === undefined) throw new RangeError(`MTU ${mtu} is not one of 256, 512, 1024, 2048, 4096`);
+  return pathMtu;
+}
+
 function zeroTraffic() {
   return { packetsSent: 0, bytesSent: 0, packetsReceived: 0, bytesReceived: 0, retransmitted: 0, rnrNaksSent: 0, rnrNaksReceived: 0 };
 }
@@ -507,6 +546,9 @@ export function agentOps(agent: HostAgent, shutdown: () => Promise<void>): OpTab
     pause: (a: A) => agent.pause(a.vm as string),
     resume: (a: A) => agent.resume(a.vm as string, a.blob as Uint8Array),
     setLoss: (a: A) => agent.setLoss(a.vm as string, a.enabled as boolean),
+    setupStream: (a: A) => agent.setupStream(a.vm as string),
+    connectStream: (a: A) => agent.connectStream(a.vm as string, a.peer as StreamEndpoint, a.mtu as number),
+    runStream: (a: A) => agent.runStream(a.vm as string, a.size as number, a.window as number, a.durationMs as number),
     listen: (a: A) => agent.listen(a as unknown as ListenArgs),
     accepted: (a: A) => agent.acceptedAt(a.port as number),
     migrate: (a: A) => agent.migrate(a as unknown as MigrateArgs),

@@ -17,22 +17,33 @@ export interface IpcErrorReply {
   code?: string;
 }
 
+/** A request on any channel (a process's IPC, a worker's MessagePort). */
+export interface OpRequest {
+  id: number;
+  op: string;
+  args?: Record<string, unknown>;
+}
+
+export type OpReply = { id: number; result: unknown } | { id: number; error: IpcErrorReply };
+
+/** Run one request against `ops`; never rejects (a failure is the error reply). */
+export async function answerOp(ops: OpTable, msg: OpRequest): Promise<OpReply> {
+  try {
+    const fn = Object.hasOwn(ops, msg.op) ? ops[msg.op] : undefined;
+    if (fn === undefined) throw new Error(`unknown op ${msg.op}`);
+    return { id: msg.id, result: await fn(msg.args ?? {}) };
+  } catch (err) {
+    const e = err instanceof Error ? err : new Error(String(err));
+    return { id: msg.id, error: { name: e.name, message: e.message, code: (e as { code?: unknown }).code as string | undefined } };
+  }
+}
+
 /** Serve `ops` on this process's IPC channel until it disconnects. */
 export function serveIpc(ops: OpTable, onDisconnect: () => void = () => process.exit(0)): void {
   if (process.send === undefined) throw new Error('serveIpc: this process has no IPC channel (start it with fork)');
   const send = process.send.bind(process);
-  process.on('message', (msg: { id: number; op: string; args: Record<string, unknown> }) => {
-    void (async () => {
-      try {
-        const fn = Object.hasOwn(ops, msg.op) ? ops[msg.op] : undefined;
-        if (fn === undefined) throw new Error(`unknown op ${msg.op}`);
-        send({ id: msg.id, result: await fn(msg.args ?? {}) });
-      } catch (err) {
-        const e = err instanceof Error ? err : new Error(String(err));
-        const reply: IpcErrorReply = { name: e.name, message: e.message, code: (e as { code?: unknown }).code as string | undefined };
-        send({ id: msg.id, error: reply });
-      }
-    })();
+  process.on('message', (msg: OpRequest) => {
+    void answerOp(ops, msg).then(send);
   });
   process.on('disconnect', () => {
     // Whatever closing does, the process must end: a child that outlived its parent would hold

@@ -1,0 +1,327 @@
+// A host process's VMs spread over a pool of worker threads (piscina). Each VM is one long-running
+// task (vm-task.ts) that holds the VM's whole data path — guest memory, device, RoCE engine, UDP
+// socket — in the worker it was placed on; the pool's least-busy balancer places every new VM (and
+// every migration listener, which becomes a VM) on the worker holding the fewest. The main thread
+// keeps the control path: it serves the host agent's operations (the same table as an agent
+// running its VMs inline, agent.ts), routes each to the VM's task over a MessagePort, merges the
+// metrics, and supervises:
+//
+//   - Bounded: a worker holds at most `vmsPerWorker` tasks and nothing queues; a host that is full
+//     refuses a new VM (or listener) at once.
+//   - A worker that dies (a crash, an uncaught error, terminate) takes its VMs with it — their
+//     device state lived there — and piscina starts a replacement, so the pool keeps its size.
+//     Every call to a lost VM fails with the reason; the rest of the host serves on.
+//   - Shutdown ends every task (each closes its VM, releasing its address), then the pool.
+import { availableParallelism } from 'node:os';
+import { MessageChannel, type Worker } from 'node:worker_threads';
+import { Piscina } from 'piscina';
+import type client from 'prom-client';
+import type { MigrationReport } from '../../migration/index.js';
+import type { LogLevel, Logger } from '../../observe/log.js';
+import { type VmMetricsSnapshot, createHostRegistry } from '../../observe/metrics.js';
+import type { AcceptedVm, ListenArgs, MigrateArgs, OpenVmArgs } from '../agent.js';
+import { type OpTable, sendEvent } from '../ipc.js';
+import { PortClient } from './port-channel.js';
+import type { VmTaskInput, VmTaskReady, VmTaskResult } from './vm-task.js';
+
+const VM_TASK = new URL('./vm-task.js', import.meta.url).href;
+
+/** VMs one worker holds at most, unless told otherwise. */
+export const DEFAULT_VMS_PER_WORKER = 16;
+
+export interface HostPoolOptions {
+  host: string;
+  /** Worker threads; default the machine's available parallelism. */
+  workers?: number;
+  vmsPerWorker?: number;
+  logLevel: LogLevel;
+  log: Logger;
+  /** Where the VMs' migration progress goes (default the process's IPC channel to its parent). */
+  emit?: (event: Record<string, unknown>) => void;
+}
+
+/** One VM task: its port, the worker thread it runs in, and what it holds. */
+interface VmTask {
+  id: number;
+  client: PortClient;
+  threadId: number;
+  /** Settles when the task returns, or rejects when its worker died. */
+  done: Promise<VmTaskResult>;
+  /** The VM it holds (null while it only listens). */
+  vm: string | null;
+  ip: string | null;
+}
+
+/** Where the host's VMs run, for operators and tests. */
+export interface PoolPlacement {
+  workers: number;
+  threadIds: number[];
+  vms: Record<string, number>;
+  lost: Record<string, string>;
+}
+
+export class HostPool {
+  readonly workers: number;
+  readonly vmsPerWorker: number;
+  readonly registry: client.Registry;
+  private readonly pool: Piscina;
+  private readonly log: Logger;
+  private readonly emit: (event: Record<string, unknown>) => void;
+  private readonly tasks = new Set<VmTask>();
+  private readonly byVm = new Map<string, VmTask>();
+  private readonly byListenPort = new Map<number, VmTask>();
+  /** VMs whose worker died, and why. */
+  private readonly lost = new Map<string, string>();
+  /** VMs that migrated away, kept for the metrics' phase. */
+  private readonly departed = new Map<string, { ip: string; dirtyPages: number }>();
+  private snapshots: VmMetricsSnapshot[] = [];
+  private nextTask = 1;
+  private closing: Promise<void> | null = null;
+
+  constructor(private readonly options: HostPoolOptions) {
+    this.workers = options.workers ?? availableParallelism();
+    this.vmsPerWorker = options.vmsPerWorker ?? DEFAULT_VMS_PER_WORKER;
+    for (const [name, v] of [['workers', this.workers], ['vmsPerWorker', this.vmsPerWorker]] as const) {
+      if (!Number.isSafeInteger(v) || v < 1 || v > 256) throw new RangeError(`${name} must be an integer in [1, 256], got ${v}`);
+    }
+    this.log = options.log;
+    this.emit = options.emit ?? sendEvent;
+    this.pool = new Piscina({
+      filename: VM_TASK,
+      minThreads: this.workers,
+      maxThreads: this.workers,
+      concurrentTasksPerWorker: this.vmsPerWorker,
+      // A VM task runs for the VM's life: nothing waits for a slot (a full host says so at once),
+      // and a worker's event loop must never block between tasks.
+      maxQueue: 0,
+      atomics: 'disabled',
+      idleTimeout: Number.MAX_SAFE_INTEGER,
+    });
+    this.pool.on('error', (err: Error) => this.log.error({ err }, 'a pool worker failed outside any VM task'));
+    this.registry = createHostRegistry(options.host, () => this.snapshots);
+  }
+
+  get host(): string {
+    return this.options.host;
+  }
+
+  /** Start a VM task on the least busy worker; resolves once it serves. */
+  private async startTask(): Promise<VmTask> {
+    if (this.closing !== null) throw new Error(`host ${this.host} is shutting down`);
+    const id = this.nextTask++;
+    const { port1, port2 } = new MessageChannel();
+    const client = new PortClient(port1, `host ${this.host} VM task ${id}`);
+    const ready = new Promise<VmTaskReady>((resolve) => port1.once('message', resolve));
+    let done: Promise<VmTaskResult>;
+    try {
+      done = this.pool.run({ host: this.host, task: id, logLevel: this.options.logLevel, port: port2 } satisfies VmTaskInput, { transferList: [port2] }) as Promise<VmTaskResult>;
+    } catch (err) {
+      port1.close();
+      throw err;
+    }
+    const started = await Promise.race([ready, done.then(() => null, (err: unknown) => err)]);
+    if (started === null || started instanceof Error || (started as VmTaskReady).ready !== true) {
+      client.fail(new Error('the VM task ended before it served'));
+      throw this.refusal(started);
+    }
+    const task: VmTask = { id, client, threadId: (started as VmTaskReady).threadId, done, vm: null, ip: null };
+    this.tasks.add(task);
+    task.client.onEvent((e) => this.emit(e));
+    done.then(
+      () => this.forget(task),
+      (err: unknown) => this.workerDied(task, err instanceof Error ? err : new Error(String(err))),
+    );
+    return task;
+  }
+
+  /** Why a task could not start: a full host in plain words, anything else as it came. */
+  private refusal(err: unknown): Error {
+    const msg = err instanceof Error ? err.message : String(err);
+    if (/queue/i.test(msg)) return new Error(`host ${this.host} is full: ${this.workers} workers hold ${this.vmsPerWorker} VMs each`);
+    return err instanceof Error ? err : new Error(msg);
+  }
+
+  private forget(task: VmTask): void {
+    this.tasks.delete(task);
+    if (task.vm !== null && this.byVm.get(task.vm) === task) this.byVm.delete(task.vm);
+    for (const [port, t] of this.byListenPort) if (t === task) this.byListenPort.delete(port);
+  }
+
+  private workerDied(task: VmTask, err: Error): void {
+    const reason = `its worker thread ${task.threadId} died: ${err.message}`;
+    task.client.fail(new Error(`${task.vm === null ? `VM task ${task.id}` : `VM ${task.vm}`} was lost: ${reason}`));
+    if (task.vm !== null && this.byVm.get(task.vm) === task) this.lost.set(task.vm, reason);
+    this.forget(task);
+    this.log.error({ vm: task.vm, thread: task.threadId, err: err.message }, 'a VM was lost with its worker');
+  }
+
+  /** End a task: its agent closes what it holds and the task returns (its slot is free again). */
+  private async endTask(task: VmTask): Promise<void> {
+    await task.client.call('endTask').catch(() => {});
+    await task.done.catch(() => {});
+    this.forget(task);
+  }
+
+  private taskOf(vm: string): VmTask {
+    const t = this.byVm.get(vm);
+    if (t !== undefined) return t;
+    const why = this.lost.get(vm);
+    if (why !== undefined) throw new Error(`VM ${vm} on host ${this.host} was lost: ${why}`);
+    throw new Error(`no VM named ${vm} on host ${this.host}`);
+  }
+
+  /** Pass `op` to the VM's task as it is. */
+  call<T = unknown>(vm: string, op: string, args: Record<string, unknown>): Promise<T> {
+    return this.taskOf(vm).client.call<T>(op, args);
+  }
+
+  async openVm(a: OpenVmArgs): Promise<{ name: string; ip: string }> {
+    if (this.byVm.has(a.name)) throw new Error(`host ${this.host} already holds a VM named ${a.name}`);
+    const task = await this.startTask();
+    try {
+      const opened = await task.client.call<{ name: string; ip: string }>('openVm', { ...a });
+      if (this.byVm.has(a.name)) throw new Error(`host ${this.host} already holds a VM named ${a.name}`);
+      task.vm = a.name;
+      task.ip = a.ip;
+      this.byVm.set(a.name, task);
+      this.lost.delete(a.name);
+      this.departed.delete(a.name);
+      return opened;
+    } catch (err) {
+      await this.endTask(task);
+      throw err;
+    }
+  }
+
+  async listen(a: ListenArgs): Promise<number> {
+    const task = await this.startTask();
+    try {
+      const port = await task.client.call<number>('listen', { ...a, heldElsewhere: [...this.byVm.keys()] });
+      this.byListenPort.set(port, task);
+      return port;
+    } catch (err) {
+      await this.endTask(task);
+      throw err;
+    }
+  }
+
+  async accepted(port: number): Promise<AcceptedVm> {
+    const task = this.byListenPort.get(port);
+    if (task === undefined) throw new Error(`host ${this.host} has no migration listener on port ${port}`);
+    this.byListenPort.delete(port);
+    try {
+      const vm = await task.client.call<AcceptedVm>('accepted', { port });
+      task.vm = vm.name;
+      task.ip = vm.ip;
+      this.byVm.set(vm.name, task);
+      this.lost.delete(vm.name);
+      this.departed.delete(vm.name);
+      return vm;
+    } catch (err) {
+      await this.endTask(task);
+      throw err;
+    }
+  }
+
+  async migrate(a: MigrateArgs): Promise<MigrationReport> {
+    const task = this.taskOf(a.vm);
+    const report = await task.client.call<MigrationReport>('migrate', { ...a });
+    // The VM runs elsewhere now: its task holds nothing.
+    const [snap] = await task.client.call<VmMetricsSnapshot[]>('snapshot').catch(() => []);
+    this.byVm.delete(a.vm);
+    this.departed.set(a.vm, { ip: task.ip ?? '', dirtyPages: snap?.dirtyPages ?? 0 });
+    await this.endTask(task);
+    return report;
+  }
+
+  async closeVm(vm: string): Promise<void> {
+    const task = this.taskOf(vm);
+    await task.client.call('closeVm', { vm });
+    this.byVm.delete(vm);
+    await this.endTask(task);
+  }
+
+  /** The host's metrics: every task's VMs, those that left, and those lost. */
+  async metrics(): Promise<client.MetricObjectWithValues<client.MetricValue<string>>[]> {
+    const held = await Promise.all([...this.byVm.values()].map((t) => t.client.call<VmMetricsSnapshot[]>('snapshot').catch(() => [])));
+    const gone = [...this.departed].map(([vm, d]): VmMetricsSnapshot => ({
+      vm, ip: d.ip, qps: [], unattributed: null, providerEvents: {}, dropped: {}, dirtyPages: d.dirtyPages, migrationPhase: 'migrated-out',
+    }));
+    this.snapshots = gone.concat(held.flat());
+    return this.registry.getMetricsAsJSON();
+  }
+
+  placement(): PoolPlacement {
+    return {
+      workers: this.workers,
+      threadIds: this.threads().map((w) => w.threadId),
+      vms: Object.fromEntries([...this.byVm].map(([vm, t]) => [vm, t.threadId])),
+      lost: Object.fromEntries(this.lost),
+    };
+  }
+
+  private threads(): Worker[] {
+    return this.pool.threads as Worker[];
+  }
+
+  /**
+   * Stop the worker thread a VM runs in, as a crash would (an operator's way out of a wedged
+   * worker; the tests' way to kill one). Every VM on that thread is lost; the pool replaces the
+   * thread. Resolves once the thread has exited.
+   */
+  async terminateWorkerOf(vm: string): Promise<number> {
+    const task = this.taskOf(vm);
+    const worker = this.threads().find((w) => w.threadId === task.threadId);
+    if (worker === undefined) throw new Error(`VM ${vm}'s worker thread ${task.threadId} is not in the pool`);
+    await worker.terminate();
+    await task.done.catch(() => {});
+    return task.threadId;
+  }
+
+  vmNames(): string[] {
+    return [...this.byVm.keys()];
+  }
+
+  /** End every task (each closes its VM and releases its address), then the workers. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await Promise.all([...this.tasks].map((t) => this.endTask(t)));
+      await this.pool.destroy();
+    })();
+    return this.closing;
+  }
+}
+
+type A = Record<string, unknown>;
+
+/** The host agent's operations (agentOps' table, see AgentClient) served by a pool. */
+export function poolOps(pool: HostPool, shutdown: () => Promise<void>): OpTable {
+  const routed = (op: string) => (a: A) => pool.call(a.vm as string, op, a);
+  return {
+    ping: () => ({ host: pool.host, pid: process.pid, vms: pool.vmNames(), workers: pool.workers }),
+    openVm: (a: A) => pool.openVm(a as unknown as OpenVmArgs),
+    setupWorkload: routed('setupWorkload'),
+    connect: routed('connect'),
+    start: routed('start'),
+    drain: routed('drain'),
+    settle: routed('settle'),
+    pause: routed('pause'),
+    resume: routed('resume'),
+    setLoss: routed('setLoss'),
+    setupStream: routed('setupStream'),
+    connectStream: routed('connectStream'),
+    runStream: routed('runStream'),
+    listen: (a: A) => pool.listen(a as unknown as ListenArgs),
+    accepted: (a: A) => pool.accepted(a.port as number),
+    migrate: (a: A) => pool.migrate(a as unknown as MigrateArgs),
+    verify: routed('verify'),
+    status: routed('status'),
+    metrics: () => pool.metrics(),
+    closeVm: (a: A) => pool.closeVm(a.vm as string),
+    placement: () => pool.placement(),
+    terminateWorkerOf: (a: A) => pool.terminateWorkerOf(a.vm as string),
+    shutdown: async () => {
+      await shutdown();
+    },
+  };
+}

@@ -1,0 +1,59 @@
+// One VM's life in a host pool's worker thread (host-pool.ts): a piscina task that holds a host
+// agent (../agent.ts) for the VM opened — or taken in by migration — through it, and serves the
+// agent's operations on the MessagePort it was given until the main thread ends it (the VM was
+// closed or migrated away) or its port closes. The VM's guest memory, device, RoCE engine and UDP
+// socket live in this thread: its whole data path runs here, and nothing of it crosses threads.
+// Several VM tasks may share one worker; each has its own agent. Importing this module does
+// nothing; piscina calls its default export.
+import { threadId } from 'node:worker_threads';
+import type { MessagePort } from 'node:worker_threads';
+import { type LogLevel, createLogger } from '../../observe/log.js';
+import { HostAgent, agentOps } from '../agent.js';
+import { servePort } from './port-channel.js';
+
+export interface VmTaskInput {
+  host: string;
+  /** The task's number in its pool: it names the task in logs. */
+  task: number;
+  logLevel: LogLevel;
+  port: MessagePort;
+}
+
+export interface VmTaskResult {
+  task: number;
+  threadId: number;
+}
+
+/** The first message on the port: the task serves, in this thread. */
+export interface VmTaskReady {
+  ready: true;
+  threadId: number;
+}
+
+export default function runVmTask(input: VmTaskInput): Promise<VmTaskResult> {
+  const { port } = input;
+  const log = createLogger(input.logLevel, { host: input.host, task: input.task, thread: threadId });
+  const agent = new HostAgent(input.host, log, (event) => port.postMessage({ event }));
+  return new Promise((resolve) => {
+    let ending = false;
+    const end = async (): Promise<void> => {
+      if (ending) return;
+      ending = true;
+      await agent.close().catch((err: unknown) => log.error({ err }, 'closing the VM task failed'));
+      // The reply to endTask is posted before the port closes and the task returns.
+      setImmediate(() => {
+        port.close();
+        resolve({ task: input.task, threadId });
+      });
+    };
+    servePort(port, {
+      ...agentOps(agent, end),
+      /** What the pool's metrics read: this task's VMs, as the host's registry counts them. */
+      snapshot: () => agent.metricsSnapshot(),
+      endTask: () => end(),
+    });
+    // The main thread gone (the port closed under us): nobody can reach this VM any more.
+    port.on('close', () => void end());
+    port.postMessage({ ready: true, threadId } satisfies VmTaskReady);
+  });
+}

@@ -1,0 +1,104 @@
+// A stream of RDMA WRITEs from one VM to another, as perftest's ib_write_bw runs it: one RC QP
+// per side, a window of WRITEs kept in flight, each completion answered by the next post. The
+// target side only responds (its device places the payloads and ACKs); the writer runs the loop
+// for a given time and counts what completed. A host agent holds one per VM on request (the
+// scaling benchmark drives it through a host pool); unlike the checked workload it verifies no
+// payloads, only that every WRITE completed successfully and in order.
+import { CqeStatus, QpTypeCode, SendFlag, SendOpcode } from '../device/abi.js';
+import type { GuestCq, GuestQp } from '../guest/rdma/objects.js';
+import type { SendRequest } from '../guest/rdma/wqe.js';
+import { type RcAttributes, rcToInit, rcToRts } from './connect.js';
+import type { Vm } from './vm.js';
+
+/** Largest window and WRITE the stream takes (its buffer holds a window of them). */
+export const MAX_STREAM_WINDOW = 256;
+export const MAX_STREAM_WRITE = 64 * 1024;
+
+export interface StreamEndpoint {
+  ip: string;
+  qpn: number;
+  psn: number;
+  /** The stream buffer's GPA and the rkey WRITEs into it use. */
+  addr: number;
+  rkey: number;
+}
+
+export interface StreamRun {
+  /** WRITEs completed in the run (all successful, in order). */
+  messages: number;
+  bytes: number;
+  seconds: number;
+}
+
+export class WriteStream {
+  private peer: StreamEndpoint | null = null;
+  private running = false;
+
+  private constructor(readonly vm: Vm, private readonly cq: GuestCq, readonly qp: GuestQp, private readonly lkey: number, readonly mine: StreamEndpoint) {}
+
+  /** A QP (to INIT) and a buffer of a window of the largest WRITEs, in `pd` with the MR's keys. */
+  static async create(vm: Vm, pd: number, keys: { lkey: number; rkey: number }, psn: number, rc: Partial<RcAttributes>): Promise<WriteStream> {
+    const g = vm.guest;
+    const cq = await g.createCq(2 * MAX_STREAM_WINDOW);
+    const qp = await g.createQp({
+      pd, type: QpTypeCode.RC, sendCq: cq.cqn, recvCq: cq.cqn, cap: { maxSendWr: MAX_STREAM_WINDOW, maxRecvWr: 1, maxSendSge: 1, maxRecvSge: 1, maxInlineData: 0 },
+    });
+    await rcToInit(qp, rc);
+    const addr = vm.allocBuffer(MAX_STREAM_WINDOW * MAX_STREAM_WRITE, 4096);
+    return new WriteStream(vm, cq, qp, keys.lkey, { ip: vm.ip, qpn: qp.qpn, psn, addr, rkey: keys.rkey });
+  }
+
+  async connect(peer: StreamEndpoint, rc: Partial<RcAttributes>): Promise<void> {
+    await rcToRts(this.qp, this.mine.psn, { ip: peer.ip, qpn: peer.qpn, psn: peer.psn }, rc);
+    this.peer = peer;
+  }
+
+  /** Keep `window` WRITEs of `size` bytes in flight for `durationMs`, then wait for the last. */
+  async run(size: number, window: number, durationMs: number): Promise<StreamRun> {
+    const peer = this.peer;
+    if (peer === null) throw new Error('the write stream is not connected');
+    if (!Number.isSafeInteger(size) || size < 1 || size > MAX_STREAM_WRITE) throw new RangeError(`WRITE size must be in [1, ${MAX_STREAM_WRITE}]`);
+    if (!Number.isSafeInteger(window) || window < 1 || window > MAX_STREAM_WINDOW) throw new RangeError(`window must be in [1, ${MAX_STREAM_WINDOW}]`);
+    if (!(durationMs > 0 && durationMs <= 600_000)) throw new RangeError('durationMs must be in (0, 600000]');
+    if (this.running) throw new Error('the write stream is already running');
+    this.running = true;
+    try {
+      return await this.loop(peer, size, window, durationMs);
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private async loop(peer: StreamEndpoint, size: number, window: number, durationMs: number): Promise<StreamRun> {
+    const wr = (i: number): SendRequest => ({
+      wrId: BigInt(i), opcode: SendOpcode.RdmaWrite, flags: SendFlag.SIGNALED,
+      sgList: [{ addr: this.mine.addr + (i % window) * size, length: size, lkey: this.lkey }],
+      remoteAddr: peer.addr + (i % window) * size, rkey: peer.rkey,
+    });
+    let posted = 0;
+    let completed = 0;
+    const started = performance.now();
+    const endAt = started + durationMs;
+    const first: SendRequest[] = [];
+    while (posted < window) first.push(wr(posted++));
+    this.qp.postSend(first);
+    while (completed < posted) {
+      const wcs = this.cq.poll();
+      if (wcs.length === 0) {
+        await new Promise((resolve) => setImmediate(resolve));
+        continue;
+      }
+      for (const wc of wcs) {
+        if (wc.status !== CqeStatus.Success) throw new Error(`WRITE ${wc.wrId} failed: status ${CqeStatus[wc.status] ?? wc.status}`);
+        if (wc.wrId !== BigInt(completed)) throw new Error(`WRITE ${wc.wrId} completed where ${completed} was due`);
+        completed++;
+      }
+      if (performance.now() >= endAt) continue;
+      const more: SendRequest[] = [];
+      for (let i = 0; i < wcs.length; i++) more.push(wr(posted++));
+      this.qp.postSend(more);
+    }
+    const seconds = (performance.now() - started) / 1000;
+    return { messages: completed, bytes: completed * size, seconds };
+  }
+}
