@@ -233,10 +233,10 @@ export class HostAgent {
   }
 
   /** Set up the VM's RDMA WRITE stream (its QP to INIT); the endpoint goes to the peer. */
-  async setupStream(name: string): Promise<StreamEndpoint> {
+  async setupStream(name: string, bytes?: number): Promise<StreamEndpoint> {
     const h = this.held(name);
     if (h.stream !== null) throw new Error(`VM ${name} already has a write stream`);
-    h.stream = await WriteStream.create(h.vm, h.pd, { lkey: h.lkey, rkey: h.rkey }, randomInt(0x1000000), WORKLOAD_RC);
+    h.stream = await WriteStream.create(h.vm, h.pd, { lkey: h.lkey, rkey: h.rkey }, randomInt(0x1000000), WORKLOAD_RC, bytes);
     return h.stream.mine;
   }
 
@@ -546,7 +546,7 @@ export function agentOps(agent: HostAgent, shutdown: () => Promise<void>): OpTab
     pause: (a: A) => agent.pause(a.vm as string),
     resume: (a: A) => agent.resume(a.vm as string, a.blob as Uint8Array),
     setLoss: (a: A) => agent.setLoss(a.vm as string, a.enabled as boolean),
-    setupStream: (a: A) => agent.setupStream(a.vm as string),
+    setupStream: (a: A) => agent.setupStream(a.vm as string, a.bytes as number | undefined),
     connectStream: (a: A) => agent.connectStream(a.vm as string, a.peer as StreamEndpoint, a.mtu as number),
     runStream: (a: A) => agent.runStream(a.vm as string, a.size as number, a.window as number, a.durationMs as number),
     listen: (a: A) => agent.listen(a as unknown as ListenArgs),

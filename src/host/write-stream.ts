@@ -10,16 +10,19 @@ import type { SendRequest } from '../guest/rdma/wqe.js';
 import { type RcAttributes, rcToInit, rcToRts } from './connect.js';
 import type { Vm } from './vm.js';
 
-/** Largest window and WRITE the stream takes (its buffer holds a window of them). */
+/** Largest window the stream takes. */
 export const MAX_STREAM_WINDOW = 256;
-export const MAX_STREAM_WRITE = 64 * 1024;
+/** The stream buffer's size unless asked otherwise: a run's window of WRITEs must fit in it. */
+export const DEFAULT_STREAM_BYTES = 1 << 20;
+export const MAX_STREAM_BYTES = 64 << 20;
 
 export interface StreamEndpoint {
   ip: string;
   qpn: number;
   psn: number;
-  /** The stream buffer's GPA and the rkey WRITEs into it use. */
+  /** The stream buffer's GPA and size, and the rkey WRITEs into it use. */
   addr: number;
+  bytes: number;
   rkey: number;
 }
 
@@ -36,16 +39,17 @@ export class WriteStream {
 
   private constructor(readonly vm: Vm, private readonly cq: GuestCq, readonly qp: GuestQp, private readonly lkey: number, readonly mine: StreamEndpoint) {}
 
-  /** A QP (to INIT) and a buffer of a window of the largest WRITEs, in `pd` with the MR's keys. */
-  static async create(vm: Vm, pd: number, keys: { lkey: number; rkey: number }, psn: number, rc: Partial<RcAttributes>): Promise<WriteStream> {
+  /** A QP (to INIT) and a buffer of `bytes` in guest RAM, in `pd` with the MR's keys. */
+  static async create(vm: Vm, pd: number, keys: { lkey: number; rkey: number }, psn: number, rc: Partial<RcAttributes>, bytes = DEFAULT_STREAM_BYTES): Promise<WriteStream> {
+    if (!Number.isSafeInteger(bytes) || bytes < 4096 || bytes > MAX_STREAM_BYTES) throw new RangeError(`stream buffer must be in [4096, ${MAX_STREAM_BYTES}] bytes`);
     const g = vm.guest;
     const cq = await g.createCq(2 * MAX_STREAM_WINDOW);
     const qp = await g.createQp({
       pd, type: QpTypeCode.RC, sendCq: cq.cqn, recvCq: cq.cqn, cap: { maxSendWr: MAX_STREAM_WINDOW, maxRecvWr: 1, maxSendSge: 1, maxRecvSge: 1, maxInlineData: 0 },
     });
     await rcToInit(qp, rc);
-    const addr = vm.allocBuffer(MAX_STREAM_WINDOW * MAX_STREAM_WRITE, 4096);
-    return new WriteStream(vm, cq, qp, keys.lkey, { ip: vm.ip, qpn: qp.qpn, psn, addr, rkey: keys.rkey });
+    const addr = vm.allocBuffer(bytes, 4096);
+    return new WriteStream(vm, cq, qp, keys.lkey, { ip: vm.ip, qpn: qp.qpn, psn, addr, bytes, rkey: keys.rkey });
   }
 
   async connect(peer: StreamEndpoint, rc: Partial<RcAttributes>): Promise<void> {
@@ -57,8 +61,9 @@ export class WriteStream {
   async run(size: number, window: number, durationMs: number): Promise<StreamRun> {
     const peer = this.peer;
     if (peer === null) throw new Error('the write stream is not connected');
-    if (!Number.isSafeInteger(size) || size < 1 || size > MAX_STREAM_WRITE) throw new RangeError(`WRITE size must be in [1, ${MAX_STREAM_WRITE}]`);
     if (!Number.isSafeInteger(window) || window < 1 || window > MAX_STREAM_WINDOW) throw new RangeError(`window must be in [1, ${MAX_STREAM_WINDOW}]`);
+    const room = Math.min(this.mine.bytes, peer.bytes);
+    if (!Number.isSafeInteger(size) || size < 1 || size * window > room) throw new RangeError(`a window of ${window} WRITEs of ${size} bytes does not fit the ${room}-byte stream buffers`);
     if (!(durationMs > 0 && durationMs <= 600_000)) throw new RangeError('durationMs must be in (0, 600000]');
     if (this.running) throw new Error('the write stream is already running');
     this.running = true;

@@ -17,6 +17,8 @@ export interface ClusterOptions {
   config: WorkloadConfig;
   /** Loss options of every VM's link (switched off until setLoss). */
   lossy?: LossyOptions;
+  /** Worker threads of each host process (0, the default: VMs on its main thread). */
+  workers?: number;
 }
 
 export class Cluster {
@@ -28,7 +30,8 @@ export class Cluster {
   readonly reports: MigrationReport[] = [];
 
   constructor(readonly o: ClusterOptions) {
-    this.hosts = [new AgentClient('A'), new AgentClient('B'), new AgentClient('C')];
+    const options = { workers: o.workers ?? 0 };
+    this.hosts = [new AgentClient('A', options), new AgentClient('B', options), new AgentClient('C', options)];
   }
 
   get vm1Host(): AgentClient {

@@ -171,7 +171,7 @@ export class HostPool {
   }
 
   /** Pass `op` to the VM's task as it is. */
-  call<T = unknown>(vm: string, op: string, args: Record<string, unknown>): Promise<T> {
+  async call<T = unknown>(vm: string, op: string, args: Record<string, unknown>): Promise<T> {
     return this.taskOf(vm).client.call<T>(op, args);
   }
 

@@ -1,0 +1,107 @@
+// The host pool (src/host/pool) in this process: VMs placed on the least busy of its worker
+// threads, a bound on what a host holds, and a worker killed mid-traffic: its VM is lost (calls
+// say so), the pool replaces the thread, traffic between VMs in the other workers completes and
+// verifies, and a new VM runs in the replacement.
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import { type WorkloadEndpoint, ramBytesFor } from '../../src/host/agent.js';
+import { HostPool } from '../../src/host/pool/host-pool.js';
+import type { StreamEndpoint, StreamRun } from '../../src/host/write-stream.js';
+import { createLogger } from '../../src/observe/log.js';
+import type { WorkloadConfig } from '../../src/workload/config.js';
+import type { VmStatus } from '../../src/host/agent.js';
+
+const CONFIG: WorkloadConfig = { qps: 4, messageBytes: 512, slots: 8, window: 4, recvDepth: 8, seed: 31 };
+const RAM = ramBytesFor(CONFIG);
+const log = createLogger('silent');
+
+const waitUntil = async (what: string, cond: () => Promise<boolean>, timeoutMs = 15_000) => {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+};
+
+/** Two VMs of the pool running the checked workload between them. */
+async function pairUp(pool: HostPool, a: string, b: string): Promise<void> {
+  const [ea, eb] = await Promise.all([
+    pool.call<WorkloadEndpoint>(a, 'setupWorkload', { vm: a, config: CONFIG, side: 0 }),
+    pool.call<WorkloadEndpoint>(b, 'setupWorkload', { vm: b, config: CONFIG, side: 1 }),
+  ]);
+  await Promise.all([pool.call(a, 'connect', { vm: a, mine: ea, peer: eb, mtu: 1024 }), pool.call(b, 'connect', { vm: b, mine: eb, peer: ea, mtu: 1024 })]);
+  await Promise.all([pool.call(a, 'start', { vm: a }), pool.call(b, 'start', { vm: b })]);
+}
+
+const completed = async (pool: HostPool, vm: string) => (await pool.call<VmStatus>(vm, 'status', { vm })).workload!.opsCompleted;
+
+describe('host pool', { timeout: 90_000 }, () => {
+  const pools: HostPool[] = [];
+  after(async () => {
+    await Promise.all(pools.map((p) => p.close()));
+  });
+
+  it('places VMs on the least busy worker and refuses more than it may hold', async () => {
+    const pool = new HostPool({ host: 'bounded', workers: 2, vmsPerWorker: 1, logLevel: 'silent', log, emit: () => {} });
+    pools.push(pool);
+    await pool.openVm({ name: 'v1', ip: '127.0.28.1', ramBytes: 16 << 20 });
+    await pool.openVm({ name: 'v2', ip: '127.0.28.2', ramBytes: 16 << 20 });
+    const placed = pool.placement();
+    assert.equal(placed.threadIds.length, 2);
+    assert.notEqual(placed.vms.v1, placed.vms.v2, `one VM per worker: ${JSON.stringify(placed)}`);
+    await assert.rejects(pool.openVm({ name: 'v3', ip: '127.0.28.3', ramBytes: 16 << 20 }), /host bounded is full: 2 workers hold 1 VMs each/);
+    await assert.rejects(pool.listen({ host: '127.0.28.9', port: 0 }), /is full/, 'a listener takes a slot too');
+    await assert.rejects(pool.openVm({ name: 'v1', ip: '127.0.28.4' }), /already holds a VM named v1/);
+    await assert.rejects(pool.call('v9', 'status', { vm: 'v9' }), /no VM named v9 on host bounded/);
+    // A closed VM frees its slot.
+    await pool.closeVm('v2');
+    await pool.openVm({ name: 'v3', ip: '127.0.28.3', ramBytes: 16 << 20 });
+    assert.deepEqual(pool.vmNames().sort(), ['v1', 'v3']);
+    await pool.close();
+    await assert.rejects(pool.openVm({ name: 'v4', ip: '127.0.28.4' }), /shutting down/);
+  });
+
+  it('loses only the VMs of a killed worker, replaces the worker, and the rest of the traffic completes', async () => {
+    const pool = new HostPool({ host: 'crash', workers: 3, logLevel: 'silent', log, emit: () => {} });
+    pools.push(pool);
+    // a, b and x go to the three idle workers (least busy first); y joins one of them.
+    for (const [name, n] of [['a', 1], ['b', 2], ['x', 3], ['y', 4]] as const) await pool.openVm({ name, ip: `127.0.28.${10 + n}`, ramBytes: RAM });
+    const placed = pool.placement();
+    assert.equal(new Set([placed.vms.a, placed.vms.b, placed.vms.x]).size, 3, `a, b and x each in a worker of its own: ${JSON.stringify(placed)}`);
+    await pairUp(pool, 'a', 'b');
+    await pairUp(pool, 'x', 'y');
+    await waitUntil('traffic on both pairs', async () => (await completed(pool, 'a')) > 200 && (await completed(pool, 'x')) > 200);
+
+    const dead = await pool.terminateWorkerOf('x');
+    assert.equal(dead, placed.vms.x);
+    await assert.rejects(pool.call('x', 'status', { vm: 'x' }), /VM x on host crash was lost: its worker thread \d+ died/);
+    const lostAlong = Object.keys(placed.vms).filter((vm) => placed.vms[vm] === dead);
+    assert.deepEqual(Object.keys(pool.placement().lost).sort(), lostAlong.sort());
+    await waitUntil('a replacement worker', async () => pool.placement().threadIds.length === 3);
+    assert.ok(!pool.placement().threadIds.includes(dead), 'the dead thread is gone from the pool');
+
+    // a and b ran in other workers: their traffic goes on and checks out.
+    const from = await completed(pool, 'a');
+    await waitUntil('a and b progress after the crash', async () => (await completed(pool, 'a')) > from + 200);
+    const [opsA, opsB] = await Promise.all([pool.call<number[]>('a', 'drain', { vm: 'a' }), pool.call<number[]>('b', 'drain', { vm: 'b' })]);
+    await Promise.all([pool.call('a', 'settle', { vm: 'a', peerOps: opsB }), pool.call('b', 'settle', { vm: 'b', peerOps: opsA })]);
+    for (const [vm, peerOps] of [['a', opsB], ['b', opsA]] as const) {
+      const v = await pool.call<{ ok: boolean; problems: string[]; qpStates: string[] }>(vm, 'verify', { vm, peerOps });
+      assert.deepEqual(v.problems, [], vm);
+      assert.ok(v.ok && v.qpStates.every((s) => s === 'RTS'));
+    }
+    if (!lostAlong.includes('y')) await pool.closeVm('y');
+
+    // A new VM goes to the replacement (it holds nothing) and moves data.
+    await pool.openVm({ name: 'z', ip: '127.0.28.20', ramBytes: RAM });
+    const fresh = pool.placement();
+    assert.ok(fresh.threadIds.includes(fresh.vms.z) && fresh.vms.z !== dead);
+    const [ez, eb] = await Promise.all([pool.call<StreamEndpoint>('z', 'setupStream', { vm: 'z' }), pool.call<StreamEndpoint>('b', 'setupStream', { vm: 'b' })]);
+    await Promise.all([pool.call('z', 'connectStream', { vm: 'z', peer: eb, mtu: 4096 }), pool.call('b', 'connectStream', { vm: 'b', peer: ez, mtu: 4096 })]);
+    const run = await pool.call<StreamRun>('z', 'runStream', { vm: 'z', size: 4096, window: 16, durationMs: 200 });
+    assert.ok(run.messages > 0 && run.bytes === run.messages * 4096);
+    const metrics = await pool.metrics();
+    const vms = new Set(metrics.find((m) => m.name === 'vrdma_device_packets_sent_total')!.values.map((v) => v.labels.vm));
+    assert.ok(vms.has('a') && vms.has('z') && !vms.has('x'), `metrics count the VMs held: ${[...vms]}`);
+  });
+});
