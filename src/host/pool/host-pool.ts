@@ -319,6 +319,7 @@ export function poolOps(pool: HostPool, shutdown: () => Promise<void>): OpTable 
     metrics: () => pool.metrics(),
     closeVm: (a: A) => pool.closeVm(a.vm as string),
     placement: () => pool.placement(),
+    threadStats: routed('threadStats'),
     terminateWorkerOf: (a: A) => pool.terminateWorkerOf(a.vm as string),
     shutdown: async () => {
       await shutdown();

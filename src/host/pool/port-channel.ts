@@ -11,6 +11,9 @@ export function servePort(port: MessagePort, ops: OpTable): void {
   });
 }
 
+/** Calls one client may have in flight; past it a call is refused (the port's queue is bounded). */
+export const MAX_CALLS_IN_FLIGHT = 256;
+
 interface Pending {
   op: string;
   resolve: (v: unknown) => void;
@@ -47,6 +50,7 @@ export class PortClient {
 
   call<T = unknown>(op: string, args: Record<string, unknown> = {}): Promise<T> {
     if (this.failure !== null) return Promise.reject(this.failure);
+    if (this.pending.size >= MAX_CALLS_IN_FLIGHT) return Promise.reject(new Error(`${this.name}: ${MAX_CALLS_IN_FLIGHT} calls in flight already; ${op} refused`));
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { op, resolve: resolve as (v: unknown) => void, reject });

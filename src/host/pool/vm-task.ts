@@ -5,6 +5,8 @@
 // socket live in this thread: its whole data path runs here, and nothing of it crosses threads.
 // Several VM tasks may share one worker; each has its own agent. Importing this module does
 // nothing; piscina calls its default export.
+import { performance } from 'node:perf_hooks';
+import { getHeapStatistics } from 'node:v8';
 import { threadId } from 'node:worker_threads';
 import type { MessagePort } from 'node:worker_threads';
 import { type LogLevel, createLogger } from '../../observe/log.js';
@@ -17,6 +19,21 @@ export interface VmTaskInput {
   task: number;
   logLevel: LogLevel;
   port: MessagePort;
+}
+
+/** What a worker thread is doing: its heap, and how busy its event loop has been since it started. */
+export interface ThreadStats {
+  threadId: number;
+  heapUsedBytes: number;
+  /** Event-loop utilization (0 idle .. 1 never idle) and the active and idle milliseconds behind it. */
+  utilization: number;
+  activeMs: number;
+  idleMs: number;
+}
+
+function threadStats(): ThreadStats {
+  const elu = performance.eventLoopUtilization();
+  return { threadId, heapUsedBytes: getHeapStatistics().used_heap_size, utilization: elu.utilization, activeMs: elu.active, idleMs: elu.idle };
 }
 
 export interface VmTaskResult {
@@ -51,6 +68,7 @@ export default function runVmTask(input: VmTaskInput): Promise<VmTaskResult> {
       /** What the pool's metrics read: this task's VMs, as the host's registry counts them. */
       snapshot: () => agent.metricsSnapshot(),
       endTask: () => end(),
+      threadStats,
     });
     // The main thread gone (the port closed under us): nobody can reach this VM any more.
     port.on('close', () => void end());
