@@ -25,6 +25,7 @@ export const suites: Record<string, () => Promise<Suite>> = {
   'soft-roce': async () => (await import('./soft-roce.js')).default,
   net: async () => (await import('./net-udp.js')).default,
   migration: async () => (await import('./migration.js')).default,
+  scaling: async () => (await import('./scaling.js')).default,
 };
 
 /** Run suites by name; returns false (and says why) if a name is unknown. */

@@ -77,6 +77,8 @@ export class HostPool {
   private snapshots: VmMetricsSnapshot[] = [];
   private nextTask = 1;
   private closing: Promise<void> | null = null;
+  /** Set by drain(): no new VM or listener is placed; resolved when the last VM has gone. */
+  private draining: { done: Promise<void>; resolve: () => void } | null = null;
 
   constructor(private readonly options: HostPoolOptions) {
     this.workers = options.workers ?? availableParallelism();
@@ -108,6 +110,7 @@ export class HostPool {
   /** Start a VM task on the least busy worker; resolves once it serves. */
   private async startTask(): Promise<VmTask> {
     if (this.closing !== null) throw new Error(`host ${this.host} is shutting down`);
+    if (this.draining !== null) throw new Error(`host ${this.host} is draining: it takes no new VM`);
     const id = this.nextTask++;
     const { port1, port2 } = new MessageChannel();
     const client = new PortClient(port1, `host ${this.host} VM task ${id}`);
@@ -145,6 +148,21 @@ export class HostPool {
     this.tasks.delete(task);
     if (task.vm !== null && this.byVm.get(task.vm) === task) this.byVm.delete(task.vm);
     for (const [port, t] of this.byListenPort) if (t === task) this.byListenPort.delete(port);
+    if (this.tasks.size === 0) this.draining?.resolve();
+  }
+
+  /**
+   * Take no new VM or migration listener from now on; resolves once every VM the host holds has
+   * gone (closed, migrated away or lost). The VMs run on meanwhile: an operator moves them out.
+   */
+  drain(): Promise<void> {
+    if (this.draining === null) {
+      let resolve!: () => void;
+      const done = new Promise<void>((r) => (resolve = r));
+      this.draining = { done, resolve };
+      if (this.tasks.size === 0) resolve();
+    }
+    return this.draining.done;
   }
 
   private workerDied(task: VmTask, err: Error): void {
@@ -228,7 +246,6 @@ export class HostPool {
     const report = await task.client.call<MigrationReport>('migrate', { ...a });
     // The VM runs elsewhere now: its task holds nothing.
     const [snap] = await task.client.call<VmMetricsSnapshot[]>('snapshot').catch(() => []);
-    this.byVm.delete(a.vm);
     this.departed.set(a.vm, { ip: task.ip ?? '', dirtyPages: snap?.dirtyPages ?? 0 });
     await this.endTask(task);
     return report;
@@ -237,7 +254,6 @@ export class HostPool {
   async closeVm(vm: string): Promise<void> {
     const task = this.taskOf(vm);
     await task.client.call('closeVm', { vm });
-    this.byVm.delete(vm);
     await this.endTask(task);
   }
 
@@ -319,6 +335,7 @@ export function poolOps(pool: HostPool, shutdown: () => Promise<void>): OpTable 
     metrics: () => pool.metrics(),
     closeVm: (a: A) => pool.closeVm(a.vm as string),
     placement: () => pool.placement(),
+    drainHost: () => pool.drain(),
     threadStats: routed('threadStats'),
     terminateWorkerOf: (a: A) => pool.terminateWorkerOf(a.vm as string),
     shutdown: async () => {

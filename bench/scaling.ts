@@ -1,0 +1,132 @@
+// `npm run bench -- scaling`: what a host pool's worker threads buy (src/host/pool). Two VM pairs in
+// one host, each pair an RDMA WRITE stream (write-stream.ts: one RC QP, 64 WRITEs in flight) over
+// real UDP on loopback, all four VMs' data paths in the same process:
+//
+//   inline    every VM on the main thread (a host agent, no pool): the baseline
+//   pool-N    the VMs spread over N worker threads, the main thread routing control calls only
+//
+// Writers are opened first, so with 2 workers each worker holds one writer and one target. Rows
+// give the message rate and goodput summed over both streams, the CPU the process used (cores),
+// and the ratio to one worker. A last pair of rows is the pool's overhead on the control path: a
+// status call answered through a worker's port against the same call made directly.
+import type { BenchRow } from './harness.js';
+import { HostAgent } from '../src/host/agent.js';
+import { HostPool } from '../src/host/pool/host-pool.js';
+import type { StreamEndpoint, StreamRun } from '../src/host/write-stream.js';
+import { createLogger } from '../src/observe/log.js';
+
+const SUITE = 'scaling';
+const PAIRS = 2;
+const WINDOW = 64;
+const RUN_MS = 2000;
+const WARMUP_MS = 300;
+const RAM = 24 << 20;
+const STREAM_BYTES = 4 << 20;
+const SIZES = [64, 4096];
+const ENGINES = ['inline', 'pool-1', 'pool-2', 'pool-4'] as const;
+const CALLS = 2000;
+
+type Engine = (typeof ENGINES)[number];
+
+/** The host's operations, whether its VMs run inline or in a pool. */
+interface Host {
+  open(name: string, ip: string): Promise<unknown>;
+  call<T>(vm: string, op: string, args?: Record<string, unknown>): Promise<T>;
+  close(): Promise<void>;
+}
+
+const log = createLogger('warn');
+
+function inlineHost(): Host & { agent: HostAgent } {
+  const agent = new HostAgent('bench', log, () => {});
+  const ops: Record<string, (vm: string, a: Record<string, unknown>) => unknown> = {
+    setupStream: (vm, a) => agent.setupStream(vm, a.bytes as number),
+    connectStream: (vm, a) => agent.connectStream(vm, a.peer as StreamEndpoint, a.mtu as number),
+    runStream: (vm, a) => agent.runStream(vm, a.size as number, a.window as number, a.durationMs as number),
+    status: (vm) => agent.status(vm),
+  };
+  return {
+    agent,
+    open: (name, ip) => agent.openVm({ name, ip, ramBytes: RAM }),
+    call: async <T>(vm: string, op: string, a: Record<string, unknown> = {}) => (await ops[op](vm, a)) as T,
+    close: () => agent.close(),
+  };
+}
+
+function poolHost(workers: number): Host & { pool: HostPool } {
+  const pool = new HostPool({ host: 'bench', workers, logLevel: 'warn', log, emit: () => {} });
+  return {
+    pool,
+    open: (name, ip) => pool.openVm({ name, ip, ramBytes: RAM }),
+    call: <T>(vm: string, op: string, a: Record<string, unknown> = {}) => pool.call<T>(vm, op, { vm, ...a }),
+    close: () => pool.close(),
+  };
+}
+
+/** Open the pairs (writers first), connect their streams; returns the writers' names. */
+async function streams(host: Host, base: number): Promise<string[]> {
+  const writers = Array.from({ length: PAIRS }, (_, p) => `w${p}`);
+  const targets = Array.from({ length: PAIRS }, (_, p) => `t${p}`);
+  for (let p = 0; p < PAIRS; p++) await host.open(writers[p], `127.0.42.${base + 2 * p}`);
+  for (let p = 0; p < PAIRS; p++) await host.open(targets[p], `127.0.42.${base + 2 * p + 1}`);
+  for (let p = 0; p < PAIRS; p++) {
+    const [ew, et] = await Promise.all([
+      host.call<StreamEndpoint>(writers[p], 'setupStream', { bytes: STREAM_BYTES }),
+      host.call<StreamEndpoint>(targets[p], 'setupStream', { bytes: STREAM_BYTES }),
+    ]);
+    await Promise.all([host.call(writers[p], 'connectStream', { peer: et, mtu: 4096 }), host.call(targets[p], 'connectStream', { peer: ew, mtu: 4096 })]);
+  }
+  return writers;
+}
+
+async function runAll(host: Host, writers: string[], size: number, ms: number): Promise<StreamRun[]> {
+  return Promise.all(writers.map((w) => host.call<StreamRun>(w, 'runStream', { size, window: WINDOW, durationMs: ms })));
+}
+
+async function measure(engine: Engine, base: number): Promise<BenchRow[]> {
+  const host = engine === 'inline' ? inlineHost() : poolHost(Number(engine.slice('pool-'.length)));
+  const rows: BenchRow[] = [];
+  try {
+    const writers = await streams(host, base);
+    for (const size of SIZES) {
+      await runAll(host, writers, size, WARMUP_MS);
+      const cpu0 = process.cpuUsage();
+      const t0 = performance.now();
+      const runs = await runAll(host, writers, size, RUN_MS);
+      const wall = performance.now() - t0;
+      const cpu = process.cpuUsage(cpu0);
+      const rate = runs.reduce((sum, r) => sum + r.messages / r.seconds, 0);
+      rows.push({
+        suite: SUITE, name: `rdma write ${size} B, ${PAIRS} streams`, engine, unit: 'message', opsPerSec: rate,
+        gbitPerSec: Number(((rate * size * 8) / 1e9).toFixed(3)), window: WINDOW, cpuCores: Number(((cpu.user + cpu.system) / 1000 / wall).toFixed(2)),
+      });
+    }
+    rows.push(await callOverhead(host, engine));
+  } finally {
+    await host.close();
+  }
+  return rows;
+}
+
+/** Sequential status calls to one VM: through the pool's port, or a direct call inline. */
+async function callOverhead(host: Host, engine: Engine): Promise<BenchRow> {
+  for (let i = 0; i < 200; i++) await host.call('t0', 'status');
+  const t0 = performance.now();
+  for (let i = 0; i < CALLS; i++) await host.call('t0', 'status');
+  const us = ((performance.now() - t0) * 1000) / CALLS;
+  return { suite: SUITE, name: 'control call (VM status)', engine, unit: 'call', opsPerSec: 1e6 / us, usPerCall: Number(us.toFixed(2)) };
+}
+
+/** Each row's rate over pool-1's for the same name. */
+function ratios(rows: BenchRow[]): BenchRow[] {
+  return rows.map((row) => {
+    const base = rows.find((r) => r.name === row.name && r.engine === 'pool-1');
+    return base && base.opsPerSec > 0 && row.unit === 'message' ? { ...row, vs_pool1: Number((row.opsPerSec / base.opsPerSec).toFixed(2)) } : row;
+  });
+}
+
+export default async function scaling(): Promise<BenchRow[]> {
+  const rows: BenchRow[] = [];
+  for (const [i, engine] of ENGINES.entries()) rows.push(...(await measure(engine, 1 + 8 * i)));
+  return ratios(rows);
+}
