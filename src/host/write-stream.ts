@@ -3,7 +3,8 @@
 // target side only responds (its device places the payloads and ACKs); the writer runs the loop
 // for a given time and counts what completed. A host agent holds one per VM on request (the
 // scaling benchmark drives it through a host pool); unlike the checked workload it verifies no
-// payloads, only that every WRITE completed successfully and in order.
+// payloads, only that every WRITE completed successfully and in order, and a migration does not
+// carry it (its QP moves with the device, but the agent on the destination holds no stream).
 import { CqeStatus, QpTypeCode, SendFlag, SendOpcode } from '../device/abi.js';
 import type { GuestCq, GuestQp } from '../guest/rdma/objects.js';
 import type { SendRequest } from '../guest/rdma/wqe.js';
