@@ -139,6 +139,7 @@ export class HostPool {
 
   /** Why a task could not start: a full host in plain words, anything else as it came. */
   private refusal(err: unknown): Error {
+    if (err === null || err === undefined) return new Error(`host ${this.host}: a VM task ended before it served`);
     const msg = err instanceof Error ? err.message : String(err);
     if (/queue/i.test(msg)) return new Error(`host ${this.host} is full: ${this.workers} workers hold ${this.vmsPerWorker} VMs each`);
     return err instanceof Error ? err : new Error(msg);
