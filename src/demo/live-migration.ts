@@ -74,6 +74,9 @@ export async function runLiveMigrationDemo(o: DemoOptions): Promise<DemoResult> 
     say(`VM1 ${o.vmIps[0]} on A and VM2 ${o.vmIps[1]} on B: ${o.qps} RC QPs, ${o.messageBytes}-byte WRITE-with-immediate, SEND, READ and fetch-add both ways, MTU ${o.mtu}${o.loss > 0 ? `, ${o.loss * 100}% loss` : ''}`);
 
     const where = new Map<string, AgentClient>([['vm1', A], ['vm2', B]]);
+    // Which worker thread of its host each VM runs in (hosts with workers only).
+    const threadOf = async (host: AgentClient, vm: string): Promise<string[]> => (o.workers > 0 ? [`${host.host}/${(await host.placement()).vms[vm]}`] : []);
+    const threads = { vm1: await threadOf(A, 'vm1'), vm2: await threadOf(B, 'vm2') };
     if (o.metricsPort !== undefined) {
       metrics = await serveMetrics(o.metricsHost, o.metricsPort, async () => aggregateMetrics(await Promise.all(hosts.filter((h) => h.running).map((h) => h.metrics()))));
       o.onMetrics?.(metrics.url);
@@ -143,6 +146,7 @@ export async function runLiveMigrationDemo(o: DemoOptions): Promise<DemoResult> 
     if ((phase as DemoPhase) !== 'after') setPhase('after');
     if (migration.figures !== null) {
       where.set('vm1', C);
+      threads.vm1.push(...(await threadOf(C, 'vm1')));
       const f = migration.figures;
       say(`VM1 migrated A -> C: ${f.rounds} rounds (${f.pagesPerRound.join(', ')} pages), downtime ${f.downtimeMs} ms, QP blackout p50 ${f.qpBlackoutP50Ms} ms p99 ${f.qpBlackoutP99Ms} ms`);
     } else {
@@ -174,8 +178,8 @@ export async function runLiveMigrationDemo(o: DemoOptions): Promise<DemoResult> 
       problems,
       hosts: HOST_NAMES.map((name, i) => ({ name, ip: o.hostIps[i] })),
       vms: [
-        { name: 'vm1', ip: o.vmIps[0], startedOn: 'A', endedOn: migration.figures !== null ? 'C' : 'A', qpns: v1.qpns, opsCompleted: s1.workload?.opsCompleted ?? 0 },
-        { name: 'vm2', ip: o.vmIps[1], startedOn: 'B', endedOn: 'B', qpns: v2.qpns, opsCompleted: s2.workload?.opsCompleted ?? 0 },
+        { name: 'vm1', ip: o.vmIps[0], startedOn: 'A', endedOn: migration.figures !== null ? 'C' : 'A', qpns: v1.qpns, opsCompleted: s1.workload?.opsCompleted ?? 0, threads: threads.vm1 },
+        { name: 'vm2', ip: o.vmIps[1], startedOn: 'B', endedOn: 'B', qpns: v2.qpns, opsCompleted: s2.workload?.opsCompleted ?? 0, threads: threads.vm2 },
       ],
       settings: { qps: o.qps, messageBytes: o.messageBytes, mtu: o.mtu, loss: o.loss, workers: o.workers, durationMs: o.durationMs, window: config.window },
       throughputMBps: {

@@ -47,7 +47,8 @@ export interface DemoSummary {
   verified: boolean;
   problems: string[];
   hosts: { name: string; ip: string }[];
-  vms: { name: string; ip: string; startedOn: string; endedOn: string; qpns: number[]; opsCompleted: number }[];
+  /** `threads`: the host/worker thread id each VM ran in, in order (empty when the hosts ran no workers). */
+  vms: { name: string; ip: string; startedOn: string; endedOn: string; qpns: number[]; opsCompleted: number; threads: string[] }[];
   settings: { qps: number; messageBytes: number; mtu: number; loss: number; workers: number; durationMs: number; window: number };
   throughputMBps: { before: number | null; during: number | null; after: number | null };
   /** null when no migration ran (why in migrationNote). */
@@ -84,6 +85,13 @@ function switchoverSteps(p: SwitchoverPhases): string {
   return `${steps.map(([k, v]) => `${k} ${v}`).join(', ')} ms`;
 }
 
+/** Where the VMs ran: each host's worker count, and each VM's host/thread in order. */
+function workerThreads(s: DemoSummary): string {
+  if (s.settings.workers === 0) return 'none (each host runs its VMs on its main thread)';
+  const where = s.vms.map((v) => `${v.name} in ${v.threads.map((t) => t.replace('/', ' thread ')).join(' then ')}`);
+  return `${s.settings.workers} per host; ${where.join(', ')}`;
+}
+
 /** The closing summary as text lines. */
 export function summaryLines(s: DemoSummary): string[] {
   const rows: [string, string][] = [
@@ -98,6 +106,7 @@ export function summaryLines(s: DemoSummary): string[] {
     ['moved', s.migration === null ? 'n/a' : `${(s.migration.bytesMoved / 1e6).toFixed(1)} MB (device state ${s.migration.deviceStateBytes.toLocaleString('en-US')} bytes)`],
     ['retransmissions', String(s.retransmissions)],
     ['RNR NAKs', String(s.rnrNaks)],
+    ['worker threads', workerThreads(s)],
     ['operations', s.vms.map((v) => `${v.name} ${v.opsCompleted.toLocaleString('en-US')}`).join(', ')],
     ['bytes checked', s.bytesVerified.toLocaleString('en-US')],
     ['data verified', s.verified ? 'yes' : 'NO'],

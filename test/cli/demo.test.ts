@@ -97,6 +97,10 @@ describe('vrdma demo', { timeout: 120_000 }, () => {
     assert.equal(m.from, 'A');
     assert.equal(m.to, 'C');
     assert.deepEqual(summary.vms.map((v) => v.endedOn), ['C', 'B']);
+    // The hosts ran the demo's default 2 workers: each VM ran in one of its host's threads.
+    assert.equal(summary.settings.workers, 2);
+    assert.deepEqual(summary.vms.map((v) => v.threads.map((t) => t.split('/')[0])), [['A', 'C'], ['B']]);
+    assert.ok(summary.vms.every((v) => v.threads.every((t) => /^[ABC]\/\d+$/.test(t))), JSON.stringify(summary.vms));
     assert.ok(m.rounds >= 2 && m.pagesPerRound.length === m.rounds);
     assert.ok(m.downtimeMs > 0 && m.totalMs > m.downtimeMs);
     assert.ok(m.qpBlackoutP50Ms !== null && m.qpBlackoutP99Ms !== null && m.qpBlackoutP99Ms >= m.qpBlackoutP50Ms);

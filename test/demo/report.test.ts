@@ -22,7 +22,7 @@ function example(): { summary: DemoSummary; samples: ThroughputSample[]; phases:
   });
   const summary: DemoSummary = {
     demo: 'live-migration', verified: true, problems: [], hosts: [{ name: 'A', ip: '127.0.0.2' }], elapsedMs: 11_000,
-    vms: [{ name: 'vm1', ip: '127.0.1.1', startedOn: 'A', endedOn: 'C', qpns: [16], opsCompleted: 1000 }],
+    vms: [{ name: 'vm1', ip: '127.0.1.1', startedOn: 'A', endedOn: 'C', qpns: [16], opsCompleted: 1000, threads: ['A/1', 'C/2'] }],
     settings: { qps: 8, messageBytes: 4096, mtu: 4096, loss: 0, workers: 2, durationMs: 10_000, window: 4 },
     throughputMBps: { before: 22.1, during: 15, after: 22.3 },
     migration: {
@@ -47,6 +47,7 @@ describe('demo HTML report', () => {
     assert.deepEqual([...html.matchAll(/data-phase="(\w+)"/g)].map((m) => m[1]), ['before', 'precopy', 'switchover', 'after']);
     assert.match(html, /<th scope="row">downtime<\/th><td>80 ms<\/td>/);
     assert.match(html, /<th scope="row">data verified<\/th><td>yes<\/td>/);
+    assert.match(html, /<th scope="row">worker threads<\/th><td>2 per host; vm1 in A thread 1 then C thread 2<\/td>/);
     assert.match(html, /<th scope="row">switchover steps<\/th><td>pause 0.5, suspend 0.2, save 12, last pages 2, states 1, release 0.4, restore 40, resume 2 ms<\/td>/);
   });
 
