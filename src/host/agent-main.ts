@@ -30,13 +30,18 @@ export function runAgent(host: string, level: LogLevel, workers = 0): void {
   log.info({ workers }, 'host agent ready');
 }
 
-/** The workers argument: a non-negative integer, or 0 when absent or not one. */
-export function workersArg(s: string | undefined): number {
+/** The workers argument: an integer in [0, 256] (0 when absent); null if it is not one. */
+function workersArg(s: string | undefined): number | null {
   const n = Number(s ?? 0);
-  return Number.isSafeInteger(n) && n >= 0 && n <= 256 ? n : 0;
+  return Number.isSafeInteger(n) && n >= 0 && n <= 256 ? n : null;
 }
 
 if (process.send !== undefined && import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const level = process.argv[3] ?? 'warn';
-  runAgent(process.argv[2] ?? 'host', isLogLevel(level) ? level : 'warn', workersArg(process.argv[4]));
+  const workers = workersArg(process.argv[4]);
+  if (workers === null) {
+    console.error(`agent-main: workers must be an integer in [0, 256], got ${process.argv[4]}`);
+    process.exit(2);
+  }
+  runAgent(process.argv[2] ?? 'host', isLogLevel(level) ? level : 'warn', workers);
 }

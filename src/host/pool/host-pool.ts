@@ -224,6 +224,10 @@ export class HostPool {
     }
   }
 
+  /**
+   * The VM the listener on `port` took in. (A VM of the same name opened here after the listener
+   * was set up is not known to its task, which checked only the names held then.)
+   */
   async accepted(port: number): Promise<AcceptedVm> {
     const task = this.byListenPort.get(port);
     if (task === undefined) throw new Error(`host ${this.host} has no migration listener on port ${port}`);
