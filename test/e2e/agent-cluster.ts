@@ -112,6 +112,24 @@ export class Cluster {
     return { ops: sum(ops1) + sum(ops2), retransmitted: s1.retransmitted + s2.retransmitted, rnrNaks: s1.rnrNaksReceived + s2.rnrNaksReceived };
   }
 
+  /**
+   * C already holds a VM named vm1 (at `otherIp`): it refuses VM1, which runs on at A; then C
+   * closes its own and VM1 moves, and the traffic verifies. The cluster must have started.
+   */
+  async refusedThenMoved(otherIp: string): Promise<void> {
+    const [A, , C] = this.hosts;
+    await C.openVm({ name: 'vm1', ip: otherIp, ramBytes: 16 << 20 });
+    const port = await C.listen({ host: this.o.hostIps[2], port: 0 });
+    await assert.rejects(A.migrate({ vm: 'vm1', host: this.o.hostIps[2], port }), /PEER_ABORT.*already holds a VM named vm1/);
+    await assert.rejects(C.accepted(port), /SWITCHOVER|already holds/);
+    assert.equal((await A.status('vm1')).workload!.phase, 'running', 'the workload resumed on A');
+    await this.progress(100);
+    await C.closeVm('vm1');
+    await this.migrate(2);
+    await this.progress(100);
+    await this.finishAndVerify();
+  }
+
   async stop(): Promise<void> {
     await Promise.all(this.hosts.map((h) => h.stop().catch(() => {})));
   }

@@ -194,17 +194,22 @@ export class HostPool {
     return this.taskOf(vm).client.call<T>(op, args);
   }
 
+  /** The task holds VM `name` now (opened or taken in). */
+  private hold(task: VmTask, name: string, ip: string): void {
+    task.vm = name;
+    task.ip = ip;
+    this.byVm.set(name, task);
+    this.lost.delete(name);
+    this.departed.delete(name);
+  }
+
   async openVm(a: OpenVmArgs): Promise<{ name: string; ip: string }> {
     if (this.byVm.has(a.name)) throw new Error(`host ${this.host} already holds a VM named ${a.name}`);
     const task = await this.startTask();
     try {
       const opened = await task.client.call<{ name: string; ip: string }>('openVm', { ...a });
       if (this.byVm.has(a.name)) throw new Error(`host ${this.host} already holds a VM named ${a.name}`);
-      task.vm = a.name;
-      task.ip = a.ip;
-      this.byVm.set(a.name, task);
-      this.lost.delete(a.name);
-      this.departed.delete(a.name);
+      this.hold(task, a.name, a.ip);
       return opened;
     } catch (err) {
       await this.endTask(task);
@@ -234,11 +239,7 @@ export class HostPool {
     this.byListenPort.delete(port);
     try {
       const vm = await task.client.call<AcceptedVm>('accepted', { port });
-      task.vm = vm.name;
-      task.ip = vm.ip;
-      this.byVm.set(vm.name, task);
-      this.lost.delete(vm.name);
-      this.departed.delete(vm.name);
+      this.hold(task, vm.name, vm.ip);
       return vm;
     } catch (err) {
       await this.endTask(task);
