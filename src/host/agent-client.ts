@@ -48,6 +48,21 @@ export class AgentClient {
     return this.child.call('placement');
   }
 
+  /** Move a running VM to the least busy worker of its host (null: it is there already). */
+  moveVm(vm: string): Promise<{ report: MigrationReport; from: number; to: number } | null> {
+    return this.child.call('moveVm', { vm });
+  }
+
+  /** Even the host's VMs out over its workers; the moves made. */
+  rebalance(): Promise<{ vm: string; from: number; to: number }[]> {
+    return this.child.call('rebalance');
+  }
+
+  /** Take no new VM; resolves once the host holds none. */
+  drainHost(): Promise<void> {
+    return this.child.call('drainHost');
+  }
+
   /** Stop the worker thread `vm` runs in, as a crash would (a host with workers only); resolves with its thread id. */
   terminateWorkerOf(vm: string): Promise<number> {
     return this.child.call('terminateWorkerOf', { vm });

@@ -24,6 +24,10 @@ describe('live migration between hosts whose VMs run in worker threads', { timeo
         const report = await cluster.migrate(2);
         assert.ok(report.rounds.length >= 2 && report.rounds.at(-1)!.final);
         assert.deepEqual((await A.placement()).vms, {}, 'A holds nothing after the move');
+        // A, empty now, can be drained (it takes nothing new); C has one VM, which is even.
+        await A.drainHost();
+        await assert.rejects(A.openVm({ name: 'vm9', ip: ip(9) }), /host A is draining/);
+        assert.deepEqual(await C.rebalance(), []);
         const after = await C.placement();
         assert.ok(after.threadIds.includes(after.vms.vm1), `VM1 runs in one of C's workers: ${JSON.stringify(after)}`);
         await cluster.progress(200);

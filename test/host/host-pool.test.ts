@@ -70,6 +70,51 @@ describe('host pool', { timeout: 90_000 }, () => {
     await assert.rejects(pool.openVm({ name: 'v4', ip: '127.0.28.4' }), /shutting down/);
   });
 
+  it('moves a running VM to the least busy worker, by live migration inside the host, to even them out', async () => {
+    const pool = new HostPool({ host: 'even', workers: 2, logLevel: 'silent', log, emit: () => {} });
+    pools.push(pool);
+    for (const [name, n] of [['a', 1], ['b', 2], ['c', 3], ['d', 4]] as const) await pool.openVm({ name, ip: `127.0.28.${30 + n}`, ramBytes: RAM });
+    const first = pool.placement();
+    assert.equal(first.vms.a, first.vms.c, `a and c share a worker: ${JSON.stringify(first)}`);
+    // With one worker there is nowhere to go.
+    const single = new HostPool({ host: 'single', workers: 1, logLevel: 'silent', log, emit: () => {} });
+    pools.push(single);
+    await single.openVm({ name: 'solo', ip: '127.0.28.39', ramBytes: 16 << 20 });
+    assert.equal(await single.moveVm('solo'), null);
+    assert.deepEqual(single.vmNames(), ['solo']);
+    await single.close();
+    // a and c talk to each other in one worker; the other worker is left empty.
+    const [ea, ec] = await Promise.all([
+      pool.call<WorkloadEndpoint>('a', 'setupWorkload', { vm: 'a', config: CONFIG, side: 0 }),
+      pool.call<WorkloadEndpoint>('c', 'setupWorkload', { vm: 'c', config: CONFIG, side: 1 }),
+    ]);
+    await Promise.all([pool.call('a', 'connect', { vm: 'a', mine: ea, peer: ec, mtu: 1024 }), pool.call('c', 'connect', { vm: 'c', mine: ec, peer: ea, mtu: 1024 })]);
+    await Promise.all([pool.call('a', 'start', { vm: 'a' }), pool.call('c', 'start', { vm: 'c' })]);
+    await pool.closeVm('b');
+    await pool.closeVm('d');
+    await waitUntil('traffic', async () => (await completed(pool, 'a')) > 200);
+
+    const moves = await pool.rebalance();
+    assert.equal(moves.length, 1, JSON.stringify(moves));
+    assert.equal(moves[0].from, first.vms.a);
+    const now = pool.placement();
+    assert.notEqual(now.vms.a, now.vms.c, `a and c in different workers now: ${JSON.stringify(now)}`);
+    assert.equal(now.vms[moves[0].vm], moves[0].to);
+    assert.deepEqual(await pool.rebalance(), [], 'one each is even');
+
+    // The moved VM kept its QPs, and the traffic between the two workers goes on and checks out.
+    const from = await completed(pool, 'a');
+    await waitUntil('progress after the move', async () => (await completed(pool, 'a')) > from + 200);
+    const [opsA, opsC] = await Promise.all([pool.call<number[]>('a', 'drain', { vm: 'a' }), pool.call<number[]>('c', 'drain', { vm: 'c' })]);
+    await Promise.all([pool.call('a', 'settle', { vm: 'a', peerOps: opsC }), pool.call('c', 'settle', { vm: 'c', peerOps: opsA })]);
+    for (const [vm, peerOps, e] of [['a', opsC, ea], ['c', opsA, ec]] as const) {
+      const v = await pool.call<{ ok: boolean; problems: string[]; qpns: number[]; qpStates: string[] }>(vm, 'verify', { vm, peerOps });
+      assert.deepEqual(v.problems, [], vm);
+      assert.deepEqual(v.qpns, e.qpns, `${vm} kept its QPNs`);
+      assert.ok(v.qpStates.every((st) => st === 'RTS'));
+    }
+  });
+
   it('loses only the VMs of a killed worker, replaces the worker, and the rest of the traffic completes', async (t) => {
     const pool = new HostPool({ host: 'crash', workers: 3, logLevel: 'silent', log, emit: () => {} });
     pools.push(pool);

@@ -26,6 +26,9 @@ import type { VmTaskInput, VmTaskReady, VmTaskResult } from './vm-task.js';
 
 const VM_TASK = new URL('./vm-task.js', import.meta.url).href;
 
+/** Where a VM moving between this host's workers is listened for. */
+const LOCAL_MIGRATION_HOST = '127.0.0.1';
+
 /** VMs one worker holds at most, unless told otherwise. */
 export const DEFAULT_VMS_PER_WORKER = 16;
 
@@ -217,10 +220,12 @@ export class HostPool {
     }
   }
 
-  async listen(a: ListenArgs): Promise<number> {
+  async listen(a: ListenArgs, arriving?: string): Promise<number> {
     const task = await this.startTask();
     try {
-      const port = await task.client.call<number>('listen', { ...a, heldElsewhere: [...this.byVm.keys()] });
+      // A VM moving between this host's workers (moveVm) is held here until it arrives.
+      const heldElsewhere = [...this.byVm.keys()].filter((vm) => vm !== arriving);
+      const port = await task.client.call<number>('listen', { ...a, heldElsewhere });
       this.byListenPort.set(port, task);
       return port;
     } catch (err) {
@@ -255,6 +260,54 @@ export class HostPool {
     this.departed.set(a.vm, { ip: task.ip ?? '', dirtyPages: snap?.dirtyPages ?? 0 });
     await this.endTask(task);
     return report;
+  }
+
+  /**
+   * Move a running VM to the least busy worker by live migration inside this host (the same
+   * coordinator as between hosts, over loopback TCP; its address moves from one worker's socket
+   * to the other's). Resolves with the report, or null when the least busy worker is the VM's own
+   * (nothing to gain). On failure the VM runs on where it was.
+   */
+  async moveVm(vm: string, options: Partial<Omit<MigrateArgs, 'vm' | 'host' | 'port'>> = {}): Promise<{ report: MigrationReport; from: number; to: number } | null> {
+    const task = this.taskOf(vm);
+    const port = await this.listen({ host: LOCAL_MIGRATION_HOST, port: 0 }, vm);
+    const arrival = this.byListenPort.get(port) as VmTask;
+    if (arrival.threadId === task.threadId) {
+      this.byListenPort.delete(port);
+      await this.endTask(arrival);
+      return null;
+    }
+    let report: MigrationReport;
+    try {
+      report = await task.client.call<MigrationReport>('migrate', { ...options, vm, host: LOCAL_MIGRATION_HOST, port });
+    } catch (err) {
+      this.byListenPort.delete(port);
+      await this.endTask(arrival);
+      throw err;
+    }
+    await this.accepted(port);
+    await this.endTask(task);
+    return { report, from: task.threadId, to: arrival.threadId };
+  }
+
+  /**
+   * Even the VMs out over the workers: while the busiest worker holds two or more VMs more than
+   * the least busy, move one of its VMs (moveVm). After a worker was replaced, the replacement
+   * starts empty; this fills it. Returns the moves made.
+   */
+  async rebalance(): Promise<{ vm: string; from: number; to: number }[]> {
+    const moves: { vm: string; from: number; to: number }[] = [];
+    for (let guard = 0; guard < this.byVm.size; guard++) {
+      const load = new Map<number, string[]>(this.threads().map((w) => [w.threadId, []]));
+      for (const [vm, t] of this.byVm) load.get(t.threadId)?.push(vm);
+      const byLoad = [...load.values()].sort((x, y) => y.length - x.length);
+      if (byLoad.length < 2 || byLoad[0].length - byLoad[byLoad.length - 1].length < 2) break;
+      const vm = byLoad[0][0];
+      const moved = await this.moveVm(vm);
+      if (moved === null) break;
+      moves.push({ vm, from: moved.from, to: moved.to });
+    }
+    return moves;
   }
 
   async closeVm(vm: string): Promise<void> {
@@ -342,6 +395,8 @@ export function poolOps(pool: HostPool, shutdown: () => Promise<void>): OpTable 
     closeVm: (a: A) => pool.closeVm(a.vm as string),
     placement: () => pool.placement(),
     drainHost: () => pool.drain(),
+    moveVm: (a: A) => pool.moveVm(a.vm as string),
+    rebalance: () => pool.rebalance(),
     threadStats: routed('threadStats'),
     terminateWorkerOf: (a: A) => pool.terminateWorkerOf(a.vm as string),
     shutdown: async () => {
