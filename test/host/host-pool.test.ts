@@ -115,6 +115,29 @@ describe('host pool', { timeout: 90_000 }, () => {
     }
   });
 
+  it('terminates a worker that stops answering, and the rest of the host serves on', async () => {
+    // The stall op is served only with VRDMA_DEBUG_OPS=1 in the workers' environment (copied when
+    // they start, in the constructor).
+    process.env.VRDMA_DEBUG_OPS = '1';
+    let pool: HostPool;
+    try {
+      pool = new HostPool({ host: 'hang', workers: 2, hangMs: 2000, logLevel: 'silent', log, emit: () => {} });
+    } finally {
+      delete process.env.VRDMA_DEBUG_OPS;
+    }
+    pools.push(pool);
+    await pool.openVm({ name: 'stuck', ip: '127.0.28.41', ramBytes: 16 << 20 });
+    await pool.openVm({ name: 'fine', ip: '127.0.28.42', ramBytes: 16 << 20 });
+    const before = pool.placement();
+    assert.notEqual(before.vms.stuck, before.vms.fine);
+    const stall = pool.call('stuck', 'stallThread', { vm: 'stuck', ms: 120_000 }).then(() => null, (err: unknown) => err as Error);
+    await waitUntil('the hung worker terminated', async () => pool.placement().lost.stuck !== undefined, 20_000);
+    assert.match(pool.placement().lost.stuck, new RegExp(`its worker thread ${before.vms.stuck} answered nothing for \\d+ ms and was terminated`));
+    assert.match((await stall)?.message ?? '', /VM stuck on host hang was lost: .*answered nothing/, 'the call in flight says why');
+    assert.equal((await pool.call<VmStatus>('fine', 'status', { vm: 'fine' })).name, 'fine');
+    await waitUntil('a replacement worker', async () => pool.placement().threadIds.length === 2 && !pool.placement().threadIds.includes(before.vms.stuck));
+  });
+
   it('loses only the VMs of a killed worker, replaces the worker, and the rest of the traffic completes', async (t) => {
     const pool = new HostPool({ host: 'crash', workers: 3, logLevel: 'silent', log, emit: () => {} });
     pools.push(pool);

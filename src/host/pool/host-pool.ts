@@ -20,8 +20,9 @@ import type { MigrationReport } from '../../migration/index.js';
 import type { LogLevel, Logger } from '../../observe/log.js';
 import { type VmMetricsSnapshot, createHostRegistry } from '../../observe/metrics.js';
 import type { AcceptedVm, ListenArgs, MigrateArgs, OpenVmArgs } from '../agent.js';
-import { type OpTable, sendEvent } from '../ipc.js';
+import { type OpTable, RemoteError, sendEvent } from '../ipc.js';
 import { PortClient } from './port-channel.js';
+import { HangWatchdog, type WatchedThread } from './watchdog.js';
 import type { VmTaskInput, VmTaskReady, VmTaskResult } from './vm-task.js';
 
 const VM_TASK = new URL('./vm-task.js', import.meta.url).href;
@@ -41,7 +42,12 @@ export interface HostPoolOptions {
   log: Logger;
   /** Where the VMs' migration progress goes (default the process's IPC channel to its parent). */
   emit?: (event: Record<string, unknown>) => void;
+  /** A worker holding VMs that answers no ping for this long is terminated (watchdog.ts); 0: never. Default 30 s. */
+  hangMs?: number;
 }
+
+/** How long a worker may leave a ping unanswered before the watchdog ends it, unless told otherwise. */
+export const DEFAULT_HANG_MS = 30_000;
 
 /** One VM task: its port, the worker thread it runs in, and what it holds. */
 interface VmTask {
@@ -82,6 +88,9 @@ export class HostPool {
   private closing: Promise<void> | null = null;
   /** Set by drain(): no new VM or listener is placed; resolved when the last VM has gone. */
   private draining: { done: Promise<void>; resolve: () => void } | null = null;
+  private readonly watchdog: HangWatchdog | null;
+  /** Threads the watchdog terminated, and how long they had been silent. */
+  private readonly hung = new Map<number, number>();
 
   constructor(private readonly options: HostPoolOptions) {
     this.workers = options.workers ?? availableParallelism();
@@ -104,6 +113,23 @@ export class HostPool {
     });
     this.pool.on('error', (err: Error) => this.log.error({ err }, 'a pool worker failed outside any VM task'));
     this.registry = createHostRegistry(options.host, () => this.snapshots);
+    const hangMs = options.hangMs ?? DEFAULT_HANG_MS;
+    this.watchdog = hangMs > 0 ? new HangWatchdog(hangMs, () => this.watched(), (id, ms) => this.terminateHung(id, ms)) : null;
+  }
+
+  /** One ping per worker thread that holds tasks: a task there answers it from that thread's loop. */
+  private watched(): WatchedThread[] {
+    const one = new Map<number, VmTask>();
+    for (const t of this.tasks) if (!one.has(t.threadId)) one.set(t.threadId, t);
+    return [...one.values()].map((t) => ({ threadId: t.threadId, ping: () => t.client.call('threadStats') }));
+  }
+
+  private terminateHung(threadId: number, silentMs: number): void {
+    const worker = this.threads().find((w) => w.threadId === threadId);
+    if (worker === undefined) return;
+    this.hung.set(threadId, silentMs);
+    this.log.error({ thread: threadId, silentMs: Math.round(silentMs) }, 'a worker stopped answering; terminating it');
+    void worker.terminate();
   }
 
   get host(): string {
@@ -170,7 +196,10 @@ export class HostPool {
   }
 
   private workerDied(task: VmTask, err: Error): void {
-    const reason = `its worker thread ${task.threadId} died: ${err.message}`;
+    const silent = this.hung.get(task.threadId);
+    const reason = silent === undefined
+      ? `its worker thread ${task.threadId} died: ${err.message}`
+      : `its worker thread ${task.threadId} answered nothing for ${Math.round(silent)} ms and was terminated`;
     task.client.fail(new Error(`${task.vm === null ? `VM task ${task.id}` : `VM ${task.vm}`} was lost: ${reason}`));
     if (task.vm !== null && this.byVm.get(task.vm) === task) this.lost.set(task.vm, reason);
     this.forget(task);
@@ -194,7 +223,16 @@ export class HostPool {
 
   /** Pass `op` to the VM's task as it is. */
   async call<T = unknown>(vm: string, op: string, args: Record<string, unknown>): Promise<T> {
-    return this.taskOf(vm).client.call<T>(op, args);
+    const task = this.taskOf(vm);
+    try {
+      return await task.client.call<T>(op, args);
+    } catch (err) {
+      // The port closed under the call: if the worker died, say so rather than "port closed".
+      if (err instanceof RemoteError) throw err;
+      await task.done.catch(() => {});
+      const why = this.lost.get(vm);
+      throw why === undefined ? err : new Error(`VM ${vm} on host ${this.host} was lost: ${why}`);
+    }
   }
 
   /** The task holds VM `name` now (opened or taken in). */
@@ -360,6 +398,7 @@ export class HostPool {
   /** End every task (each closes its VM and releases its address), then the workers. */
   close(): Promise<void> {
     this.closing ??= (async () => {
+      this.watchdog?.stop();
       await Promise.all([...this.tasks].map((t) => this.endTask(t)));
       await this.pool.destroy();
     })();

@@ -36,6 +36,18 @@ function threadStats(): ThreadStats {
   return { threadId, heapUsedBytes: getHeapStatistics().used_heap_size, utilization: elu.utilization, activeMs: elu.active, idleMs: elu.idle };
 }
 
+/**
+ * Ops for tests, served only when VRDMA_DEBUG_OPS=1 is in the environment: `stallThread` blocks
+ * this worker's event loop for `ms` (a hung worker, for the pool's watchdog to find).
+ */
+const debugOps = {
+  stallThread: (a: Record<string, unknown>) => {
+    const ms = Number(a.ms);
+    if (!(ms > 0 && ms <= 600_000)) throw new RangeError('ms must be in (0, 600000]');
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+  },
+};
+
 export interface VmTaskResult {
   task: number;
   threadId: number;
@@ -69,6 +81,7 @@ export default function runVmTask(input: VmTaskInput): Promise<VmTaskResult> {
       snapshot: () => agent.metricsSnapshot(),
       endTask: () => end(),
       threadStats,
+      ...(process.env.VRDMA_DEBUG_OPS === '1' ? debugOps : {}),
     });
     // The main thread gone (the port closed under us): nobody can reach this VM any more.
     port.on('close', () => void end());
