@@ -109,7 +109,7 @@ export class HostPool {
       // and a worker's event loop must never block between tasks.
       maxQueue: 0,
       atomics: 'disabled',
-      idleTimeout: Number.MAX_SAFE_INTEGER,
+      idleTimeout: Infinity,
     });
     this.pool.on('error', (err: Error) => this.log.error({ err }, 'a pool worker failed outside any VM task'));
     this.registry = createHostRegistry(options.host, () => this.snapshots);
