@@ -138,6 +138,41 @@ describe('host pool', { timeout: 90_000 }, () => {
     await waitUntil('a replacement worker', async () => pool.placement().threadIds.length === 2 && !pool.placement().threadIds.includes(before.vms.stuck));
   });
 
+  it('charges an uncaught error to the VM task it arose in: the worker and its other VMs carry on', async () => {
+    process.env.VRDMA_DEBUG_OPS = '1';
+    let pool: HostPool;
+    try {
+      pool = new HostPool({ host: 'faults', workers: 1, logLevel: 'silent', log, emit: () => {} });
+    } finally {
+      delete process.env.VRDMA_DEBUG_OPS;
+    }
+    pools.push(pool);
+    // Everything in one worker: a pair running traffic, and two VMs whose code will fail.
+    for (const [name, n] of [['p', 1], ['q', 2], ['f1', 3], ['f2', 4]] as const) await pool.openVm({ name, ip: `127.0.28.${50 + n}`, ramBytes: RAM });
+    const thread = pool.placement().threadIds[0];
+    await pairUp(pool, 'p', 'q');
+    await waitUntil('traffic', async () => (await completed(pool, 'p')) > 200);
+
+    await pool.call('f1', 'faultLater', { vm: 'f1', kind: 'exception' });
+    await pool.call('f2', 'faultLater', { vm: 'f2', kind: 'rejection' });
+    await waitUntil('both faulty VMs given up', async () => Object.keys(pool.placement().lost).length === 2);
+    const lost = pool.placement().lost;
+    assert.match(lost.f1, new RegExp(`failed in worker thread ${thread} \\(the thread serves on\\): injected exception`));
+    assert.match(lost.f2, /injected rejection/);
+    await assert.rejects(pool.call('f1', 'status', { vm: 'f1' }), /VM f1 on host faults was lost: it failed/);
+    assert.deepEqual(pool.placement().threadIds, [thread], 'the same worker thread serves on');
+
+    const from = await completed(pool, 'p');
+    await waitUntil('p and q progress', async () => (await completed(pool, 'p')) > from + 200);
+    const [opsP, opsQ] = await Promise.all([pool.call<number[]>('p', 'drain', { vm: 'p' }), pool.call<number[]>('q', 'drain', { vm: 'q' })]);
+    await Promise.all([pool.call('p', 'settle', { vm: 'p', peerOps: opsQ }), pool.call('q', 'settle', { vm: 'q', peerOps: opsP })]);
+    for (const [vm, peerOps] of [['p', opsQ], ['q', opsP]] as const) {
+      assert.deepEqual((await pool.call<{ problems: string[] }>(vm, 'verify', { vm, peerOps })).problems, [], vm);
+    }
+    // The failed VMs' addresses were given up: a new VM can take one.
+    await pool.openVm({ name: 'f3', ip: '127.0.28.53', ramBytes: 16 << 20 });
+  });
+
   it('loses only the VMs of a killed worker, replaces the worker, and the rest of the traffic completes', async (t) => {
     const pool = new HostPool({ host: 'crash', workers: 3, logLevel: 'silent', log, emit: () => {} });
     pools.push(pool);

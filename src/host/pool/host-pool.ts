@@ -23,6 +23,7 @@ import type { AcceptedVm, ListenArgs, MigrateArgs, OpenVmArgs } from '../agent.j
 import { type OpTable, RemoteError, sendEvent } from '../ipc.js';
 import { PortClient } from './port-channel.js';
 import { HangWatchdog, type WatchedThread } from './watchdog.js';
+import { TASK_FAULT_PREFIX } from './task-scope.js';
 import type { VmTaskInput, VmTaskReady, VmTaskResult } from './vm-task.js';
 
 const VM_TASK = new URL('./vm-task.js', import.meta.url).href;
@@ -85,6 +86,8 @@ export class HostPool {
   private readonly departed = new Map<string, { ip: string; dirtyPages: number }>();
   private snapshots: VmMetricsSnapshot[] = [];
   private nextTask = 1;
+  /** Tasks asked of piscina that do not serve yet. */
+  private starting = 0;
   private closing: Promise<void> | null = null;
   /** Set by drain(): no new VM or listener is placed; resolved when the last VM has gone. */
   private draining: { done: Promise<void>; resolve: () => void } | null = null;
@@ -105,9 +108,10 @@ export class HostPool {
       minThreads: this.workers,
       maxThreads: this.workers,
       concurrentTasksPerWorker: this.vmsPerWorker,
-      // A VM task runs for the VM's life: nothing waits for a slot (a full host says so at once),
-      // and a worker's event loop must never block between tasks.
-      maxQueue: 0,
+      // A VM task runs for the VM's life. The pool refuses a task when every slot is taken
+      // (startTask), so piscina queues one only while a dead worker's replacement starts. (Its
+      // own refusal, maxQueue 0, leaves the refused task in its queue, to run later.) A worker's
+      // event loop must never block between tasks.
       atomics: 'disabled',
       idleTimeout: Infinity,
     });
@@ -140,6 +144,18 @@ export class HostPool {
   private async startTask(): Promise<VmTask> {
     if (this.closing !== null) throw new Error(`host ${this.host} is shutting down`);
     if (this.draining !== null) throw new Error(`host ${this.host} is draining: it takes no new VM`);
+    if (this.tasks.size + this.starting >= this.workers * this.vmsPerWorker) {
+      throw new Error(`host ${this.host} is full: ${this.workers} workers hold ${this.vmsPerWorker} VMs each`);
+    }
+    this.starting++;
+    try {
+      return await this.runTask();
+    } finally {
+      this.starting--;
+    }
+  }
+
+  private async runTask(): Promise<VmTask> {
     const id = this.nextTask++;
     const { port1, port2 } = new MessageChannel();
     const client = new PortClient(port1, `host ${this.host} VM task ${id}`);
@@ -161,17 +177,15 @@ export class HostPool {
     task.client.onEvent((e) => this.emit(e));
     done.then(
       () => this.forget(task),
-      (err: unknown) => this.workerDied(task, err instanceof Error ? err : new Error(String(err))),
+      (err: unknown) => this.taskLost(task, err instanceof Error ? err : new Error(String(err))),
     );
     return task;
   }
 
-  /** Why a task could not start: a full host in plain words, anything else as it came. */
+  /** Why a task could not start. */
   private refusal(err: unknown): Error {
     if (err === null || err === undefined) return new Error(`host ${this.host}: a VM task ended before it served`);
-    const msg = err instanceof Error ? err.message : String(err);
-    if (/queue/i.test(msg)) return new Error(`host ${this.host} is full: ${this.workers} workers hold ${this.vmsPerWorker} VMs each`);
-    return err instanceof Error ? err : new Error(msg);
+    return err instanceof Error ? err : new Error(String(err));
   }
 
   private forget(task: VmTask): void {
@@ -195,15 +209,18 @@ export class HostPool {
     return this.draining.done;
   }
 
-  private workerDied(task: VmTask, err: Error): void {
+  /** A task ended in failure: its own fault (the worker lives on), or its worker died. */
+  private taskLost(task: VmTask, err: Error): void {
     const silent = this.hung.get(task.threadId);
-    const reason = silent === undefined
-      ? `its worker thread ${task.threadId} died: ${err.message}`
-      : `its worker thread ${task.threadId} answered nothing for ${Math.round(silent)} ms and was terminated`;
+    const reason = err.message.startsWith(TASK_FAULT_PREFIX)
+      ? `it failed in worker thread ${task.threadId} (the thread serves on): ${err.message.slice(TASK_FAULT_PREFIX.length)}`
+      : silent === undefined
+        ? `its worker thread ${task.threadId} died: ${err.message}`
+        : `its worker thread ${task.threadId} answered nothing for ${Math.round(silent)} ms and was terminated`;
     task.client.fail(new Error(`${task.vm === null ? `VM task ${task.id}` : `VM ${task.vm}`} was lost: ${reason}`));
     if (task.vm !== null && this.byVm.get(task.vm) === task) this.lost.set(task.vm, reason);
     this.forget(task);
-    this.log.error({ vm: task.vm, thread: task.threadId, err: err.message }, 'a VM was lost with its worker');
+    this.log.error({ vm: task.vm, thread: task.threadId, reason }, 'a VM was lost');
   }
 
   /** End a task: its agent closes what it holds and the task returns (its slot is free again). */

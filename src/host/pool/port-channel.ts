@@ -4,10 +4,10 @@
 import type { MessagePort } from 'node:worker_threads';
 import { type OpReply, type OpRequest, type OpTable, RemoteError, answerOp } from '../ipc.js';
 
-/** Serve `ops` on `port` until it closes. */
-export function servePort(port: MessagePort, ops: OpTable): void {
+/** Serve `ops` on `port` until it closes; each request runs inside `within` (a task's scope). */
+export function servePort(port: MessagePort, ops: OpTable, within: (fn: () => void) => void = (fn) => fn()): void {
   port.on('message', (msg: OpRequest) => {
-    void answerOp(ops, msg).then((reply) => port.postMessage(reply));
+    within(() => void answerOp(ops, msg).then((reply) => port.postMessage(reply)));
   });
 }
 

@@ -12,6 +12,7 @@ import type { MessagePort } from 'node:worker_threads';
 import { type LogLevel, createLogger } from '../../observe/log.js';
 import { HostAgent, agentOps } from '../agent.js';
 import { servePort } from './port-channel.js';
+import { TASK_FAULT_PREFIX, type TaskScope, inScope, installFaultRouting } from './task-scope.js';
 
 export interface VmTaskInput {
   host: string;
@@ -38,9 +39,15 @@ function threadStats(): ThreadStats {
 
 /**
  * Ops for tests, served only when VRDMA_DEBUG_OPS=1 is in the environment: `stallThread` blocks
- * this worker's event loop for `ms` (a hung worker, for the pool's watchdog to find).
+ * this worker's event loop for `ms` (a hung worker, for the pool's watchdog to find);
+ * `faultLater` throws from a timer, or rejects a promise nobody handles, in the task's scope (a
+ * bug in one VM's code, for the fault routing to charge to that task alone).
  */
 const debugOps = {
+  faultLater: (a: Record<string, unknown>) => {
+    if (a.kind === 'rejection') void Promise.reject(new Error('injected rejection'));
+    else setTimeout(() => { throw new Error('injected exception'); }, 0);
+  },
   stallThread: (a: Record<string, unknown>) => {
     const ms = Number(a.ms);
     if (!(ms > 0 && ms <= 600_000)) throw new RangeError('ms must be in (0, 600000]');
@@ -59,11 +66,15 @@ export interface VmTaskReady {
   threadId: number;
 }
 
+/** How long a failed task tries to close its VM before it gives up on it. */
+const FAULT_CLOSE_MS = 5000;
+
 export default function runVmTask(input: VmTaskInput): Promise<VmTaskResult> {
   const { port } = input;
   const log = createLogger(input.logLevel, { host: input.host, task: input.task, thread: threadId });
   const agent = new HostAgent(input.host, log, (event) => port.postMessage({ event }));
-  return new Promise((resolve) => {
+  installFaultRouting();
+  return new Promise((resolve, reject) => {
     let ending = false;
     const end = async (): Promise<void> => {
       if (ending) return;
@@ -75,16 +86,31 @@ export default function runVmTask(input: VmTaskInput): Promise<VmTaskResult> {
         resolve({ task: input.task, threadId });
       });
     };
-    servePort(port, {
-      ...agentOps(agent, end),
-      /** What the pool's metrics read: this task's VMs, as the host's registry counts them. */
-      snapshot: () => agent.metricsSnapshot(),
-      endTask: () => end(),
-      threadStats,
-      ...(process.env.VRDMA_DEBUG_OPS === '1' ? debugOps : {}),
+    const scope: TaskScope = {
+      task: input.task,
+      fault: (err) => {
+        if (ending) return;
+        ending = true;
+        log.error({ err }, 'the VM task failed: its VM is given up');
+        const closed = agent.close().catch(() => {});
+        void Promise.race([closed, new Promise((r) => setTimeout(r, FAULT_CLOSE_MS).unref())]).then(() => {
+          port.close();
+          reject(new Error(`${TASK_FAULT_PREFIX}${err.message}`));
+        });
+      },
+    };
+    inScope(scope, () => {
+      servePort(port, {
+        ...agentOps(agent, end),
+        /** What the pool's metrics read: this task's VMs, as the host's registry counts them. */
+        snapshot: () => agent.metricsSnapshot(),
+        endTask: () => end(),
+        threadStats,
+        ...(process.env.VRDMA_DEBUG_OPS === '1' ? debugOps : {}),
+      }, (fn) => inScope(scope, fn));
+      // The main thread gone (the port closed under us): nobody can reach this VM any more.
+      port.on('close', () => void end());
+      port.postMessage({ ready: true, threadId } satisfies VmTaskReady);
     });
-    // The main thread gone (the port closed under us): nobody can reach this VM any more.
-    port.on('close', () => void end());
-    port.postMessage({ ready: true, threadId } satisfies VmTaskReady);
   });
 }
