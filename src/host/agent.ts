@@ -14,7 +14,7 @@ import type { Link } from '../nic/link.js';
 import { QP_STATE_NAMES, QpState } from '../nic/qp-state.js';
 import type { SoftRoceOptions } from '../nic/soft/options.js';
 import { PathMtu } from '../nic/types.js';
-import { type MigrationPhase, type VmMetricsSnapshot, createHostRegistry } from '../observe/metrics.js';
+import { type MigrationPhase, type VmMetricsSnapshot, createHostRegistry, departedSnapshot } from '../observe/metrics.js';
 import type { Logger } from '../observe/log.js';
 import { type WorkloadConfig, areaBytes, checkConfig } from '../workload/config.js';
 import { compareArea } from '../workload/model.js';
@@ -463,9 +463,7 @@ export class HostAgent {
   }
 
   metricsSnapshot(): VmMetricsSnapshot[] {
-    const gone = [...this.departed].map(([vm, d]): VmMetricsSnapshot => ({
-      vm, ip: d.ip, qps: [], unattributed: null, providerEvents: {}, dropped: {}, dirtyPages: d.dirtyPages, migrationPhase: 'migrated-out',
-    }));
+    const gone = [...this.departed].map(([vm, d]) => departedSnapshot(vm, d));
     return gone.concat([...this.vms.values()].map((h) => {
       const traffic = h.link.snapshot();
       const progress = new Map((h.workload?.status().qps ?? []).map((p) => [p.qpn, p.byStatus]));

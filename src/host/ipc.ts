@@ -67,6 +67,53 @@ export class RemoteError extends Error {
   }
 }
 
+/**
+ * The caller's bookkeeping of one request/reply channel (a forked child's IPC, a worker's port):
+ * numbered calls waiting for their replies, and listeners of the unasked events.
+ */
+export class CallTable {
+  private nextId = 1;
+  private readonly pending = new Map<number, { op: string; resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private readonly eventHandlers = new Set<(event: Record<string, unknown>) => void>();
+
+  constructor(private readonly who: string) {}
+
+  get inFlight(): number {
+    return this.pending.size;
+  }
+
+  /** Number a call, hand the request to `post`, and wait for its reply. */
+  call<T>(op: string, args: Record<string, unknown>, post: (req: OpRequest) => void): Promise<T> {
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { op, resolve: resolve as (v: unknown) => void, reject });
+      post({ id, op, args });
+    });
+  }
+
+  /** A message from the other end: a reply settles its call, an event goes to the listeners. */
+  take(m: { id?: number; result?: unknown; error?: IpcErrorReply; event?: Record<string, unknown> }): void {
+    if (m.event !== undefined) for (const h of this.eventHandlers) h(m.event);
+    if (m.id === undefined) return;
+    const p = this.pending.get(m.id);
+    if (p === undefined) return;
+    this.pending.delete(m.id);
+    if (m.error !== undefined) p.reject(new RemoteError(this.who, p.op, m.error));
+    else p.resolve(m.result);
+  }
+
+  onEvent(handler: (event: Record<string, unknown>) => void): () => void {
+    this.eventHandlers.add(handler);
+    return () => this.eventHandlers.delete(handler);
+  }
+
+  /** Fail every call waiting, each with what `why(op)` says. */
+  failAll(why: (op: string) => Error): void {
+    for (const p of this.pending.values()) p.reject(why(p.op));
+    this.pending.clear();
+  }
+}
+
 export interface IpcChildOptions {
   args?: string[];
   /** Name used in errors. */
@@ -81,14 +128,13 @@ export class IpcChild {
   readonly proc: ChildProcess;
   readonly name: string;
   readonly started: Promise<void>;
-  private nextId = 1;
-  private readonly pending = new Map<number, { op: string; resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private readonly calls: CallTable;
   private exitCode: number | null = null;
   private readonly exited: Promise<void>;
-  private readonly eventHandlers = new Set<(event: Record<string, unknown>) => void>();
 
   constructor(script: string, options: IpcChildOptions = {}) {
     this.name = options.name ?? script;
+    this.calls = new CallTable(this.name);
     const stdio = options.stdio ?? 'inherit';
     this.proc = fork(script, options.args ?? [], { stdio: [stdio, stdio, stdio, 'ipc'], serialization: 'advanced', execArgv: options.execArgv });
     this.started = new Promise((resolve, reject) => {
@@ -102,20 +148,11 @@ export class IpcChild {
     });
     // A rejection nobody awaits yet must not crash the parent; callers see it when they await.
     this.started.catch(() => {});
-    this.proc.on('message', (m: { id?: number; result?: unknown; error?: IpcErrorReply; event?: Record<string, unknown> }) => {
-      if (m.event !== undefined) for (const h of this.eventHandlers) h(m.event);
-      if (m.id === undefined) return;
-      const p = this.pending.get(m.id);
-      if (p === undefined) return;
-      this.pending.delete(m.id);
-      if (m.error !== undefined) p.reject(new RemoteError(this.name, p.op, m.error));
-      else p.resolve(m.result);
-    });
+    this.proc.on('message', (m: Parameters<CallTable['take']>[0]) => this.calls.take(m));
     this.exited = new Promise((resolve) => {
       this.proc.once('exit', (code, signal) => {
         this.exitCode = code ?? (signal !== null ? 128 : 0);
-        for (const p of this.pending.values()) p.reject(new Error(`${this.name} exited (${code ?? signal}) during ${p.op}`));
-        this.pending.clear();
+        this.calls.failAll((op) => new Error(`${this.name} exited (${code ?? signal}) during ${op}`));
         resolve();
       });
     });
@@ -127,17 +164,12 @@ export class IpcChild {
 
   /** Listen to the child's events (sendEvent); returns the function that stops listening. */
   onEvent(handler: (event: Record<string, unknown>) => void): () => void {
-    this.eventHandlers.add(handler);
-    return () => this.eventHandlers.delete(handler);
+    return this.calls.onEvent(handler);
   }
 
   call<T = unknown>(op: string, args: Record<string, unknown> = {}): Promise<T> {
     if (!this.running) return Promise.reject(new Error(`${this.name} is not running`));
-    const id = this.nextId++;
-    return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { op, resolve: resolve as (v: unknown) => void, reject });
-      this.proc.send({ id, op, args });
-    });
+    return this.calls.call<T>(op, args, (req) => this.proc.send(req));
   }
 
   /**

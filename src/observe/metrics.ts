@@ -34,6 +34,11 @@ type Source = () => VmMetricsSnapshot[];
 const statusName = (s: string) => (CqeStatus[Number(s)] ?? `status_${s}`).toString();
 
 /** A registry whose metrics describe the VMs `source` returns, labelled with this host's name. */
+/** What the metrics keep of a VM that migrated away: its phase and last dirty-page count. */
+export function departedSnapshot(vm: string, d: { ip: string; dirtyPages: number }): VmMetricsSnapshot {
+  return { vm, ip: d.ip, qps: [], unattributed: null, providerEvents: {}, dropped: {}, dirtyPages: d.dirtyPages, migrationPhase: 'migrated-out' };
+}
+
 export function createHostRegistry(host: string, source: Source): client.Registry {
   const registry = new client.Registry();
   registry.setDefaultLabels({ host });

@@ -18,7 +18,7 @@ import { Piscina } from 'piscina';
 import type client from 'prom-client';
 import type { MigrationReport } from '../../migration/index.js';
 import type { LogLevel, Logger } from '../../observe/log.js';
-import { type VmMetricsSnapshot, createHostRegistry } from '../../observe/metrics.js';
+import { type VmMetricsSnapshot, createHostRegistry, departedSnapshot } from '../../observe/metrics.js';
 import type { AcceptedVm, ListenArgs, MigrateArgs, OpenVmArgs } from '../agent.js';
 import { type OpTable, RemoteError, sendEvent } from '../ipc.js';
 import { PortClient } from './port-channel.js';
@@ -374,9 +374,7 @@ export class HostPool {
   /** The host's metrics: every task's VMs, those that left, and those lost. */
   async metrics(): Promise<client.MetricObjectWithValues<client.MetricValue<string>>[]> {
     const held = await Promise.all([...this.byVm.values()].map((t) => t.client.call<VmMetricsSnapshot[]>('snapshot').catch(() => [])));
-    const gone = [...this.departed].map(([vm, d]): VmMetricsSnapshot => ({
-      vm, ip: d.ip, qps: [], unattributed: null, providerEvents: {}, dropped: {}, dirtyPages: d.dirtyPages, migrationPhase: 'migrated-out',
-    }));
+    const gone = [...this.departed].map(([vm, d]) => departedSnapshot(vm, d));
     this.snapshots = gone.concat(held.flat());
     return this.registry.getMetricsAsJSON();
   }
