@@ -8,7 +8,7 @@ import type { MigrationReport } from '../migration/index.js';
 import type { AcceptedVm, AgentVerifyResult, ListenArgs, MigrateArgs, MigrationEvent, OpenVmArgs, VmStatus, WorkloadEndpoint } from './agent.js';
 import type { RcAttributes } from './connect.js';
 import { IpcChild } from './ipc.js';
-import type { PoolPlacement } from './pool/host-pool.js';
+import type { PoolPlacement, Rebalanced } from './pool/host-pool.js';
 
 const AGENT_MAIN = fileURLToPath(new URL('./agent-main.js', import.meta.url));
 
@@ -53,8 +53,8 @@ export class AgentClient {
     return this.child.call('moveVm', { vm });
   }
 
-  /** Even the host's VMs out over its workers; the moves made. */
-  rebalance(): Promise<{ vm: string; from: number; to: number }[]> {
+  /** Even the host's VMs out over its workers; the moves made, and the VMs that could not move. */
+  rebalance(): Promise<Rebalanced> {
     return this.child.call('rebalance');
   }
 

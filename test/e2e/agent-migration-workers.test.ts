@@ -27,7 +27,7 @@ describe('live migration between hosts whose VMs run in worker threads', { timeo
         // A, empty now, can be drained (it takes nothing new); C has one VM, which is even.
         await A.drainHost();
         await assert.rejects(A.openVm({ name: 'vm9', ip: ip(9) }), /host A is draining/);
-        assert.deepEqual(await C.rebalance(), []);
+        assert.deepEqual(await C.rebalance(), { moves: [], refused: [] });
         const after = await C.placement();
         assert.ok(after.threadIds.includes(after.vms.vm1), `VM1 runs in one of C's workers: ${JSON.stringify(after)}`);
         await cluster.progress(200);

@@ -73,9 +73,10 @@ describe('host pool', { timeout: 90_000 }, () => {
   it('moves a running VM to the least busy worker, by live migration inside the host, to even them out', async () => {
     const pool = new HostPool({ host: 'even', workers: 2, logLevel: 'silent', log, emit: () => {} });
     pools.push(pool);
-    for (const [name, n] of [['a', 1], ['b', 2], ['c', 3], ['d', 4]] as const) await pool.openVm({ name, ip: `127.0.28.${30 + n}`, ramBytes: RAM });
+    // n (no workload, so the agent cannot move it), a and c share the first worker; b and d the other.
+    for (const [name, n] of [['n', 5], ['b', 2], ['a', 1], ['d', 4], ['c', 3]] as const) await pool.openVm({ name, ip: `127.0.28.${30 + n}`, ramBytes: RAM });
     const first = pool.placement();
-    assert.equal(first.vms.a, first.vms.c, `a and c share a worker: ${JSON.stringify(first)}`);
+    assert.ok(first.vms.a === first.vms.c && first.vms.n === first.vms.a, `n, a and c share a worker: ${JSON.stringify(first)}`);
     // With one worker there is nowhere to go.
     const single = new HostPool({ host: 'single', workers: 1, logLevel: 'silent', log, emit: () => {} });
     pools.push(single);
@@ -94,13 +95,16 @@ describe('host pool', { timeout: 90_000 }, () => {
     await pool.closeVm('d');
     await waitUntil('traffic', async () => (await completed(pool, 'a')) > 200);
 
-    const moves = await pool.rebalance();
-    assert.equal(moves.length, 1, JSON.stringify(moves));
-    assert.equal(moves[0].from, first.vms.a);
+    const { moves, refused } = await pool.rebalance();
+    assert.deepEqual(refused.map((r) => r.vm), ['n'], JSON.stringify(refused));
+    assert.match(refused[0].why, /no workload/);
+    assert.deepEqual(moves.map((m) => [m.vm, m.from]), [['a', first.vms.a]]);
     const now = pool.placement();
     assert.notEqual(now.vms.a, now.vms.c, `a and c in different workers now: ${JSON.stringify(now)}`);
-    assert.equal(now.vms[moves[0].vm], moves[0].to);
-    assert.deepEqual(await pool.rebalance(), [], 'one each is even');
+    assert.equal(now.vms.a, moves[0].to);
+    assert.equal(now.vms.n, first.vms.n, 'n stays where it was, serving');
+    assert.equal((await pool.call<VmStatus>('n', 'status', { vm: 'n' })).name, 'n');
+    assert.deepEqual((await pool.rebalance()).moves, [], 'two and one is even enough');
 
     // The moved VM kept its QPs, and the traffic between the two workers goes on and checks out.
     const from = await completed(pool, 'a');

@@ -62,6 +62,12 @@ interface VmTask {
   ip: string | null;
 }
 
+/** What rebalance() did: the VMs it moved, and those it could not. */
+export interface Rebalanced {
+  moves: { vm: string; from: number; to: number }[];
+  refused: { vm: string; why: string }[];
+}
+
 /** Where the host's VMs run, for operators and tests. */
 export interface PoolPlacement {
   workers: number;
@@ -348,21 +354,29 @@ export class HostPool {
   /**
    * Even the VMs out over the workers: while the busiest worker holds two or more VMs more than
    * the least busy, move one of its VMs (moveVm). After a worker was replaced, the replacement
-   * starts empty; this fills it. Returns the moves made.
+   * starts empty; this fills it. A VM that cannot move (the agent moves only VMs running its
+   * workload, whose state its migration carries) is passed over and reported with the reason.
    */
-  async rebalance(): Promise<{ vm: string; from: number; to: number }[]> {
-    const moves: { vm: string; from: number; to: number }[] = [];
-    for (let guard = 0; guard < this.byVm.size; guard++) {
+  async rebalance(): Promise<Rebalanced> {
+    const done: Rebalanced = { moves: [], refused: [] };
+    const passed = new Set<string>();
+    for (let guard = 0; guard < 2 * this.byVm.size; guard++) {
       const load = new Map<number, string[]>(this.threads().map((w) => [w.threadId, []]));
       for (const [vm, t] of this.byVm) load.get(t.threadId)?.push(vm);
       const byLoad = [...load.values()].sort((x, y) => y.length - x.length);
       if (byLoad.length < 2 || byLoad[0].length - byLoad[byLoad.length - 1].length < 2) break;
-      const vm = byLoad[0][0];
-      const moved = await this.moveVm(vm);
-      if (moved === null) break;
-      moves.push({ vm, from: moved.from, to: moved.to });
+      const vm = byLoad[0].find((v) => !passed.has(v));
+      if (vm === undefined) break;
+      try {
+        const moved = await this.moveVm(vm);
+        if (moved === null) break;
+        done.moves.push({ vm, from: moved.from, to: moved.to });
+      } catch (err) {
+        passed.add(vm);
+        done.refused.push({ vm, why: err instanceof Error ? err.message : String(err) });
+      }
     }
-    return moves;
+    return done;
   }
 
   async closeVm(vm: string): Promise<void> {
