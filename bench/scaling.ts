@@ -7,10 +7,12 @@
 //
 // Writers are opened first, so with 2 workers each worker holds one writer and one target. Rows
 // give the message rate and goodput summed over both streams, the CPU the process used (cores),
-// and the ratio to one worker. A last pair of rows is the pool's overhead on the control path: a
-// status call answered through a worker's port against the same call made directly.
+// and the ratio to one worker. Then the pool's overhead on the control path (a status call
+// answered through a worker's port against the same call made directly), and what moving a VM
+// between workers costs (moveVm: live migration inside the host, with checked traffic running).
 import type { BenchRow } from './harness.js';
-import { HostAgent } from '../src/host/agent.js';
+import { HostAgent, type WorkloadEndpoint, ramBytesFor } from '../src/host/agent.js';
+import { DEFAULT_WORKLOAD, type WorkloadConfig } from '../src/workload/config.js';
 import { HostPool } from '../src/host/pool/host-pool.js';
 import type { StreamEndpoint, StreamRun } from '../src/host/write-stream.js';
 import { createLogger } from '../src/observe/log.js';
@@ -125,8 +127,43 @@ function ratios(rows: BenchRow[]): BenchRow[] {
   });
 }
 
+/** Two VMs with the checked workload between them in one worker of two; move one to the other. */
+async function moveCost(): Promise<BenchRow> {
+  const pool = new HostPool({ host: 'bench', workers: 2, logLevel: 'warn', log, emit: () => {} });
+  try {
+    const config: WorkloadConfig = { ...DEFAULT_WORKLOAD, qps: 8, messageBytes: 1024 };
+    const ram = ramBytesFor(config);
+    // x takes the second worker, so a and b share the first; closing x leaves that one empty.
+    for (const [name, ip] of [['a', '127.0.42.61'], ['x', '127.0.42.62'], ['b', '127.0.42.63']] as const) await pool.openVm({ name, ip, ramBytes: ram });
+    await pool.closeVm('x');
+    const [ea, eb] = await Promise.all([
+      pool.call<WorkloadEndpoint>('a', 'setupWorkload', { vm: 'a', config, side: 0 }),
+      pool.call<WorkloadEndpoint>('b', 'setupWorkload', { vm: 'b', config, side: 1 }),
+    ]);
+    await Promise.all([pool.call('a', 'connect', { vm: 'a', mine: ea, peer: eb, mtu: 4096 }), pool.call('b', 'connect', { vm: 'b', mine: eb, peer: ea, mtu: 4096 })]);
+    await Promise.all([pool.call('a', 'start', { vm: 'a' }), pool.call('b', 'start', { vm: 'b' })]);
+    await new Promise((r) => setTimeout(r, 1000));
+    const moved = await pool.moveVm('a', { blackoutWatchMs: 2000 });
+    if (moved === null) throw new Error('moveVm found no other worker');
+    const r = moved.report;
+    const [opsA, opsB] = await Promise.all([pool.call<number[]>('a', 'drain', { vm: 'a' }), pool.call<number[]>('b', 'drain', { vm: 'b' })]);
+    await Promise.all([pool.call('a', 'settle', { vm: 'a', peerOps: opsB }), pool.call('b', 'settle', { vm: 'b', peerOps: opsA })]);
+    const verified = (await pool.call<{ ok: boolean }>('a', 'verify', { vm: 'a', peerOps: opsB })).ok && (await pool.call<{ ok: boolean }>('b', 'verify', { vm: 'b', peerOps: opsA })).ok;
+    return {
+      suite: SUITE, name: 'moveVm: a VM with 8 busy RC QPs to the other worker', engine: 'pool-2', unit: 'move', opsPerSec: 1000 / r.totalMs,
+      totalMs: round(r.totalMs), downtimeMs: round(r.downtimeMs), blackoutP50Ms: round(r.blackout.p50Ms ?? -1), blackoutP99Ms: round(r.blackout.p99Ms ?? -1),
+      rounds: r.rounds.length, verified,
+    };
+  } finally {
+    await pool.close();
+  }
+}
+
+const round = (x: number) => Number(x.toFixed(3));
+
 export default async function scaling(): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   for (const [i, engine] of ENGINES.entries()) rows.push(...(await measure(engine, 1 + 8 * i)));
+  rows.push(await moveCost());
   return ratios(rows);
 }
