@@ -1,6 +1,8 @@
 // Two host agents (separate processes, real UDP on loopback) run the checked workload between
 // their VMs through every agent operation: open, set up, connect, start, status, pause and resume
-// from the state blob, drain, settle, verify against the model, metrics, close.
+// from the state blob, drain, settle, verify against the model, metrics, close. Once with the VMs
+// on each host's main thread, once in a pool of two worker threads (every op routed to the VM's
+// task over its port).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { AgentClient } from '../../src/host/agent-client.js';
@@ -19,16 +21,16 @@ const waitUntil = async (what: string, cond: () => Promise<boolean>, timeoutMs =
   }
 };
 
-describe('host agents', { timeout: 60_000 }, () => {
-  const a = new AgentClient('agent-a');
-  const b = new AgentClient('agent-b');
+for (const [workers, net] of [[0, 25], [2, 33]] as const) describe(`host agents, ${workers === 0 ? 'VMs on the main thread' : `${workers} workers`}`, { timeout: 60_000 }, () => {
+  const a = new AgentClient('agent-a', { workers });
+  const b = new AgentClient('agent-b', { workers });
   let ea: WorkloadEndpoint;
   let eb: WorkloadEndpoint;
 
   before(async () => {
     await Promise.all([a.started, b.started]);
-    await a.openVm({ name: 'vm1', ip: '127.0.25.1', ramBytes: ramBytesFor(CONFIG) });
-    await b.openVm({ name: 'vm2', ip: '127.0.25.2', ramBytes: ramBytesFor(CONFIG) });
+    await a.openVm({ name: 'vm1', ip: `127.0.${net}.1`, ramBytes: ramBytesFor(CONFIG) });
+    await b.openVm({ name: 'vm2', ip: `127.0.${net}.2`, ramBytes: ramBytesFor(CONFIG) });
     [ea, eb] = await Promise.all([a.setupWorkload('vm1', CONFIG, 0), b.setupWorkload('vm2', CONFIG, 1)]);
     await Promise.all([a.connect('vm1', ea, eb, 1024), b.connect('vm2', eb, ea, 1024)]);
   });
@@ -40,7 +42,7 @@ describe('host agents', { timeout: 60_000 }, () => {
   it('answers ping with its VMs, and refuses what it does not hold', async () => {
     assert.deepEqual((await a.ping()).vms, ['vm1']);
     await assert.rejects(a.status('vm9'), (err: unknown) => err instanceof RemoteError && /no VM named vm9/.test(err.message));
-    await assert.rejects(a.openVm({ name: 'vm1', ip: '127.0.25.9' }), /already holds/);
+    await assert.rejects(a.openVm({ name: 'vm1', ip: `127.0.${net}.9` }), /already holds/);
   });
 
   it('runs traffic both ways, survives a pause and resume from the blob, and verifies', async () => {
