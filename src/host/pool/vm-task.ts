@@ -89,7 +89,10 @@ export default function runVmTask(input: VmTaskInput): Promise<VmTaskResult> {
     const scope: TaskScope = {
       task: input.task,
       fault: (err) => {
-        if (ending) return;
+        if (ending) {
+          log.error({ err }, 'an uncaught error in a VM task that is ending or already failed');
+          return;
+        }
         ending = true;
         log.error({ err }, 'the VM task failed: its VM is given up');
         const closed = agent.close().catch(() => {});
