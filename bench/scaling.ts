@@ -11,7 +11,7 @@
 // answered through a worker's port against the same call made directly), and what moving a VM
 // between workers costs (moveVm: live migration inside the host, with checked traffic running).
 import type { BenchRow } from './harness.js';
-import { HostAgent, type WorkloadEndpoint, ramBytesFor } from '../src/host/agent.js';
+import { HostAgent, type WorkloadEndpoint, agentOps, ramBytesFor } from '../src/host/agent.js';
 import { DEFAULT_WORKLOAD, type WorkloadConfig } from '../src/workload/config.js';
 import { HostPool } from '../src/host/pool/host-pool.js';
 import type { StreamEndpoint, StreamRun } from '../src/host/write-stream.js';
@@ -39,26 +39,20 @@ interface Host {
 
 const log = createLogger('warn');
 
-function inlineHost(): Host & { agent: HostAgent } {
+/** The VMs on this thread: the agent's own op table, called directly. */
+function inlineHost(): Host {
   const agent = new HostAgent('bench', log, () => {});
-  const ops: Record<string, (vm: string, a: Record<string, unknown>) => unknown> = {
-    setupStream: (vm, a) => agent.setupStream(vm, a.bytes as number),
-    connectStream: (vm, a) => agent.connectStream(vm, a.peer as StreamEndpoint, a.mtu as number),
-    runStream: (vm, a) => agent.runStream(vm, a.size as number, a.window as number, a.durationMs as number),
-    status: (vm) => agent.status(vm),
-  };
+  const ops = agentOps(agent, () => agent.close());
   return {
-    agent,
     open: (name, ip) => agent.openVm({ name, ip, ramBytes: RAM }),
-    call: async <T>(vm: string, op: string, a: Record<string, unknown> = {}) => (await ops[op](vm, a)) as T,
+    call: async <T>(vm: string, op: string, a: Record<string, unknown> = {}) => (await ops[op]({ vm, ...a })) as T,
     close: () => agent.close(),
   };
 }
 
-function poolHost(workers: number): Host & { pool: HostPool } {
+function poolHost(workers: number): Host {
   const pool = new HostPool({ host: 'bench', workers, logLevel: 'warn', log, emit: () => {} });
   return {
-    pool,
     open: (name, ip) => pool.openVm({ name, ip, ramBytes: RAM }),
     call: <T>(vm: string, op: string, a: Record<string, unknown> = {}) => pool.call<T>(vm, op, { vm, ...a }),
     close: () => pool.close(),

@@ -81,30 +81,39 @@ export class WriteStream {
       sgList: [{ addr: this.mine.addr + (i % window) * size, length: size, lkey: this.lkey }],
       remoteAddr: peer.addr + (i % window) * size, rkey: peer.rkey,
     });
-    let posted = 0;
-    let completed = 0;
     const started = performance.now();
     const endAt = started + durationMs;
-    const first: SendRequest[] = [];
-    while (posted < window) first.push(wr(posted++));
-    this.qp.postSend(first);
-    while (completed < posted) {
-      const wcs = this.cq.poll();
-      if (wcs.length === 0) {
-        await new Promise((resolve) => setImmediate(resolve));
-        continue;
-      }
-      for (const wc of wcs) {
-        if (wc.status !== CqeStatus.Success) throw new Error(`WRITE ${wc.wrId} failed: status ${CqeStatus[wc.status] ?? wc.status}`);
-        if (wc.wrId !== BigInt(completed)) throw new Error(`WRITE ${wc.wrId} completed where ${completed} was due`);
-        completed++;
-      }
-      if (performance.now() >= endAt) continue;
-      const more: SendRequest[] = [];
-      for (let i = 0; i < wcs.length; i++) more.push(wr(posted++));
-      this.qp.postSend(more);
-    }
+    const completed = await keepWritesInFlight(this.qp, this.cq, window, wr, () => performance.now() < endAt);
     const seconds = (performance.now() - started) / 1000;
     return { messages: completed, bytes: completed * size, seconds };
   }
+}
+
+/**
+ * Keep up to `window` WRITEs in flight on `qp`: WRITE i is `wr(i)` (wr_id i, signaled), and each
+ * completion is answered by the next post while `more(posted)` allows. Resolves with the number
+ * completed once every posted WRITE has; throws if one fails or completes out of order.
+ */
+export async function keepWritesInFlight(qp: GuestQp, cq: GuestCq, window: number, wr: (i: number) => SendRequest, more: (posted: number) => boolean): Promise<number> {
+  let posted = 0;
+  let completed = 0;
+  const first: SendRequest[] = [];
+  while (posted < window && more(posted)) first.push(wr(posted++));
+  if (first.length > 0) qp.postSend(first);
+  while (completed < posted) {
+    const wcs = cq.poll();
+    if (wcs.length === 0) {
+      await new Promise((resolve) => setImmediate(resolve));
+      continue;
+    }
+    for (const wc of wcs) {
+      if (wc.status !== CqeStatus.Success) throw new Error(`WRITE ${wc.wrId} failed: status ${CqeStatus[wc.status] ?? wc.status}`);
+      if (wc.wrId !== BigInt(completed)) throw new Error(`WRITE ${wc.wrId} completed where ${completed} was due`);
+      completed++;
+    }
+    const next: SendRequest[] = [];
+    for (let i = 0; i < wcs.length && more(posted); i++) next.push(wr(posted++));
+    if (next.length > 0) qp.postSend(next);
+  }
+  return completed;
 }

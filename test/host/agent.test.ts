@@ -10,16 +10,10 @@ import type { WorkloadEndpoint } from '../../src/host/agent.js';
 import { ramBytesFor } from '../../src/host/agent.js';
 import { RemoteError } from '../../src/host/ipc.js';
 import type { WorkloadConfig } from '../../src/workload/config.js';
+import { waitUntil } from '../util/wait-until.js';
 
 const CONFIG: WorkloadConfig = { qps: 4, messageBytes: 2048, slots: 8, window: 6, recvDepth: 8, seed: 77 };
 
-const waitUntil = async (what: string, cond: () => Promise<boolean>, timeoutMs = 15_000) => {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-};
 
 for (const [workers, net] of [[0, 25], [2, 33]] as const) describe(`host agents, ${workers === 0 ? 'VMs on the main thread' : `${workers} workers`}`, { timeout: 60_000 }, () => {
   const a = new AgentClient('agent-a', { workers });

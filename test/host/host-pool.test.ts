@@ -4,36 +4,18 @@
 // verifies, and a new VM runs in the replacement.
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { type WorkloadEndpoint, ramBytesFor } from '../../src/host/agent.js';
+import { type VmStatus, ramBytesFor } from '../../src/host/agent.js';
 import { HostPool } from '../../src/host/pool/host-pool.js';
 import type { StreamEndpoint, StreamRun } from '../../src/host/write-stream.js';
 import { createLogger } from '../../src/observe/log.js';
 import type { WorkloadConfig } from '../../src/workload/config.js';
-import type { VmStatus } from '../../src/host/agent.js';
+import { waitUntil } from '../util/wait-until.js';
+import { completed, drainAndVerify, pairUp } from './pool-pairs.js';
 
 const CONFIG: WorkloadConfig = { qps: 4, messageBytes: 512, slots: 8, window: 4, recvDepth: 8, seed: 31 };
 const RAM = ramBytesFor(CONFIG);
 const log = createLogger('silent');
 
-const waitUntil = async (what: string, cond: () => Promise<boolean>, timeoutMs = 15_000) => {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-};
-
-/** Two VMs of the pool running the checked workload between them. */
-async function pairUp(pool: HostPool, a: string, b: string): Promise<void> {
-  const [ea, eb] = await Promise.all([
-    pool.call<WorkloadEndpoint>(a, 'setupWorkload', { vm: a, config: CONFIG, side: 0 }),
-    pool.call<WorkloadEndpoint>(b, 'setupWorkload', { vm: b, config: CONFIG, side: 1 }),
-  ]);
-  await Promise.all([pool.call(a, 'connect', { vm: a, mine: ea, peer: eb, mtu: 1024 }), pool.call(b, 'connect', { vm: b, mine: eb, peer: ea, mtu: 1024 })]);
-  await Promise.all([pool.call(a, 'start', { vm: a }), pool.call(b, 'start', { vm: b })]);
-}
-
-const completed = async (pool: HostPool, vm: string) => (await pool.call<VmStatus>(vm, 'status', { vm })).workload!.opsCompleted;
 
 describe('host pool', { timeout: 90_000 }, () => {
   const pools: HostPool[] = [];
@@ -85,12 +67,7 @@ describe('host pool', { timeout: 90_000 }, () => {
     assert.deepEqual(single.vmNames(), ['solo']);
     await single.close();
     // a and c talk to each other in one worker; the other worker is left empty.
-    const [ea, ec] = await Promise.all([
-      pool.call<WorkloadEndpoint>('a', 'setupWorkload', { vm: 'a', config: CONFIG, side: 0 }),
-      pool.call<WorkloadEndpoint>('c', 'setupWorkload', { vm: 'c', config: CONFIG, side: 1 }),
-    ]);
-    await Promise.all([pool.call('a', 'connect', { vm: 'a', mine: ea, peer: ec, mtu: 1024 }), pool.call('c', 'connect', { vm: 'c', mine: ec, peer: ea, mtu: 1024 })]);
-    await Promise.all([pool.call('a', 'start', { vm: 'a' }), pool.call('c', 'start', { vm: 'c' })]);
+    const [ea, ec] = await pairUp(pool, 'a', 'c', CONFIG);
     await pool.closeVm('b');
     await pool.closeVm('d');
     await waitUntil('traffic', async () => (await completed(pool, 'a')) > 200);
@@ -109,10 +86,8 @@ describe('host pool', { timeout: 90_000 }, () => {
     // The moved VM kept its QPs, and the traffic between the two workers goes on and checks out.
     const from = await completed(pool, 'a');
     await waitUntil('progress after the move', async () => (await completed(pool, 'a')) > from + 200);
-    const [opsA, opsC] = await Promise.all([pool.call<number[]>('a', 'drain', { vm: 'a' }), pool.call<number[]>('c', 'drain', { vm: 'c' })]);
-    await Promise.all([pool.call('a', 'settle', { vm: 'a', peerOps: opsC }), pool.call('c', 'settle', { vm: 'c', peerOps: opsA })]);
-    for (const [vm, peerOps, e] of [['a', opsC, ea], ['c', opsA, ec]] as const) {
-      const v = await pool.call<{ ok: boolean; problems: string[]; qpns: number[]; qpStates: string[] }>(vm, 'verify', { vm, peerOps });
+    const [va, vc] = await drainAndVerify(pool, 'a', 'c');
+    for (const [vm, v, e] of [['a', va, ea], ['c', vc, ec]] as const) {
       assert.deepEqual(v.problems, [], vm);
       assert.deepEqual(v.qpns, e.qpns, `${vm} kept its QPNs`);
       assert.ok(v.qpStates.every((st) => st === 'RTS'));
@@ -154,7 +129,7 @@ describe('host pool', { timeout: 90_000 }, () => {
     // Everything in one worker: a pair running traffic, and two VMs whose code will fail.
     for (const [name, n] of [['p', 1], ['q', 2], ['f1', 3], ['f2', 4]] as const) await pool.openVm({ name, ip: `127.0.28.${50 + n}`, ramBytes: RAM });
     const thread = pool.placement().threadIds[0];
-    await pairUp(pool, 'p', 'q');
+    await pairUp(pool, 'p', 'q', CONFIG);
     await waitUntil('traffic', async () => (await completed(pool, 'p')) > 200);
 
     await pool.call('f1', 'faultLater', { vm: 'f1', kind: 'exception' });
@@ -168,11 +143,8 @@ describe('host pool', { timeout: 90_000 }, () => {
 
     const from = await completed(pool, 'p');
     await waitUntil('p and q progress', async () => (await completed(pool, 'p')) > from + 200);
-    const [opsP, opsQ] = await Promise.all([pool.call<number[]>('p', 'drain', { vm: 'p' }), pool.call<number[]>('q', 'drain', { vm: 'q' })]);
-    await Promise.all([pool.call('p', 'settle', { vm: 'p', peerOps: opsQ }), pool.call('q', 'settle', { vm: 'q', peerOps: opsP })]);
-    for (const [vm, peerOps] of [['p', opsQ], ['q', opsP]] as const) {
-      assert.deepEqual((await pool.call<{ problems: string[] }>(vm, 'verify', { vm, peerOps })).problems, [], vm);
-    }
+    const [vp, vq] = await drainAndVerify(pool, 'p', 'q');
+    for (const [vm, v] of [['p', vp], ['q', vq]] as const) assert.deepEqual(v.problems, [], vm);
     // The failed VMs' addresses were given up: a new VM can take one.
     await pool.openVm({ name: 'f3', ip: '127.0.28.53', ramBytes: 16 << 20 });
   });
@@ -184,8 +156,8 @@ describe('host pool', { timeout: 90_000 }, () => {
     for (const [name, n] of [['a', 1], ['b', 2], ['x', 3], ['y', 4]] as const) await pool.openVm({ name, ip: `127.0.28.${10 + n}`, ramBytes: RAM });
     const placed = pool.placement();
     assert.equal(new Set([placed.vms.a, placed.vms.b, placed.vms.x]).size, 3, `a, b and x each in a worker of its own: ${JSON.stringify(placed)}`);
-    await pairUp(pool, 'a', 'b');
-    await pairUp(pool, 'x', 'y');
+    await pairUp(pool, 'a', 'b', CONFIG);
+    await pairUp(pool, 'x', 'y', CONFIG);
     await waitUntil('traffic on both pairs', async () => (await completed(pool, 'a')) > 200 && (await completed(pool, 'x')) > 200);
 
     const dead = await pool.terminateWorkerOf('x');
@@ -199,10 +171,8 @@ describe('host pool', { timeout: 90_000 }, () => {
     // a and b ran in other workers: their traffic goes on and checks out.
     const from = await completed(pool, 'a');
     await waitUntil('a and b progress after the crash', async () => (await completed(pool, 'a')) > from + 200);
-    const [opsA, opsB] = await Promise.all([pool.call<number[]>('a', 'drain', { vm: 'a' }), pool.call<number[]>('b', 'drain', { vm: 'b' })]);
-    await Promise.all([pool.call('a', 'settle', { vm: 'a', peerOps: opsB }), pool.call('b', 'settle', { vm: 'b', peerOps: opsA })]);
-    for (const [vm, peerOps] of [['a', opsB], ['b', opsA]] as const) {
-      const v = await pool.call<{ ok: boolean; problems: string[]; qpStates: string[] }>(vm, 'verify', { vm, peerOps });
+    const [va, vb] = await drainAndVerify(pool, 'a', 'b');
+    for (const [vm, v] of [['a', va], ['b', vb]] as const) {
       assert.deepEqual(v.problems, [], vm);
       assert.ok(v.ok && v.qpStates.every((s) => s === 'RTS'));
     }

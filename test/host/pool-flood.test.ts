@@ -7,12 +7,13 @@ import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import { randomFillSync } from 'node:crypto';
 import { after, describe, it } from 'node:test';
-import { type VmStatus, type WorkloadEndpoint, ramBytesFor } from '../../src/host/agent.js';
+import { type VmStatus, ramBytesFor } from '../../src/host/agent.js';
 import { HostPool } from '../../src/host/pool/host-pool.js';
 import type { ThreadStats } from '../../src/host/pool/vm-task.js';
 import { setBthAt } from '../../src/nic/roce/headers.js';
 import { createLogger } from '../../src/observe/log.js';
 import type { WorkloadConfig } from '../../src/workload/config.js';
+import { drainAndVerify, pairUp } from './pool-pairs.js';
 
 const CONFIG: WorkloadConfig = { qps: 4, messageBytes: 1024, slots: 8, window: 4, recvDepth: 8, seed: 99 };
 const FLOOD_PACKETS = 100_000;
@@ -31,12 +32,7 @@ describe('a flooded VM in a host pool', { timeout: 90_000 }, () => {
     const ram = ramBytesFor(CONFIG);
     await pool.openVm({ name: 'a', ip: '127.0.30.1', ramBytes: ram });
     await pool.openVm({ name: 'b', ip: '127.0.30.2', ramBytes: ram });
-    const [ea, eb] = await Promise.all([
-      pool.call<WorkloadEndpoint>('a', 'setupWorkload', { vm: 'a', config: CONFIG, side: 0 }),
-      pool.call<WorkloadEndpoint>('b', 'setupWorkload', { vm: 'b', config: CONFIG, side: 1 }),
-    ]);
-    await Promise.all([pool.call('a', 'connect', { vm: 'a', mine: ea, peer: eb, mtu: 1024 }), pool.call('b', 'connect', { vm: 'b', mine: eb, peer: ea, mtu: 1024 })]);
-    await Promise.all([pool.call('a', 'start', { vm: 'a' }), pool.call('b', 'start', { vm: 'b' })]);
+    const [ea] = await pairUp(pool, 'a', 'b', CONFIG);
     const heapBefore = (await pool.call<ThreadStats>('a', 'threadStats', { vm: 'a' })).heapUsedBytes;
 
     await new Promise<void>((resolve) => sock.bind(0, '127.0.30.9', resolve));
@@ -65,11 +61,7 @@ describe('a flooded VM in a host pool', { timeout: 90_000 }, () => {
       assert.ok(Date.now() < deadline, 'a makes progress after the flood');
       await new Promise((r) => setTimeout(r, 20));
     }
-    const [opsA, opsB] = await Promise.all([pool.call<number[]>('a', 'drain', { vm: 'a' }), pool.call<number[]>('b', 'drain', { vm: 'b' })]);
-    await Promise.all([pool.call('a', 'settle', { vm: 'a', peerOps: opsB }), pool.call('b', 'settle', { vm: 'b', peerOps: opsA })]);
-    for (const [vm, peerOps] of [['a', opsB], ['b', opsA]] as const) {
-      const v = await pool.call<{ ok: boolean; problems: string[] }>(vm, 'verify', { vm, peerOps });
-      assert.deepEqual(v.problems, [], vm);
-    }
+    const [va, vb] = await drainAndVerify(pool, 'a', 'b');
+    for (const [vm, v] of [['a', va], ['b', vb]] as const) assert.deepEqual(v.problems, [], vm);
   });
 });

@@ -239,9 +239,12 @@ export class HostPool {
   private taskOf(vm: string): VmTask {
     const t = this.byVm.get(vm);
     if (t !== undefined) return t;
-    const why = this.lost.get(vm);
-    if (why !== undefined) throw new Error(`VM ${vm} on host ${this.host} was lost: ${why}`);
+    if (this.lost.has(vm)) throw this.lostError(vm);
     throw new Error(`no VM named ${vm} on host ${this.host}`);
+  }
+
+  private lostError(vm: string): Error {
+    return new Error(`VM ${vm} on host ${this.host} was lost: ${this.lost.get(vm)}`);
   }
 
   /** Pass `op` to the VM's task as it is. */
@@ -253,8 +256,7 @@ export class HostPool {
       // The port closed under the call: if the worker died, say so rather than "port closed".
       if (err instanceof RemoteError) throw err;
       await task.done.catch(() => {});
-      const why = this.lost.get(vm);
-      throw why === undefined ? err : new Error(`VM ${vm} on host ${this.host} was lost: ${why}`);
+      throw this.lost.has(vm) ? this.lostError(vm) : err;
     }
   }
 
