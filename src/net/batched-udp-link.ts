@@ -8,18 +8,17 @@
 // dropped and counted (receiveTruncated). Without the addon, open() rejects with
 // NATIVE_UNAVAILABLE: UdpLink always works.
 import { type NativeAddon, nativeStatus } from '../native/addon.js';
-import { type Link, type LinkAddress, type PacketHandler, ROCE_UDP_PORT } from '../nic/link.js';
-import { ipv4, ipv4Text } from '../nic/roce/icrc.js';
+import { type Link, type PacketHandler, ROCE_UDP_PORT } from '../nic/link.js';
+import { ipv4 } from '../nic/roce/icrc.js';
 import { checkBindPort, checkDestPort, checkIpv4 } from './address.js';
 import { type LinkCounters, zeroCounters } from './counters.js';
 import { bindError, NetError, NetErrorCode } from './errors.js';
+import { DEFAULT_MAX_PACKET_BYTES, DEFAULT_RECV_SLOTS, MmsgReceiver } from './mmsg-receiver.js';
+import { DEFAULT_SEND_ARENA_BYTES, MmsgSender } from './mmsg-sender.js';
 import { DEFAULT_SOCKET_BUFFER_BYTES } from './udp-link.js';
 import { ReadinessWatcher } from './readiness.js';
 
-/** Room for a 4 KiB-MTU packet, or a 9000-byte jumbo frame's. */
-export const DEFAULT_MAX_PACKET_BYTES = 16 << 10;
-export const DEFAULT_RECV_SLOTS = 64;
-export const DEFAULT_SEND_ARENA_BYTES = 1 << 20;
+export { DEFAULT_MAX_PACKET_BYTES, DEFAULT_RECV_SLOTS };
 /** recvmmsg calls per wake-up before other I/O gets a turn. */
 const RECV_ROUNDS = 4;
 
@@ -49,37 +48,24 @@ export class BatchedUdpLink implements Link {
   private closing: Promise<void> | null = null;
   private watcher: ReadinessWatcher | null = null;
   private readonly stats: BatchedLinkCounters = { ...zeroCounters(), receiveTruncated: 0, recvCalls: 0, sendCalls: 0 };
-  private readonly W: number;
-  // Send side: packets copied into the arena, described [offset, length, ipv4, port].
-  private readonly sendArena: Uint8Array;
-  private readonly sendDesc: Uint32Array;
-  private sendCount = 0;
-  private sendFill = 0;
-  private flushQueued = false;
+  private readonly sender: MmsgSender;
+  private readonly receiver: MmsgReceiver;
   private lastDst = '';
   private lastDstU32 = 0;
-  // Receive side: recvSlots slots of maxPacketBytes.
-  private readonly recvBuf: Uint8Array;
-  private readonly recvDesc: Uint32Array;
-  private lastSrcU32 = -1;
-  private lastSrc = '';
-  lastSendError: string | null = null;
-  lastReceiveError: string | null = null;
+  /** Why the readiness thread stopped watching the socket, if it did. */
+  private watcherError: string | null = null;
 
   private constructor(
     private readonly native: NativeAddon,
     private readonly fd: number,
     readonly localIp: string,
     readonly localPort: number,
-    private readonly maxPacketBytes: number,
-    private readonly recvSlots: number,
+    maxPacketBytes: number,
+    recvSlots: number,
     sendArenaBytes: number,
   ) {
-    this.W = native.udp.DESC_WORDS;
-    this.sendArena = new Uint8Array(sendArenaBytes);
-    this.sendDesc = new Uint32Array(native.udp.MAX_BATCH * this.W);
-    this.recvBuf = new Uint8Array(recvSlots * maxPacketBytes);
-    this.recvDesc = new Uint32Array(recvSlots * this.W);
+    this.sender = new MmsgSender(native, fd, this.stats, sendArenaBytes);
+    this.receiver = new MmsgReceiver(native, fd, this.stats, recvSlots, maxPacketBytes);
   }
 
   /** Bind with the addon. Rejects with NetError (NATIVE_UNAVAILABLE, ADDRESS_IN_USE, ...). */
@@ -116,7 +102,7 @@ export class BatchedUdpLink implements Link {
     }
     const link = new BatchedUdpLink(native, fd, opts.ip, native.udpLocalAddress(fd).port, maxPacket, slots, arena);
     try {
-      link.watcher = await ReadinessWatcher.start(fd, () => link.drain(), (err) => (link.lastReceiveError = err.message));
+      link.watcher = await ReadinessWatcher.start(fd, () => link.drain(), (err) => (link.watcherError = err.message));
     } catch (err) {
       native.closeFd(fd);
       throw err;
@@ -145,103 +131,34 @@ export class BatchedUdpLink implements Link {
       this.lastDstU32 = ipv4(dstIp);
     }
     if (dstPort !== ROCE_UDP_PORT) checkDestPort(dstPort);
-    if (this.closed || packet.length > this.sendArena.length) {
+    if (this.closed) {
       this.stats.sendDropped++;
       return;
     }
-    if (this.sendCount === this.native.udp.MAX_BATCH || this.sendFill + packet.length > this.sendArena.length) this.flush();
-    const d = this.sendCount * this.W;
-    this.sendArena.set(packet, this.sendFill);
-    this.sendDesc[d] = this.sendFill;
-    this.sendDesc[d + 1] = packet.length;
-    this.sendDesc[d + 2] = this.lastDstU32;
-    this.sendDesc[d + 3] = dstPort;
-    this.sendFill += packet.length;
-    this.sendCount++;
-    if (!this.flushQueued) {
-      this.flushQueued = true;
-      queueMicrotask(this.flushTask);
-    }
+    this.sender.send(packet, this.lastDstU32, dstPort);
   }
 
-  private readonly flushTask = (): void => {
-    this.flushQueued = false;
-    this.flush();
-  };
-
-  /** Send everything queued. What the kernel will not take now is lost, as on a wire (R8). */
-  private flush(): void {
-    const n = this.sendCount;
-    let i = 0;
-    while (i < n) {
-      let k: number;
-      this.stats.sendCalls++;
-      try {
-        k = this.native.udpSendMany(this.fd, this.sendArena, this.sendDesc.subarray(i * this.W), n - i);
-      } catch (err) {
-        // sendmmsg reports an error only for the first datagram of the call: skip that one.
-        this.stats.sendErrors++;
-        this.lastSendError = (err as { code?: string }).code ?? String(err);
-        i++;
-        continue;
-      }
-      if (k === 0) {
-        this.stats.sendDropped += n - i;
-        break;
-      }
-      for (let j = i; j < i + k; j++) this.stats.bytesSent += this.sendDesc[j * this.W + 1];
-      this.stats.packetsSent += k;
-      i += k;
-    }
-    this.sendCount = 0;
-    this.sendFill = 0;
+  /** The code of the last send the kernel refused ("ENOBUFS"), for diagnostics. */
+  get lastSendError(): string | null {
+    return this.sender.lastError;
   }
 
   /** Read what is waiting, a batch per call; re-arm the watcher once the socket is empty. */
   private drain(): void {
     if (this.closed) return;
-    const W = this.W;
-    for (let round = 0; round < RECV_ROUNDS; round++) {
-      for (let i = 0; i < this.recvSlots; i++) {
-        this.recvDesc[i * W] = i * this.maxPacketBytes;
-        this.recvDesc[i * W + 1] = this.maxPacketBytes;
-      }
-      let n: number;
-      this.stats.recvCalls++;
-      try {
-        n = this.native.udpRecvMany(this.fd, this.recvBuf, this.recvDesc, this.recvSlots);
-      } catch (err) {
-        this.lastReceiveError = (err as { code?: string }).code ?? String(err);
-        break;
-      }
-      for (let i = 0; i < n && !this.closed; i++) this.deliver(i);
-      if (n < this.recvSlots || this.closed) {
-        this.watcher?.rearm();
-        return;
-      }
+    if (this.receiver.drain(this.handler, RECV_ROUNDS, this.isOpen)) {
+      this.watcher?.rearm();
+      return;
     }
     // More may be waiting: let other I/O have a turn first.
     setImmediate(() => this.drain());
   }
 
-  private deliver(i: number): void {
-    const W = this.W;
-    const off = this.recvDesc[i * W];
-    const len = this.recvDesc[i * W + 1];
-    const src = this.recvDesc[i * W + 2];
-    const portFlags = this.recvDesc[i * W + 3];
-    if ((portFlags & this.native.udp.TRUNCATED) !== 0) {
-      this.stats.receiveTruncated++;
-      return;
-    }
-    if (src !== this.lastSrcU32) {
-      this.lastSrcU32 = src;
-      this.lastSrc = ipv4Text(src);
-    }
-    this.stats.packetsReceived++;
-    this.stats.bytesReceived += len;
-    const from: LinkAddress = { ip: this.lastSrc, port: portFlags & 0xffff };
-    this.handler?.(this.recvBuf.subarray(off, off + len), from);
+  private readonly isOpen = (): boolean => !this.closed;
+
+  /** The last error recvmmsg reported, for diagnostics. */
+  get lastReceiveError(): string | null {
+    return this.watcherError ?? this.receiver.lastError;
   }
 
   onPacket(handler: PacketHandler): void {
@@ -251,7 +168,7 @@ export class BatchedUdpLink implements Link {
   /** Send what is queued, stop watching, close the socket: then the address is free. */
   close(): Promise<void> {
     if (this.closing === null) {
-      this.flush();
+      this.sender.flush();
       this.closed = true;
       this.closing = (async () => {
         await this.watcher?.close();
