@@ -63,6 +63,8 @@ export interface VmOptions {
   port?: number;
   /** The UDP link copies sends into pooled buffers (default); false is the baseline for benchmarks. */
   pooledSends?: boolean;
+  /** Batch the socket's calls (sendmmsg, recvmmsg) when the addon is present (default); false: one dgram call per datagram. */
+  batched?: boolean;
   /** Record every packet to this pcap file. */
   capturePath?: string;
   /** Make the network misbehave: drop, duplicate, reorder and delay a fraction of what is sent. */
@@ -161,7 +163,7 @@ export class Vm {
     const given = options.link;
     let once = given;
     const address = new MovableLink(options.ip, async () => {
-      if (given === undefined) return UdpLink.open({ ip: options.ip, port: options.port, pooledSends: options.pooledSends });
+      if (given === undefined) return UdpLink.open({ ip: options.ip, port: options.port, pooledSends: options.pooledSends, batched: options.batched });
       if (once === undefined) throw new NetError(NetErrorCode.Closed, `${options.ip}: a VM given its link cannot bind another`);
       once = undefined;
       return given;

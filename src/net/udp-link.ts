@@ -10,7 +10,11 @@ import { type Link, type LinkAddress, type PacketHandler, ROCE_UDP_PORT } from '
 import { checkBindPort, checkDestPort, checkIpv4 } from './address.js';
 import { type LinkCounters, zeroCounters } from './counters.js';
 import { bindError, NetError, NetErrorCode } from './errors.js';
-import { type IpIdZero, pinDgramIpIdZero } from './ip-id-zero.js';
+import { ipv4 } from '../nic/roce/icrc.js';
+import { nativeStatus } from '../native/addon.js';
+import { type IpIdZero, dgramSocketFd, pinDgramIpIdZero } from './ip-id-zero.js';
+import { MmsgReceiver, type MmsgReceiverCounters } from './mmsg-receiver.js';
+import { MmsgSender, type MmsgSenderCounters } from './mmsg-sender.js';
 import { udpSocketDrops } from './kernel-drops.js';
 
 /** 4 MiB: a few thousand 4 KiB packets, so a burst does not overflow while the loop is busy. */
@@ -37,8 +41,25 @@ export interface UdpLinkOptions {
   /** SO_RCVBUF/SO_SNDBUF to ask for; Linux caps them at net.core.rmem_max/wmem_max. */
   readonly recvBufferBytes?: number;
   readonly sendBufferBytes?: number;
+  /**
+   * Dgram path: sends handed to the socket and not yet completed, past which sends are dropped.
+   * The batched path's queue is its send arena, handed to the kernel whole when full.
+   */
   readonly maxQueuedSends?: number;
+  /**
+   * Batch system calls through the native addon when it is present (default): sends leave in one
+   * sendmmsg(2) per turn of the event loop (mmsg-sender.ts), and after node:dgram delivers a
+   * datagram, what queued behind it is read by recvmmsg(2) (mmsg-receiver.ts). False: one dgram
+   * call per datagram each way.
+   */
+  readonly batched?: boolean;
 }
+
+/** Whether a UdpLink batches its socket calls through the addon, or why not. */
+export type UdpBatching = { readonly batched: true } | { readonly batched: false; readonly reason: string };
+
+/** recvmmsg calls after one dgram arrival before the event loop gets a turn. */
+const RX_ROUNDS = 4;
 
 export class UdpLink implements Link {
   private handler: PacketHandler | null = null;
@@ -48,10 +69,17 @@ export class UdpLink implements Link {
   private lastDst = '';
   private settleWaiters: (() => void)[] = [];
   private readonly sendPool: Buffer[] = [];
-  private readonly stats = zeroCounters();
+  private readonly stats = { ...zeroCounters(), sendCalls: 0, recvCalls: 0, receiveTruncated: 0 };
+  /** The batched paths, when the addon and the socket's fd are there and they were not declined. */
+  private readonly mmsg: MmsgSender | null;
+  private readonly rx: MmsgReceiver | null;
+  private lastDstU32 = 0;
+  /** Whether sends and receives are batched through the addon, or why not. */
+  readonly batching: UdpBatching;
+  private readonly isOpen = (): boolean => !this.closed;
   private readonly maxQueuedSends: number;
   /** The code of the last send the kernel refused ("ENOBUFS"), for diagnostics. */
-  lastSendError: string | null = null;
+  private lastDgramError: string | null = null;
 
   private constructor(
     private readonly socket: dgram.Socket,
@@ -61,14 +89,23 @@ export class UdpLink implements Link {
     /** Whether packets leave with IPv4 id 0 (IP_PMTUDISC_DO set through the addon), or why not. */
     readonly ipId: IpIdZero,
     private readonly pooledSends: boolean,
+    batched: boolean,
   ) {
     this.maxQueuedSends = maxQueuedSends;
-    // A plain Uint8Array view, not the Buffer: Buffer.slice() would share memory, not copy it.
-    socket.on('message', (msg, rinfo) => this.deliver(new Uint8Array(msg.buffer, msg.byteOffset, msg.length), { ip: rinfo.address, port: rinfo.port }));
+    const batch = batched ? batchedPaths(socket, this.stats) : 'batched socket calls declined';
+    this.mmsg = typeof batch === 'string' ? null : batch.sender;
+    this.rx = typeof batch === 'string' ? null : batch.receiver;
+    this.batching = typeof batch === 'string' ? { batched: false, reason: batch } : { batched: true };
+    socket.on('message', (msg, rinfo) => {
+      // A plain Uint8Array view, not the Buffer: Buffer.slice() would share memory, not copy it.
+      this.deliver(new Uint8Array(msg.buffer, msg.byteOffset, msg.length), { ip: rinfo.address, port: rinfo.port });
+      // That arrival was the interrupt: read what queued behind it in batches (mmsg-receiver.ts).
+      this.rx?.drain(this.handler, RX_ROUNDS, this.isOpen);
+    });
     // After bind, socket errors are network events: count them, never crash the process.
     socket.on('error', (err) => {
       this.stats.sendErrors++;
-      this.lastSendError = (err as { code?: string }).code ?? err.message;
+      this.lastDgramError = (err as { code?: string }).code ?? err.message;
     });
   }
 
@@ -97,7 +134,7 @@ export class UdpLink implements Link {
       socket.once('listening', onListening);
       socket.bind({ address: opts.ip, port, exclusive: true });
     });
-    return new UdpLink(socket, opts.ip, socket.address().port, maxQueued, pinDgramIpIdZero(socket), opts.pooledSends ?? true);
+    return new UdpLink(socket, opts.ip, socket.address().port, maxQueued, pinDgramIpIdZero(socket), opts.pooledSends ?? true, opts.batched ?? true);
   }
 
   /** The socket buffer sizes the kernel granted (Linux reports twice what was asked, capped). */
@@ -110,8 +147,14 @@ export class UdpLink implements Link {
     return this.closed;
   }
 
-  counters(): LinkCounters {
+  /** What was sent and received; on the batched path, the sendmmsg and recvmmsg calls too. */
+  counters(): LinkCounters & { sendCalls: number; recvCalls: number; receiveTruncated: number } {
     return { ...this.stats };
+  }
+
+  /** The code of the last send the kernel refused ("ENOBUFS"), for diagnostics. */
+  get lastSendError(): string | null {
+    return this.mmsg?.lastError ?? this.lastDgramError;
   }
 
   /**
@@ -126,8 +169,14 @@ export class UdpLink implements Link {
     if (dstIp !== this.lastDst) {
       checkIpv4(dstIp, 'destination');
       this.lastDst = dstIp;
+      this.lastDstU32 = ipv4(dstIp);
     }
     if (dstPort !== ROCE_UDP_PORT) checkDestPort(dstPort);
+    if (this.mmsg !== null) {
+      if (this.closed) this.stats.sendDropped++;
+      else this.mmsg.send(packet, this.lastDstU32, dstPort);
+      return;
+    }
     if (this.closed || this.inFlight >= this.maxQueuedSends) {
       this.stats.sendDropped++;
       return;
@@ -150,6 +199,7 @@ export class UdpLink implements Link {
 
   /** Resolves once every send handed to the socket so far has completed or failed. */
   settled(): Promise<void> {
+    this.mmsg?.flush();
     if (this.inFlight === 0) return Promise.resolve();
     return new Promise((resolve) => this.settleWaiters.push(resolve));
   }
@@ -162,7 +212,7 @@ export class UdpLink implements Link {
     }
     if (err) {
       this.stats.sendErrors++;
-      this.lastSendError = (err as { code?: string }).code ?? err.message;
+      this.lastDgramError = (err as { code?: string }).code ?? err.message;
       return;
     }
     this.stats.packetsSent++;
@@ -182,9 +232,19 @@ export class UdpLink implements Link {
   /** Close the socket; when this resolves the address is free for another process to bind. */
   close(): Promise<void> {
     if (this.closing === null) {
+      this.mmsg?.flush();
       this.closed = true;
       this.closing = new Promise<void>((resolve) => this.socket.close(() => resolve()));
     }
     return this.closing;
   }
+}
+
+/** The batched send and receive paths on a bound dgram socket's fd, or why there are none. */
+function batchedPaths(socket: dgram.Socket, stats: MmsgSenderCounters & MmsgReceiverCounters): { sender: MmsgSender; receiver: MmsgReceiver } | string {
+  const status = nativeStatus();
+  if (!status.available) return status.reason;
+  const fd = dgramSocketFd(socket);
+  if (typeof fd === 'string') return fd;
+  return { sender: new MmsgSender(status.addon, fd, stats), receiver: new MmsgReceiver(status.addon, fd, stats) };
 }
