@@ -1,7 +1,8 @@
 // RDMA end to end through the whole stack: two VMs (src/host/vm.ts), each a guest library driving
 // a virtio-rdma device over SoftRoce, connected over the in-process loopback hub and over real
-// UDP sockets on loopback addresses (the kernel carries every packet), in one process; UDP once
-// with UdpLink's pooled send buffers and once with a fresh Buffer per send (its baseline).
+// UDP sockets on loopback addresses (the kernel carries every packet), in one process; UDP batched
+// (sendmmsg/recvmmsg, as VMs run), one dgram call per datagram with pooled send buffers, and dgram
+// with a fresh Buffer per send (the baselines).
 // Measured: RDMA WRITE goodput (Gbit/s of payload) and message rate for 64 B, 4 KiB and 64 KiB
 // messages with a window of WRITEs in flight, and SEND ping-pong round-trip latency p50/p99.
 // Rows are emitted directly (not through tinybench): a run is a fixed amount of work whose
@@ -12,6 +13,7 @@ import type { SendRequest } from '../src/guest/rdma/wqe.js';
 import { connectRc } from '../src/host/connect.js';
 import { Vm } from '../src/host/vm.js';
 import { LoopbackHub } from '../src/net/loopback.js';
+import { nativeStatus } from '../src/native/addon.js';
 import { PathMtu } from '../src/nic/types.js';
 import type { BenchRow } from './harness.js';
 import { ALL, type End, WINDOW, end, writes } from './rc-writes.js';
@@ -19,13 +21,13 @@ import { ALL, type End, WINDOW, end, writes } from './rc-writes.js';
 const SUITE = 'roce-e2e';
 const BUF_BYTES = 64 * 1024 * WINDOW;
 
-type Transport = 'loopback-hub' | 'udp' | 'udp-unpooled';
+type Transport = 'loopback-hub' | 'udp' | 'udp-dgram' | 'udp-unpooled';
 
 async function pair(transport: Transport): Promise<[End, End]> {
   const ips = transport === 'loopback-hub' ? ['10.0.0.1', '10.0.0.2'] : ['127.0.1.41', '127.0.1.42'];
   const hub = new LoopbackHub();
   const vms = await Promise.all(ips.map((ip) => Vm.open({
-    ip, ramBytes: 16 * 1024 * 1024 + BUF_BYTES, link: transport === 'loopback-hub' ? hub.attach(ip) : undefined, pooledSends: transport !== 'udp-unpooled',
+    ip, ramBytes: 16 * 1024 * 1024 + BUF_BYTES, link: transport === 'loopback-hub' ? hub.attach(ip) : undefined, pooledSends: transport !== 'udp-unpooled', batched: transport === 'udp',
   })));
   const [a, b] = await Promise.all(vms.map((vm) => end(vm, BUF_BYTES)));
   const attrs = { pathMtu: PathMtu.Mtu4096, access: ALL };
@@ -93,9 +95,14 @@ function percentile(sorted: number[], p: number): number {
 
 export default async function run(): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
-  // udp-unpooled: the same sockets with a fresh Buffer per send, the baseline of UdpLink's pool.
-  for (const transport of ['loopback-hub', 'udp', 'udp-unpooled'] as const) {
+  // udp: UdpLink as VMs run it (sendmmsg/recvmmsg through the addon where it is built); udp-dgram:
+  // one node:dgram call per datagram, its baseline; udp-unpooled: dgram with a fresh Buffer per
+  // send, the baseline of the dgram path's buffer pool.
+  for (const transport of ['loopback-hub', 'udp', 'udp-dgram', 'udp-unpooled'] as const) {
     const [a, b] = await pair(transport);
+    // Without the addon, 'udp' falls back to one dgram call per datagram: the rows say so.
+    const native = nativeStatus();
+    const path: Record<string, string> = transport !== 'udp' ? {} : { batching: native.available ? 'mmsg' : native.reason };
     try {
       for (const [size, count] of [[64, 20_000], [4096, 10_000], [65536, 2_000]]) {
         await writes(a, b, size, Math.min(count, 500)); // warm up
@@ -105,7 +112,7 @@ export default async function run(): Promise<BenchRow[]> {
         const rate = count / seconds;
         rows.push({
           suite: SUITE, name: `rdma write ${size} B`, engine: transport, opsPerSec: rate, unit: 'message',
-          gbitPerSec: Number(((rate * size * 8) / 1e9).toFixed(3)), window: WINDOW, majorGcs, majorGcMs: Number(majorGcMs.toFixed(1)),
+          gbitPerSec: Number(((rate * size * 8) / 1e9).toFixed(3)), window: WINDOW, majorGcs, majorGcMs: Number(majorGcMs.toFixed(1)), ...path,
         });
       }
       await pingpong(a, b, 64, 200); // warm up
@@ -113,7 +120,7 @@ export default async function run(): Promise<BenchRow[]> {
       const mean = rtts.reduce((s, x) => s + x, 0) / rtts.length;
       rows.push({
         suite: SUITE, name: 'send pingpong 64 B', engine: transport, opsPerSec: 1e6 / mean, unit: 'round trip',
-        p50Us: Number(percentile(rtts, 50).toFixed(1)), p99Us: Number(percentile(rtts, 99).toFixed(1)),
+        p50Us: Number(percentile(rtts, 50).toFixed(1)), p99Us: Number(percentile(rtts, 99).toFixed(1)), ...path,
       });
     } finally {
       await Promise.all([a.vm.close(), b.vm.close()]);
