@@ -41,16 +41,6 @@ export class MmsgSender {
     this.desc = new Uint32Array(this.maxBatch * this.W);
   }
 
-  /** The largest packet the arena can hold. */
-  get maxPacketBytes(): number {
-    return this.arena.length;
-  }
-
-  /** Packets queued and not yet handed to the kernel. */
-  get pending(): number {
-    return this.count;
-  }
-
   /** Queue `packet` for `dstIp` (host-order IPv4) and `dstPort`; the caller may reuse its bytes at once. */
   send(packet: Uint8Array, dstIp: number, dstPort: number): void {
     if (packet.length > this.arena.length) {

@@ -71,7 +71,7 @@ export class UdpLink implements Link {
   private readonly sendPool: Buffer[] = [];
   private readonly stats = { ...zeroCounters(), sendCalls: 0, recvCalls: 0, receiveTruncated: 0 };
   /** The batched paths, when the addon and the socket's fd are there and they were not declined. */
-  private readonly mmsg: MmsgSender | null;
+  private readonly tx: MmsgSender | null;
   private readonly rx: MmsgReceiver | null;
   private lastDstU32 = 0;
   /** Whether sends and receives are batched through the addon, or why not. */
@@ -93,7 +93,7 @@ export class UdpLink implements Link {
   ) {
     this.maxQueuedSends = maxQueuedSends;
     const batch = batched ? batchedPaths(socket, this.stats) : 'batched socket calls declined';
-    this.mmsg = typeof batch === 'string' ? null : batch.sender;
+    this.tx = typeof batch === 'string' ? null : batch.sender;
     this.rx = typeof batch === 'string' ? null : batch.receiver;
     this.batching = typeof batch === 'string' ? { batched: false, reason: batch } : { batched: true };
     socket.on('message', (msg, rinfo) => {
@@ -154,7 +154,7 @@ export class UdpLink implements Link {
 
   /** The code of the last send the kernel refused ("ENOBUFS"), for diagnostics. */
   get lastSendError(): string | null {
-    return this.mmsg?.lastError ?? this.lastDgramError;
+    return this.tx?.lastError ?? this.lastDgramError;
   }
 
   /**
@@ -172,9 +172,9 @@ export class UdpLink implements Link {
       this.lastDstU32 = ipv4(dstIp);
     }
     if (dstPort !== ROCE_UDP_PORT) checkDestPort(dstPort);
-    if (this.mmsg !== null) {
+    if (this.tx !== null) {
       if (this.closed) this.stats.sendDropped++;
-      else this.mmsg.send(packet, this.lastDstU32, dstPort);
+      else this.tx.send(packet, this.lastDstU32, dstPort);
       return;
     }
     if (this.closed || this.inFlight >= this.maxQueuedSends) {
@@ -199,7 +199,7 @@ export class UdpLink implements Link {
 
   /** Resolves once every send handed to the socket so far has completed or failed. */
   settled(): Promise<void> {
-    this.mmsg?.flush();
+    this.tx?.flush();
     if (this.inFlight === 0) return Promise.resolve();
     return new Promise((resolve) => this.settleWaiters.push(resolve));
   }
@@ -232,7 +232,7 @@ export class UdpLink implements Link {
   /** Close the socket; when this resolves the address is free for another process to bind. */
   close(): Promise<void> {
     if (this.closing === null) {
-      this.mmsg?.flush();
+      this.tx?.flush();
       this.closed = true;
       this.closing = new Promise<void>((resolve) => this.socket.close(() => resolve()));
     }
