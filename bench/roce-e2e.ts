@@ -95,14 +95,15 @@ function percentile(sorted: number[], p: number): number {
 
 export default async function run(): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
+  // Without the addon, 'udp' falls back to one dgram call per datagram: its rows say so.
+  const native = nativeStatus();
+  const udpPath = native.available ? 'mmsg' : native.reason;
   // udp: UdpLink as VMs run it (sendmmsg/recvmmsg through the addon where it is built); udp-dgram:
   // one node:dgram call per datagram, its baseline; udp-unpooled: dgram with a fresh Buffer per
   // send, the baseline of the dgram path's buffer pool.
   for (const transport of ['loopback-hub', 'udp', 'udp-dgram', 'udp-unpooled'] as const) {
     const [a, b] = await pair(transport);
-    // Without the addon, 'udp' falls back to one dgram call per datagram: the rows say so.
-    const native = nativeStatus();
-    const path: Record<string, string> = transport !== 'udp' ? {} : { batching: native.available ? 'mmsg' : native.reason };
+    const path: Record<string, string> = transport === 'udp' ? { batching: udpPath } : {};
     try {
       for (const [size, count] of [[64, 20_000], [4096, 10_000], [65536, 2_000]]) {
         await writes(a, b, size, Math.min(count, 500)); // warm up

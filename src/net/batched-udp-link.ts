@@ -9,9 +9,8 @@
 // NATIVE_UNAVAILABLE: UdpLink always works.
 import { type NativeAddon, nativeStatus } from '../native/addon.js';
 import { type Link, type PacketHandler, ROCE_UDP_PORT } from '../nic/link.js';
-import { ipv4 } from '../nic/roce/icrc.js';
-import { checkBindPort, checkDestPort, checkIpv4 } from './address.js';
-import { type LinkCounters, zeroCounters } from './counters.js';
+import { DestinationCheck, checkBindPort, checkIpv4 } from './address.js';
+import { type BatchedLinkCounters, zeroBatchedCounters } from './counters.js';
 import { bindError, NetError, NetErrorCode } from './errors.js';
 import { DEFAULT_MAX_PACKET_BYTES, DEFAULT_RECV_SLOTS, MmsgReceiver } from './mmsg-receiver.js';
 import { DEFAULT_SEND_ARENA_BYTES, MmsgSender } from './mmsg-sender.js';
@@ -34,24 +33,16 @@ export interface BatchedUdpLinkOptions {
   readonly sendBufferBytes?: number;
 }
 
-export interface BatchedLinkCounters extends LinkCounters {
-  /** Datagrams longer than maxPacketBytes: cut by the kernel, so dropped. */
-  receiveTruncated: number;
-  /** recvmmsg/sendmmsg calls: packets per call is the batching achieved. */
-  recvCalls: number;
-  sendCalls: number;
-}
 
 export class BatchedUdpLink implements Link {
   private handler: PacketHandler | null = null;
   private closed = false;
   private closing: Promise<void> | null = null;
   private watcher: ReadinessWatcher | null = null;
-  private readonly stats: BatchedLinkCounters = { ...zeroCounters(), receiveTruncated: 0, recvCalls: 0, sendCalls: 0 };
+  private readonly stats = zeroBatchedCounters();
   private readonly sender: MmsgSender;
   private readonly receiver: MmsgReceiver;
-  private lastDst = '';
-  private lastDstU32 = 0;
+  private readonly dst = new DestinationCheck();
   /** Why the readiness thread stopped watching the socket, if it did. */
   private watcherError: string | null = null;
 
@@ -125,17 +116,12 @@ export class BatchedUdpLink implements Link {
   }
 
   send(packet: Uint8Array, dstIp: string, dstPort: number = ROCE_UDP_PORT): void {
-    if (dstIp !== this.lastDst) {
-      checkIpv4(dstIp, 'destination');
-      this.lastDst = dstIp;
-      this.lastDstU32 = ipv4(dstIp);
-    }
-    if (dstPort !== ROCE_UDP_PORT) checkDestPort(dstPort);
+    this.dst.check(dstIp, dstPort);
     if (this.closed) {
       this.stats.sendDropped++;
       return;
     }
-    this.sender.send(packet, this.lastDstU32, dstPort);
+    this.sender.send(packet, this.dst.u32, dstPort);
   }
 
   /** The code of the last send the kernel refused ("ENOBUFS"), for diagnostics. */

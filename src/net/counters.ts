@@ -17,3 +17,16 @@ export interface LinkCounters {
 export function zeroCounters(): LinkCounters {
   return { packetsSent: 0, bytesSent: 0, packetsReceived: 0, bytesReceived: 0, sendErrors: 0, sendDropped: 0 };
 }
+
+/** A link that batches its socket calls (sendmmsg/recvmmsg) counts those too. */
+export interface BatchedLinkCounters extends LinkCounters {
+  /** Datagrams longer than a receive slot: cut by the kernel, so dropped. */
+  receiveTruncated: number;
+  /** recvmmsg/sendmmsg calls: packets per call is the batching achieved. */
+  recvCalls: number;
+  sendCalls: number;
+}
+
+export function zeroBatchedCounters(): BatchedLinkCounters {
+  return { ...zeroCounters(), receiveTruncated: 0, recvCalls: 0, sendCalls: 0 };
+}

@@ -40,6 +40,10 @@ export class MmsgReceiver {
     this.W = native.udp.DESC_WORDS;
     this.buf = new Uint8Array(slots * maxPacketBytes);
     this.desc = new Uint32Array(slots * this.W);
+    for (let i = 0; i < slots; i++) {
+      this.desc[i * this.W] = i * maxPacketBytes;
+      this.desc[i * this.W + 1] = maxPacketBytes;
+    }
   }
 
   /**
@@ -50,10 +54,6 @@ export class MmsgReceiver {
   drain(handler: PacketHandler | null, maxRounds: number, open: () => boolean): boolean {
     const W = this.W;
     for (let round = 0; round < maxRounds; round++) {
-      for (let i = 0; i < this.slots; i++) {
-        this.desc[i * W] = i * this.maxPacketBytes;
-        this.desc[i * W + 1] = this.maxPacketBytes;
-      }
       let n: number;
       this.stats.recvCalls++;
       try {
@@ -62,7 +62,12 @@ export class MmsgReceiver {
         this.lastError = (err as { code?: string }).code ?? String(err);
         return true;
       }
-      for (let i = 0; i < n && open(); i++) this.deliver(i, handler);
+      try {
+        for (let i = 0; i < n && open(); i++) this.deliver(i, handler);
+      } finally {
+        // recvmmsg wrote each used slot's length over its capacity; the offsets stand.
+        for (let i = 0; i < n; i++) this.desc[i * W + 1] = this.maxPacketBytes;
+      }
       if (n < this.slots || !open()) return true;
     }
     return false;

@@ -7,14 +7,13 @@
 // frees the address at once, and the destination opens one on the same address.
 import dgram from 'node:dgram';
 import { type Link, type LinkAddress, type PacketHandler, ROCE_UDP_PORT } from '../nic/link.js';
-import { checkBindPort, checkDestPort, checkIpv4 } from './address.js';
-import { type LinkCounters, zeroCounters } from './counters.js';
+import { DestinationCheck, checkBindPort, checkIpv4 } from './address.js';
+import { type BatchedLinkCounters, zeroBatchedCounters } from './counters.js';
 import { bindError, NetError, NetErrorCode } from './errors.js';
-import { ipv4 } from '../nic/roce/icrc.js';
 import { nativeStatus } from '../native/addon.js';
 import { type IpIdZero, dgramSocketFd, pinDgramIpIdZero } from './ip-id-zero.js';
-import { MmsgReceiver, type MmsgReceiverCounters } from './mmsg-receiver.js';
-import { MmsgSender, type MmsgSenderCounters } from './mmsg-sender.js';
+import { MmsgReceiver } from './mmsg-receiver.js';
+import { MmsgSender } from './mmsg-sender.js';
 import { udpSocketDrops } from './kernel-drops.js';
 
 /** 4 MiB: a few thousand 4 KiB packets, so a burst does not overflow while the loop is busy. */
@@ -66,14 +65,13 @@ export class UdpLink implements Link {
   private closed = false;
   private closing: Promise<void> | null = null;
   private inFlight = 0;
-  private lastDst = '';
+  private readonly dst = new DestinationCheck();
   private settleWaiters: (() => void)[] = [];
   private readonly sendPool: Buffer[] = [];
-  private readonly stats = { ...zeroCounters(), sendCalls: 0, recvCalls: 0, receiveTruncated: 0 };
+  private readonly stats = zeroBatchedCounters();
   /** The batched paths, when the addon and the socket's fd are there and they were not declined. */
   private readonly tx: MmsgSender | null;
   private readonly rx: MmsgReceiver | null;
-  private lastDstU32 = 0;
   /** Whether sends and receives are batched through the addon, or why not. */
   readonly batching: UdpBatching;
   private readonly isOpen = (): boolean => !this.closed;
@@ -92,10 +90,10 @@ export class UdpLink implements Link {
     batched: boolean,
   ) {
     this.maxQueuedSends = maxQueuedSends;
-    const batch = batched ? batchedPaths(socket, this.stats) : 'batched socket calls declined';
-    this.tx = typeof batch === 'string' ? null : batch.sender;
-    this.rx = typeof batch === 'string' ? null : batch.receiver;
-    this.batching = typeof batch === 'string' ? { batched: false, reason: batch } : { batched: true };
+    const batch = batchedPaths(batched, socket, this.stats);
+    this.tx = batch.tx;
+    this.rx = batch.rx;
+    this.batching = batch.batching;
     socket.on('message', (msg, rinfo) => {
       // A plain Uint8Array view, not the Buffer: Buffer.slice() would share memory, not copy it.
       this.deliver(new Uint8Array(msg.buffer, msg.byteOffset, msg.length), { ip: rinfo.address, port: rinfo.port });
@@ -148,7 +146,7 @@ export class UdpLink implements Link {
   }
 
   /** What was sent and received; on the batched path, the sendmmsg and recvmmsg calls too. */
-  counters(): LinkCounters & { sendCalls: number; recvCalls: number; receiveTruncated: number } {
+  counters(): BatchedLinkCounters {
     return { ...this.stats };
   }
 
@@ -166,15 +164,10 @@ export class UdpLink implements Link {
   }
 
   send(packet: Uint8Array, dstIp: string, dstPort: number = ROCE_UDP_PORT): void {
-    if (dstIp !== this.lastDst) {
-      checkIpv4(dstIp, 'destination');
-      this.lastDst = dstIp;
-      this.lastDstU32 = ipv4(dstIp);
-    }
-    if (dstPort !== ROCE_UDP_PORT) checkDestPort(dstPort);
+    this.dst.check(dstIp, dstPort);
     if (this.tx !== null) {
       if (this.closed) this.stats.sendDropped++;
-      else this.tx.send(packet, this.lastDstU32, dstPort);
+      else this.tx.send(packet, this.dst.u32, dstPort);
       return;
     }
     if (this.closed || this.inFlight >= this.maxQueuedSends) {
@@ -241,10 +234,12 @@ export class UdpLink implements Link {
 }
 
 /** The batched send and receive paths on a bound dgram socket's fd, or why there are none. */
-function batchedPaths(socket: dgram.Socket, stats: MmsgSenderCounters & MmsgReceiverCounters): { sender: MmsgSender; receiver: MmsgReceiver } | string {
+function batchedPaths(wanted: boolean, socket: dgram.Socket, stats: BatchedLinkCounters): { tx: MmsgSender | null; rx: MmsgReceiver | null; batching: UdpBatching } {
+  const none = (reason: string) => ({ tx: null, rx: null, batching: { batched: false, reason } as const });
+  if (!wanted) return none('batched socket calls declined');
   const status = nativeStatus();
-  if (!status.available) return status.reason;
+  if (!status.available) return none(status.reason);
   const fd = dgramSocketFd(socket);
-  if (typeof fd === 'string') return fd;
-  return { sender: new MmsgSender(status.addon, fd, stats), receiver: new MmsgReceiver(status.addon, fd, stats) };
+  if (typeof fd === 'string') return none(fd);
+  return { tx: new MmsgSender(status.addon, fd, stats), rx: new MmsgReceiver(status.addon, fd, stats), batching: { batched: true } };
 }

@@ -30,6 +30,16 @@ function receive(link: UdpLink, count: number): Promise<{ bytes: Uint8Array; ip:
 /** Random packets of 16 bytes to 4 KiB of payload plus RETH, BTH and ICRC (4128 bytes). */
 const packets = (max: number) => fc.array(fc.uint8Array({ minLength: 16, maxLength: 4128 }), { minLength: 1, maxLength: max });
 
+/** Runs `fn` with two links on port 0 of HOST and VM, and closes both after it. */
+async function withPair(open: (opts: UdpLinkOptions) => Promise<UdpLink>, fn: (a: UdpLink, b: UdpLink) => Promise<void>): Promise<void> {
+  const [a, b] = await Promise.all([open({ ip: HOST, port: 0 }), open({ ip: VM, port: 0 })]);
+  try {
+    await fn(a, b);
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+  }
+}
+
 // The data-moving behaviour holds on both paths: sendmmsg/recvmmsg through the addon (where it is
 // built) and one node:dgram call per datagram.
 for (const batched of [true, false]) {
@@ -80,8 +90,7 @@ for (const batched of [true, false]) {
     });
 
     it('lets the caller reuse its bytes as soon as send returns', async () => {
-      const [a, b] = await Promise.all([open({ ip: HOST, port: 0 }), open({ ip: VM, port: 0 })]);
-      try {
+      await withPair(open, async (a, b) => {
         const got = receive(b, 100);
         const buf = new Uint8Array(64);
         for (let i = 0; i < 100; i++) {
@@ -89,14 +98,11 @@ for (const batched of [true, false]) {
           a.send(buf, VM, b.localPort);
         }
         (await got).forEach((g, i) => assert.deepEqual(g.bytes, new Uint8Array(64).fill(i)));
-      } finally {
-        await Promise.all([a.close(), b.close()]);
-      }
+      });
     });
 
     it('reuses its send buffers only once the kernel has each datagram', async () => {
-      const [a, b] = await Promise.all([open({ ip: HOST, port: 0 }), open({ ip: VM, port: 0 })]);
-      try {
+      await withPair(open, async (a, b) => {
         // Rounds larger than the pool it keeps, full-size packets, each with its own pattern.
         const size = POOLED_SEND_BYTES; // full-size packets take the pooled path
         for (let round = 0; round < 3; round++) {
@@ -114,9 +120,7 @@ for (const batched of [true, false]) {
             assert.deepEqual(g, want, `round ${round} packet ${i}`);
           });
         }
-      } finally {
-        await Promise.all([a.close(), b.close()]);
-      }
+      });
     });
 
     it('never throws from send for network reasons; counts what it drops', async () => {
@@ -148,8 +152,7 @@ for (const batched of [true, false]) {
     });
 
     it('reads what queued behind an arrival in batches, and counts its system calls', async () => {
-      const [a, b] = await Promise.all([open({ ip: HOST, port: 0 }), open({ ip: VM, port: 0 })]);
-      try {
+      await withPair(open, async (a, b) => {
         const got = receive(b, 300);
         const buf = new Uint8Array(200);
         for (let i = 0; i < 300; i++) {
@@ -168,9 +171,7 @@ for (const batched of [true, false]) {
         } else {
           assert.deepEqual([ca.sendCalls, cb.recvCalls], [0, 0]);
         }
-      } finally {
-        await Promise.all([a.close(), b.close()]);
-      }
+      });
     });
   });
 }
