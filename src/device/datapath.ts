@@ -338,6 +338,16 @@ export class Datapath {
     if (this.core.events.drain(this.core.transport.queue(vq), this.memory, this.dm.dirtyLog)) this.touched.add(vq);
   }
 
+  /** Queues with used entries or events not yet published (a durable backend commits them first). */
+  unpublished(): ReadonlySet<number> {
+    return this.touched;
+  }
+
+  /** Publish `vq`'s used entries at the end of the next pass (ones put back after a restore). */
+  markUnpublished(vq: number): void {
+    this.touched.add(vq);
+  }
+
   /** Publish used entries of every touched queue and send the notifications due (§5.5). */
   publish(): void {
     const { transport } = this.core;

@@ -39,6 +39,12 @@ export interface RdmaDeviceOptions {
   queueNumMax?: QueueNumMax;
   /** Process right after each kick and each provider completion, in the caller's thread. */
   inline?: boolean;
+  /**
+   * Called at the end of each pass, before its used entries are published and its notifications
+   * sent: a durable backend commits the device's state there (src/backend). If it throws, nothing
+   * of the pass is published and the error leaves process().
+   */
+  beforePublish?: () => void;
 }
 
 /** Passes per process() call: bounds one call; what is left stays pending for the next. */
@@ -66,6 +72,7 @@ export class RdmaDevice {
   private processing = false;
   private readonly inline: boolean;
   private readonly factory: QueueFactory;
+  private readonly beforePublish: (() => void) | null;
 
   constructor(options: RdmaDeviceOptions) {
     const { verbs, dm } = options;
@@ -82,6 +89,7 @@ export class RdmaDevice {
     this.datapath = new Datapath(this.core, dm);
     this.control = new ControlQueue(this.core, this.datapath, dm.guest.bytes);
     this.inline = options.inline ?? false;
+    this.beforePublish = options.beforePublish ?? null;
     this.transport.onReset = () => this.reset();
     this.transport.onQueueReset = (vq) => this.queueReset(vq);
     if (this.inline) this.transport.onKick = () => this.runInline();
@@ -119,6 +127,7 @@ export class RdmaDevice {
         for (const vq of vqs) this.serviceQueue(vq);
         for (const cq of cqs) if (!this.datapath.pollProvider(cq)) this.verbsPending.add(cq);
         this.datapath.drainEvents();
+        this.beforePublish?.();
         this.datapath.publish();
       }
       return true;

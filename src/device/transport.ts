@@ -5,12 +5,14 @@
 // drives it through the same calls. Doorbells are words in the device arena (doorbell.ts), so a
 // device loop in another thread can sleep on them.
 import type { DeviceMemory } from '../memory/device-memory.js';
-import { Doorbell } from '../virtio/doorbell.js';
+import type { Doorbell } from '../virtio/doorbell.js';
+import { DoorbellBlock } from './doorbell-block.js';
 import { VirtioError } from '../virtio/errors.js';
 import { VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_RING_PACKED } from '../virtio/queue.js';
 import { DeviceStatus, VirtioStatus } from '../virtio/status.js';
 import { RdmaStatus, VIRTIO_F_RING_RESET, VIRTIO_ID_RDMA, featureBit } from './abi.js';
 import { CONFIG_BYTES, encodeConfig, type DeviceConfig } from './config.js';
+import type { DriverTransport } from './driver-transport.js';
 import { DeviceError } from './errors.js';
 import type { OwnedQueue, QueueConfig, QueueFactory } from './queue-factory.js';
 import { QueueMap } from './queue-map.js';
@@ -31,16 +33,14 @@ interface QueueSlot {
   queue: OwnedQueue | null;
 }
 
-export class RdmaTransport {
+export class RdmaTransport implements DriverTransport {
   readonly deviceId = VIRTIO_ID_RDMA;
   readonly status: VirtioStatus;
   readonly map: QueueMap;
   private readonly configBytes: Uint8Array;
   private readonly slots: QueueSlot[];
-  private readonly doorbellBase: number;
-  private readonly pendingWords: Int32Array;
-  private readonly kicks: Doorbell[] = [];
-  private readonly calls: Doorbell[] = [];
+  /** The doorbell words, in the device arena (a driver in another thread maps the same words). */
+  readonly bells: DoorbellBlock;
   /** Rung on every kick and on device-side work (completions), so one loop can sleep on it. */
   readonly wake: Doorbell;
   /** Configuration change notifications (NEEDS_RESET, virtio 1.2 §2.1.2). */
@@ -65,18 +65,12 @@ export class RdmaTransport {
     this.configBytes = encodeConfig(config);
     const n = this.map.numQueues;
     this.slots = Array.from({ length: n }, () => ({ config: emptyConfig(), queue: null }));
-    const bitmapWords = Math.ceil(n / 32);
-    const words = 2 * n + 2 + bitmapWords;
-    this.doorbellBase = dm.arena.alloc(words * 4, 64);
-    dm.guest.bytes.fill(0, this.doorbellBase, this.doorbellBase + words * 4);
-    const buffer = dm.memory.buffer;
-    for (let q = 0; q < n; q++) {
-      this.kicks.push(new Doorbell(buffer, this.doorbellBase + 8 * q));
-      this.calls.push(new Doorbell(buffer, this.doorbellBase + 8 * q + 4));
-    }
-    this.wake = new Doorbell(buffer, this.doorbellBase + 8 * n);
-    this.configChange = new Doorbell(buffer, this.doorbellBase + 8 * n + 4);
-    this.pendingWords = new Int32Array(buffer, this.doorbellBase + 8 * n + 8, bitmapWords);
+    const bytes = DoorbellBlock.bytes(n);
+    const base = dm.arena.alloc(bytes, 64);
+    dm.guest.bytes.fill(0, base, base + bytes);
+    this.bells = new DoorbellBlock(dm.memory.buffer, base, n);
+    this.wake = this.bells.wake;
+    this.configChange = this.bells.configChange;
   }
 
   get deviceFeatures(): bigint {
@@ -113,7 +107,7 @@ export class RdmaTransport {
     if (value === 0) {
       this.onReset?.();
       for (let q = 0; q < this.slots.length; q++) this.dropQueue(q);
-      for (let i = 0; i < this.pendingWords.length; i++) Atomics.store(this.pendingWords, i, 0);
+      this.bells.clearPending();
     }
     return this.status.write(value);
   }
@@ -187,44 +181,33 @@ export class RdmaTransport {
   /** The driver notifies the device of new buffers on `vq`. */
   kick(vq: number): void {
     this.slot(vq);
-    this.setPending(vq);
-    this.kicks[vq].notify();
-    this.wake.notify();
+    this.bells.kick(vq);
     this.onKick?.(vq);
   }
 
   /** Mark `vq` as needing service without a kick (device-internal). */
   setPending(vq: number): void {
-    Atomics.or(this.pendingWords, vq >> 5, 1 << (vq & 31));
+    this.bells.setPending(vq);
   }
 
   /** Queues kicked since the last call, in ascending order; clears them. */
   takePending(): number[] {
-    const out: number[] = [];
-    for (let w = 0; w < this.pendingWords.length; w++) {
-      let bits = Atomics.exchange(this.pendingWords, w, 0);
-      while (bits !== 0) {
-        const b = 31 - Math.clz32(bits & -bits);
-        out.push(w * 32 + b);
-        bits &= bits - 1;
-      }
-    }
-    return out;
+    return this.bells.takePending();
   }
 
   /** The device notifies the driver of used buffers on `vq`. */
   call(vq: number): void {
-    this.calls[vq].notify();
+    this.bells.calls[vq].notify();
   }
 
   kickDoorbell(vq: number): Doorbell {
     this.slot(vq);
-    return this.kicks[vq];
+    return this.bells.kicks[vq];
   }
 
   callDoorbell(vq: number): Doorbell {
     this.slot(vq);
-    return this.calls[vq];
+    return this.bells.calls[vq];
   }
 
   // ---- migration (R9) -----------------------------------------------------------------------
@@ -237,7 +220,7 @@ export class RdmaTransport {
   /** Counts of a queue's kick and call doorbells. */
   doorbells(vq: number): { kick: number; call: number } {
     this.slot(vq);
-    return { kick: this.kicks[vq].value(), call: this.calls[vq].value() };
+    return { kick: this.bells.kicks[vq].value(), call: this.bells.calls[vq].value() };
   }
 
   /**
@@ -249,14 +232,15 @@ export class RdmaTransport {
     if (slot.queue !== null) throw new DeviceError(RdmaStatus.InvalidArg, `queue ${vq} is enabled`);
     slot.config = { ...config };
     slot.queue = queue;
-    Atomics.store(new Int32Array(this.dm.memory.buffer, this.doorbellBase + 8 * vq, 2), 0, doorbells.kick | 0);
-    Atomics.store(new Int32Array(this.dm.memory.buffer, this.doorbellBase + 8 * vq, 2), 1, doorbells.call | 0);
+    const words = new Int32Array(this.dm.memory.buffer, this.bells.base + 8 * vq, 2);
+    Atomics.store(words, 0, doorbells.kick | 0);
+    Atomics.store(words, 1, doorbells.call | 0);
   }
 
   /** Release the doorbell words (the device is gone). */
   dispose(): void {
     for (let q = 0; q < this.slots.length; q++) this.dropQueue(q);
-    this.dm.arena.release(this.doorbellBase);
+    this.dm.arena.release(this.bells.base);
   }
 
   private slot(vq: number): QueueSlot {

@@ -20,8 +20,11 @@ export class DeviceMemory {
   dirtyLog: WriteLog = NO_WRITE_LOG;
   private readonly ram: Arena;
   private readonly regionOwned = new Map<Gpa, number>();
+  /** Attached from another thread: the memory map is the creator's to change. */
+  private readonly attached: boolean;
 
-  private constructor(readonly memory: WebAssembly.Memory, readonly layout: MemoryLayout) {
+  private constructor(readonly memory: WebAssembly.Memory, readonly layout: MemoryLayout, attached = false) {
+    this.attached = attached;
     this.guest = new GuestMemory(memory, layout);
     this.arena = new Arena(layout.arenaOff, layout.arenaBytes);
     this.ram = new Arena(layout.ramBase, layout.ramBytes, 'guest RAM window');
@@ -38,10 +41,27 @@ export class DeviceMemory {
   }
 
   /**
+   * A device memory created elsewhere (another thread), for a device that runs here: the guest's
+   * regions are those in the shared region table, and this view's arena allocator starts empty,
+   * so only one device may allocate in the arena at a time (a device backend replaced after its
+   * thread died allocates over what the dead one held). Regions cannot be plugged through it.
+   */
+  static attach(memory: WebAssembly.Memory, layout: MemoryLayout): DeviceMemory {
+    if (!(memory instanceof WebAssembly.Memory) || !(memory.buffer instanceof SharedArrayBuffer)) {
+      throw new MemoryError(MemoryErrorCode.BadState, 'a device memory to attach must be a shared WebAssembly.Memory');
+    }
+    const expected = computeLayout({ ramBytes: layout.ramBytes, arenaBytes: layout.arenaBytes });
+    const same = (Object.keys(expected) as (keyof MemoryLayout)[]).every((k) => expected[k] === layout[k]);
+    if (!same || memory.buffer.byteLength < layout.totalBytes) throw new MemoryError(MemoryErrorCode.BadState, 'the layout does not describe this memory');
+    return new DeviceMemory(memory, layout, true);
+  }
+
+  /**
    * Plug in a guest RAM region at guest-physical `start`; its backing is taken from the RAM
    * window (2 MiB aligned) and reads as zeros. Returns the region with its host offset.
    */
   addRegion(start: number, size: number): Region {
+    this.owned('plug');
     const base = toGpa(start);
     if (!Number.isSafeInteger(size) || size <= 0 || size % 4096 !== 0) {
       throw new MemoryError(MemoryErrorCode.Overflow, `region size must be a positive multiple of 4096, got ${size}`);
@@ -63,6 +83,7 @@ export class DeviceMemory {
 
   /** Unplug the region that starts at `start`; its backing returns to the RAM window. */
   removeRegion(start: number): Region {
+    this.owned('unplug');
     const removed = this.guest.regions.remove(toGpa(start));
     const hostOffset = this.regionOwned.get(removed.gpa);
     if (hostOffset !== undefined) {
@@ -73,5 +94,9 @@ export class DeviceMemory {
       this.regionOwned.delete(removed.gpa);
     }
     return removed;
+  }
+
+  private owned(what: string): void {
+    if (this.attached) throw new MemoryError(MemoryErrorCode.RegionConflict, `cannot ${what} a region through an attached device memory; its creator owns the memory map`);
   }
 }

@@ -209,6 +209,40 @@ export class SplitQueue implements DeviceQueue {
     this.pendingUsed++;
   }
 
+  /**
+   * Used elements added since the last flush, as [id, length] pairs: what a durable backend
+   * commits with the device state, since the state's nextUsed counts only what was published.
+   */
+  pendingUsedEntries(): [number, number][] {
+    const out: [number, number][] = [];
+    for (let i = 0; i < this.pendingUsed; i++) {
+      const e = this.where.usedBufOff + i * USED_ELEM_BYTES;
+      out.push([this.view.getUint32(e, true), this.view.getUint32(e + 4, true)]);
+    }
+    return out;
+  }
+
+  /**
+   * Put committed used elements back (pendingUsedEntries of the device this one replaces), to be
+   * published by the next flush. Checked: an id outside the ring or more than a ring's worth is a
+   * VirtioError.
+   */
+  restorePendingUsed(entries: readonly (readonly [number, number])[]): void {
+    this.usable();
+    if (this.pendingUsed + entries.length > this.size) throw new VirtioError(ST_NO_SPACE, `${this.name}: ${entries.length} used elements do not fit`);
+    for (const [id, len] of entries) {
+      if (!Number.isInteger(id) || id < 0 || id >= this.size || !Number.isInteger(len) || len < 0 || len > 0xffffffff) {
+        throw new VirtioError(ST_OUT_OF_RANGE, `${this.name}: used element (${id}, ${len}) is not in the ring`);
+      }
+    }
+    for (const [id, len] of entries) {
+      const e = this.where.usedBufOff + this.pendingUsed * USED_ELEM_BYTES;
+      this.view.setUint32(e, id, true);
+      this.view.setUint32(e + 4, len, true);
+      this.pendingUsed++;
+    }
+  }
+
   flush(): boolean {
     this.usable();
     if (this.pendingUsed === 0) return false;

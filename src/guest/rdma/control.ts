@@ -3,7 +3,7 @@
 // time; the answer is awaited on the queue's used ring, sleeping on its call doorbell when the
 // device runs elsewhere (an inline device has answered by the time the kick returns).
 import { CTRL_HEADER_BYTES, type Cmd, RdmaStatus } from '../../device/abi.js';
-import type { RdmaTransport } from '../../device/transport.js';
+import type { DriverTransport } from '../../device/driver-transport.js';
 import type { Arena } from '../../memory/arena.js';
 import { gpa } from '../../memory/gpa.js';
 import type { GuestMemory } from '../../memory/guest-memory.js';
@@ -24,7 +24,7 @@ export class ControlChannel {
   private inFlight = 0;
 
   constructor(
-    private readonly transport: RdmaTransport,
+    private readonly transport: DriverTransport,
     private readonly guest: GuestMemory,
     private readonly alloc: Arena,
     private readonly ring: GuestRing,

@@ -10,7 +10,7 @@ import {
 import { ipv4ToGid, setU64 } from '../../device/bytes.js';
 import { CONFIG_BYTES, type DeviceConfig, decodeConfig } from '../../device/config.js';
 import { type AhAttr, type QpAttr, type QpCap, readQpAttr, readQpCap, writeAhAttr, writeQpAttr, writeQpCap, writeSge } from '../../device/structs.js';
-import type { RdmaTransport } from '../../device/transport.js';
+import type { DriverTransport } from '../../device/driver-transport.js';
 import { Arena, type ArenaState } from '../../memory/arena.js';
 import { MemoryError } from '../../memory/errors.js';
 import { gpa } from '../../memory/gpa.js';
@@ -118,7 +118,7 @@ export class RdmaGuest implements QueueHost {
   readonly srqs = new Map<number, GuestSrq>();
 
   private constructor(
-    readonly transport: RdmaTransport,
+    readonly transport: DriverTransport,
     readonly guest: GuestMemory,
     readonly alloc: Arena,
     readonly features: bigint,
@@ -131,7 +131,7 @@ export class RdmaGuest implements QueueHost {
   }
 
   /** §13.1: initialize the device and set DRIVER_OK. */
-  static open(transport: RdmaTransport, guest: GuestMemory, alloc: Arena, options: OpenOptions = {}): RdmaGuest {
+  static open(transport: DriverTransport, guest: GuestMemory, alloc: Arena, options: OpenOptions = {}): RdmaGuest {
     transport.writeStatus(0);
     transport.writeStatus(DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER);
     const offered = transport.deviceFeatures;
@@ -190,7 +190,7 @@ export class RdmaGuest implements QueueHost {
    * already has the queues and DRIVER_OK) and guest RAM already copied. Nothing is written to
    * guest memory or the device. GuestError BAD_STATE if the state is malformed or does not fit.
    */
-  static restore(transport: RdmaTransport, guest: GuestMemory, state: unknown): RdmaGuest {
+  static restore(transport: DriverTransport, guest: GuestMemory, state: unknown): RdmaGuest {
     const s = record(state, 'guest driver state', badState);
     if (s.kind !== GUEST_STATE_KIND) badState(`not a guest driver state (kind ${String(s.kind)})`);
     if (s.version !== GUEST_STATE_VERSION) badState(`guest driver state version ${String(s.version)}, this library reads ${GUEST_STATE_VERSION}`);

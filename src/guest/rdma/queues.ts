@@ -2,7 +2,7 @@
 // guest memory, one chain per WQE) and completion queues (64-byte CQE buffers the device fills).
 import { CQE_BYTES } from '../../device/abi.js';
 import { type Cqe, decodeCqe } from '../../device/cqe.js';
-import type { RdmaTransport } from '../../device/transport.js';
+import type { DriverTransport } from '../../device/driver-transport.js';
 import type { Arena } from '../../memory/arena.js';
 import { MemoryError } from '../../memory/errors.js';
 import { gpa } from '../../memory/gpa.js';
@@ -13,7 +13,7 @@ import { type GuestBuffer, type GuestRing, type GuestRingState, restoreGuestRing
 
 /** What queue objects need from the device they belong to. */
 export interface QueueHost {
-  readonly transport: RdmaTransport;
+  readonly transport: DriverTransport;
   readonly guest: GuestMemory;
   readonly alloc: Arena;
 }

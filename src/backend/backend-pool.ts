@@ -1,0 +1,278 @@
+// Durable device backends over a pool of worker threads (piscina). Each device's guest memory and
+// control block are made here, on the thread that drives the device (the VMM's side: here the
+// guest library, over a TransportProxy); the device itself runs in a pool worker
+// (backend-task.ts, device-backend.ts). When that worker dies — a crash, an uncaught error,
+// terminate — piscina replaces the thread, and this pool clears the dead thread's ownership word
+// and starts every device it ran again from the device's journal, on a worker that lives. The
+// guest keeps its rings, buffers and posted work through it; its configuration calls wait for
+// the new backend, its kicks are picked up by it, and the peers' QPs see a retransmission.
+//
+// A device that cannot be started again (its journal refused, or restarts failing
+// `maxRestarts` times in a row) is lost: its status reads NEEDS_RESET, which the driver sees.
+import { availableParallelism } from 'node:os';
+import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threads';
+import { Piscina } from 'piscina';
+import { DeviceMemory } from '../memory/device-memory.js';
+import type { SoftRoceOptions } from '../nic/soft/index.js';
+import { DeviceStatus } from '../virtio/status.js';
+import type { BackendTaskCounters, BackendTaskInput, BackendTaskReady } from './backend-task.js';
+import { ControlBlock, DEFAULT_SLOT_BYTES, W } from './control-block.js';
+import type { BackendSpec } from './device-backend.js';
+import { BackendError, BackendErrorCode } from './errors.js';
+import { TransportProxy } from './transport-proxy.js';
+
+const BACKEND_TASK = new URL('./backend-task.js', import.meta.url).href;
+const MiB = 1024 * 1024;
+const DEFAULT_RAM_BYTES = 32 * MiB;
+const ARENA_BYTES = 8 * MiB;
+const DEFAULT_DEVICES_PER_WORKER = 16;
+const DEFAULT_MAX_RESTARTS = 3;
+
+export interface BackendPoolOptions {
+  /** Worker threads; default the machine's available parallelism. */
+  workers?: number;
+  /** Devices one worker runs at once; default 16. */
+  devicesPerWorker?: number;
+  /** Failed restarts in a row after which a device is given up; default 3. */
+  maxRestarts?: number;
+}
+
+export interface OpenDeviceOptions {
+  /** The VM's IPv4 address (its GID): the backend's socket binds it. */
+  ip: string;
+  /** UDP port; default 4791. */
+  port?: number;
+  /** Guest RAM, one region at GPA 0; default 32 MiB. */
+  ramBytes?: number;
+  provider?: SoftRoceOptions;
+  batched?: boolean;
+  /** Capacity of each of the journal's two slots; default 4 MiB. */
+  slotBytes?: number;
+  /** How long a configuration call waits for a backend; default 10 s. */
+  callTimeoutMs?: number;
+}
+
+/** One backend start and how it went, for tests and logs. */
+export interface BackendRun {
+  threadId: number;
+  epoch: number;
+  mode: 'fresh' | 'restore';
+  /** Set when the run ended: 'closed', or why it was lost. */
+  ended: string | null;
+}
+
+export class BackendPool {
+  private readonly pool: Piscina;
+  private readonly devices = new Set<DurableDevice>();
+  readonly maxRestarts: number;
+  private closed = false;
+
+  constructor(options: BackendPoolOptions = {}) {
+    const workers = options.workers ?? availableParallelism();
+    const perWorker = options.devicesPerWorker ?? DEFAULT_DEVICES_PER_WORKER;
+    for (const [name, v] of [['workers', workers], ['devicesPerWorker', perWorker]] as const) {
+      if (!Number.isSafeInteger(v) || v < 1 || v > 256) throw new RangeError(`${name} must be an integer in [1, 256], got ${v}`);
+    }
+    this.maxRestarts = options.maxRestarts ?? DEFAULT_MAX_RESTARTS;
+    this.pool = new Piscina({
+      filename: BACKEND_TASK,
+      minThreads: workers,
+      maxThreads: workers,
+      concurrentTasksPerWorker: perWorker,
+      // A backend task runs for its device's life; the worker's event loop must never block.
+      atomics: 'disabled',
+      idleTimeout: Infinity,
+    });
+    // A worker that dies is reported through its tasks (each device restarts); nothing else to do.
+    this.pool.on('error', () => {});
+  }
+
+  /** A new device with its own guest memory, running in a pool worker, and the driver's transport to it. */
+  async open(o: OpenDeviceOptions): Promise<DurableDevice> {
+    if (this.closed) throw new BackendError(BackendErrorCode.Closed, 'the backend pool is closed');
+    const ramBytes = o.ramBytes ?? DEFAULT_RAM_BYTES;
+    const dm = DeviceMemory.create({ ramBytes, arenaBytes: ARENA_BYTES });
+    dm.addRegion(0, ramBytes);
+    const control = ControlBlock.create(o.slotBytes ?? DEFAULT_SLOT_BYTES);
+    const spec: BackendSpec = { ip: o.ip, port: o.port, memory: dm.memory, layout: dm.layout, control: control.buffer, provider: o.provider, batched: o.batched };
+    const device = new DurableDevice(this, dm, control, spec);
+    await device.start('fresh');
+    device.attachDriver(o.callTimeoutMs);
+    this.devices.add(device);
+    return device;
+  }
+
+  /** @internal Start one backend task; resolves once it serves, with the promise of its end. */
+  async runTask(spec: BackendSpec, mode: 'fresh' | 'restore'): Promise<{ ready: BackendTaskReady; port: MessagePort; done: Promise<unknown> }> {
+    const { port1, port2 } = new MessageChannel();
+    const ready = new Promise<BackendTaskReady>((resolve) => port1.on('message', (m: Partial<BackendTaskReady>) => m.ready === true && resolve(m as BackendTaskReady)));
+    const done = this.pool.run({ spec, mode, port: port2 } satisfies BackendTaskInput, { transferList: [port2] }) as Promise<unknown>;
+    try {
+      return { ready: await Promise.race([ready, done.then(() => { throw new Error('the backend task ended before it served'); })]), port: port1, done };
+    } catch (err) {
+      port1.close();
+      throw err;
+    }
+  }
+
+  /** The worker threads of the pool. */
+  threads(): Worker[] {
+    return this.pool.threads as Worker[];
+  }
+
+  /** Terminate the worker running `device` (tests, and an operator taking a thread down). Resolves once it is gone. */
+  async terminateWorkerOf(device: DurableDevice): Promise<number> {
+    const id = device.threadId;
+    const worker = this.threads().find((w) => w.threadId === id);
+    if (worker === undefined) throw new BackendError(BackendErrorCode.Closed, `no worker thread ${id}`);
+    await worker.terminate();
+    return id;
+  }
+
+  /** @internal */
+  forget(device: DurableDevice): void {
+    this.devices.delete(device);
+  }
+
+  /** Close every device, then the workers. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.allSettled([...this.devices].map((d) => d.close()));
+    await this.pool.destroy();
+  }
+}
+
+/** The driver's handle on one device running in the pool. */
+export class DurableDevice {
+  /** Every backend run of this device, the current one last. */
+  readonly runs: BackendRun[] = [];
+  private port: MessagePort | null = null;
+  private proxy: TransportProxy | null = null;
+  private closing = false;
+  private restarting: Promise<void> | null = null;
+  /** Why the device was given up, or null while it serves. */
+  lost: Error | null = null;
+
+  /** @internal */
+  constructor(
+    private readonly owner: BackendPool,
+    /** The guest's memory: the driver builds its rings and buffers here. */
+    readonly dm: DeviceMemory,
+    readonly control: ControlBlock,
+    private readonly spec: BackendSpec,
+  ) {}
+
+  get ip(): string {
+    return this.spec.ip;
+  }
+
+  /** The driver's transport to the device (RdmaGuest.open takes it). */
+  get transport(): TransportProxy {
+    if (this.proxy === null) throw new BackendError(BackendErrorCode.Closed, 'the device has no driver transport yet');
+    return this.proxy;
+  }
+
+  /** The thread running the device now. */
+  get threadId(): number {
+    return this.runs.at(-1)?.threadId ?? -1;
+  }
+
+  /** Times the device was started again from its journal. */
+  get restarts(): number {
+    return this.runs.filter((r) => r.mode === 'restore').length;
+  }
+
+  /** Resolves once a restart under way has finished (at once when none is). */
+  async settled(): Promise<void> {
+    while (this.restarting !== null) await this.restarting;
+  }
+
+  /** @internal */
+  attachDriver(timeoutMs?: number): void {
+    this.proxy = new TransportProxy(this.control, this.dm.memory, timeoutMs);
+  }
+
+  /** The backend's counters (commits, journal entry size, packets the commit gate held and released). */
+  async counters(): Promise<BackendTaskCounters['counters']> {
+    const port = this.port;
+    if (port === null) throw new BackendError(BackendErrorCode.Closed, 'no backend runs the device now');
+    return new Promise((resolve) => {
+      const take = (m: Partial<BackendTaskCounters>) => {
+        if (m.counters === undefined) return;
+        port.off('message', take);
+        resolve(m.counters);
+      };
+      port.on('message', take);
+      port.postMessage({ op: 'counters' });
+    });
+  }
+
+  /** @internal Start a backend for the device; a run that ends without close() starts another. */
+  async start(mode: 'fresh' | 'restore'): Promise<void> {
+    const { ready, port, done } = await this.owner.runTask(this.spec, mode);
+    const run: BackendRun = { threadId: ready.threadId, epoch: ready.epoch, mode, ended: null };
+    this.runs.push(run);
+    this.port = port;
+    done.then(
+      () => (run.ended = 'closed'),
+      (err: unknown) => {
+        run.ended = (err as Error)?.message ?? String(err);
+        port.close();
+        if (this.port === port) this.port = null;
+        // The dead thread cannot release the device itself.
+        this.control.release(run.threadId);
+        if (!this.closing) this.restart();
+      },
+    );
+  }
+
+  private restart(): void {
+    if (this.restarting !== null) return;
+    this.restarting = (async () => {
+      let failures = 0;
+      for (;;) {
+        try {
+          await this.start('restore');
+          return;
+        } catch (err) {
+          failures++;
+          const journalRefused = err instanceof BackendError && err.code === BackendErrorCode.BadJournal;
+          if (journalRefused || failures >= this.owner.maxRestarts || this.closing) {
+            this.giveUp(err as Error);
+            return;
+          }
+        }
+      }
+    })().finally(() => (this.restarting = null));
+  }
+
+  /** No backend can run the device: the driver sees NEEDS_RESET, and whatever it waits for wakes. */
+  private giveUp(err: Error): void {
+    this.lost = err;
+    this.control.store(W.status, this.control.load(W.status) | DeviceStatus.NEEDS_RESET);
+    const bells = this.control.doorbells;
+    if (bells !== null) {
+      const words = new Int32Array(this.dm.memory.buffer, bells.base, 2 * bells.numQueues + 2);
+      for (let i = 0; i < words.length; i++) {
+        Atomics.add(words, i, 1);
+        Atomics.notify(words, i);
+      }
+    }
+  }
+
+  /** Stop the device's backend (the device's state stays in its journal). */
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    await this.restarting;
+    const port = this.port;
+    this.port = null;
+    if (port !== null) {
+      const closed = new Promise<void>((resolve) => port.once('close', () => resolve()));
+      port.postMessage({ op: 'close' });
+      await closed;
+    }
+    this.owner.forget(this);
+  }
+}

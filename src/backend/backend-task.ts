@@ -1,0 +1,46 @@
+// One durable device backend's life in a pool worker (backend-pool.ts): a piscina task that
+// starts the backend (fresh, or restored from the device's journal), tells the main thread it
+// serves, and runs until the main thread closes it or the backend fails. A backend that fails
+// rejects the task; a worker that dies takes its tasks with it. Either way the main thread starts
+// the device again, from its journal, on a worker that lives. Importing this module does nothing.
+import { type MessagePort, threadId } from 'node:worker_threads';
+import { type BackendSpec, DeviceBackend } from './device-backend.js';
+
+export interface BackendTaskInput {
+  spec: BackendSpec;
+  mode: 'fresh' | 'restore';
+  port: MessagePort;
+}
+
+/** The first message on the port: the backend serves, in this thread. */
+export interface BackendTaskReady {
+  ready: true;
+  threadId: number;
+  epoch: number;
+}
+
+/** What the port answers to `{ op: 'counters' }`. */
+export interface BackendTaskCounters {
+  counters: { commits: number; entryBytes: number; gateCommits: number; released: number; dropped: number };
+}
+
+export default async function runBackendTask(input: BackendTaskInput): Promise<{ threadId: number }> {
+  const { port } = input;
+  const backend = await DeviceBackend.start(input.spec, input.mode);
+  port.on('message', (m: { op?: unknown }) => {
+    if (m?.op === 'close') void backend.close();
+    else if (m?.op === 'counters') {
+      const g = backend.gateCounters;
+      port.postMessage({ counters: { ...backend.counters, gateCommits: g.commits, released: g.released, dropped: g.dropped } } satisfies BackendTaskCounters);
+    }
+  });
+  // The main thread gone: nobody drives this device from here any more.
+  port.on('close', () => void backend.close());
+  port.postMessage({ ready: true, threadId, epoch: backend.epoch } satisfies BackendTaskReady);
+  try {
+    await backend.done;
+  } finally {
+    port.close();
+  }
+  return { threadId };
+}

@@ -1,0 +1,298 @@
+// A durable device backend: one virtio-rdma device (RdmaDevice over SoftRoce and a UDP link bound
+// to the VM's address) running in this thread over guest memory another thread created, for a
+// driver in that thread (transport-proxy.ts). What makes it durable is its journal (journal.ts):
+//   - at the end of every device pass, before the pass's used entries are published, the whole
+//     device state (R9) and those unpublished entries are committed;
+//   - no packet leaves before a commit covers the state that produced it (commit-gate.ts);
+//   - every configuration call is committed before it is answered.
+// So the guest and the peers never see anything the journal does not hold, and a backend started
+// in another thread after this one died (restore) takes the device up from the last entry: the
+// device's rings and objects, every QP's PSNs and windows, the completions owed. Work done after
+// the last commit is redone: a popped WQE is popped again and its packets sent again with the
+// same PSNs (a retransmission to the peer), a packet received again is placed again (the same
+// bytes) — nothing a guest or peer saw is lost or repeated.
+//
+// What cannot be redone is an atomic's effect on memory, so a durable device does not offer
+// VIRTIO_RDMA_F_ATOMIC (without it no MR or QP grants REMOTE_ATOMIC, and the responder refuses
+// peers' atomics). Rings are split only: a packed ring publishes entry by entry, and the journal
+// does not yet carry its half-published descriptors.
+//
+// One thread owns the device at a time: start() takes the control block's ownership word with
+// Atomics.compareExchange and every commit checks it still holds it.
+import { threadId } from 'node:worker_threads';
+import { RdmaFeature } from '../device/abi.js';
+import { RdmaDevice } from '../device/device.js';
+import { ringQueueFactory } from '../device/queue-factory.js';
+import { captureDevice } from '../device/state/capture.js';
+import { decodeDeviceState, encodeDeviceState } from '../device/state/codec.js';
+import { DeviceMemory } from '../memory/device-memory.js';
+import type { MemoryLayout } from '../memory/layout.js';
+import { MovableLink } from '../net/movable-link.js';
+import { NetError, NetErrorCode } from '../net/errors.js';
+import { UdpLink } from '../net/udp-link.js';
+import { canSuspend } from '../nic/qp-state.js';
+import { SoftRoce, type SoftRoceOptions } from '../nic/soft/index.js';
+import { decodeSoftRoceState } from '../nic/soft/state/codec.js';
+import { SplitQueue } from '../virtio/split-queue.js';
+import { type Call, CallServer } from './call-channel.js';
+import { CommitGate } from './commit-gate.js';
+import { ControlBlock, W } from './control-block.js';
+import { BackendError, BackendErrorCode } from './errors.js';
+import { Journal } from './journal.js';
+import { decodeJournalEntry, encodeJournalEntry } from './journal-entry.js';
+import type { DeviceDescription } from './transport-proxy.js';
+
+export interface BackendSpec {
+  /** The VM's IPv4 address: its GID and the address the backend's socket binds. */
+  ip: string;
+  /** UDP port; default 4791. */
+  port?: number;
+  memory: WebAssembly.Memory;
+  layout: MemoryLayout;
+  /** The device's control block (control-block.ts). */
+  control: SharedArrayBuffer;
+  provider?: SoftRoceOptions;
+  /** Batch the socket's calls when the addon is present (default). */
+  batched?: boolean;
+}
+
+/** How long a starting backend retries binding an address its dead predecessor's socket still held. */
+const BIND_RETRY_MS = 5000;
+/** Passes the device loop runs before it yields to the event loop (sockets, timers, calls). */
+const PASSES_PER_TURN = 8;
+
+export interface BackendCounters {
+  /** Journal entries this backend committed. */
+  commits: number;
+  /** Bytes of the last entry. */
+  entryBytes: number;
+}
+
+export class DeviceBackend {
+  readonly counters: BackendCounters = { commits: 0, entryBytes: 0 };
+  private stopped = false;
+  private failure: unknown = null;
+  private loop: Promise<void> = Promise.resolve();
+  private served: Promise<void> = Promise.resolve();
+  private failed!: (err: unknown) => void;
+  /** Settles when the backend stops: resolves on close(), rejects with what stopped it otherwise. */
+  readonly done: Promise<void>;
+
+  private constructor(
+    private readonly block: ControlBlock,
+    private readonly journal: Journal,
+    readonly device: RdmaDevice,
+    readonly verbs: SoftRoce,
+    private readonly address: MovableLink,
+    private readonly gate: CommitGate,
+    private readonly server: CallServer,
+    readonly epoch: number,
+  ) {
+    this.done = new Promise<void>((resolve, reject) => {
+      this.failed = (err) => (err === null ? resolve() : reject(err));
+    });
+    this.done.catch(() => {});
+  }
+
+  /**
+   * Take the device in this thread: `fresh` starts it empty (its journal must be empty), `restore`
+   * takes it up from the journal's last entry. Rejects with BackendError (NOT_OWNER, BAD_JOURNAL),
+   * StateError or NetError; nothing is left bound or owned then.
+   */
+  static async start(spec: BackendSpec, mode: 'fresh' | 'restore'): Promise<DeviceBackend> {
+    const block = ControlBlock.attach(spec.control);
+    const epoch = block.take(threadId);
+    let backend: DeviceBackend | null = null;
+    let address: MovableLink | null = null;
+    try {
+      const journal = new Journal(block);
+      const entry = mode === 'restore' ? journal.latest() : null;
+      if (mode === 'fresh' && journal.generation !== 0) throw new BackendError(BackendErrorCode.BadJournal, 'a fresh device needs an empty journal');
+      const dm = DeviceMemory.attach(spec.memory, spec.layout);
+      address = new MovableLink(spec.ip, () => UdpLink.open({ ip: spec.ip, port: spec.port, batched: spec.batched }), spec.port);
+      const link = address;
+      let self: DeviceBackend | null = null;
+      const gate = new CommitGate(link, () => self!.commit(), (err) => self?.stop(err));
+      const verbs = new SoftRoce(dm, gate, spec.provider);
+      const device = new RdmaDevice({
+        verbs, dm, vmIp: spec.ip, queueFactory: ringQueueFactory('wasm', ['split']), withhold: [RdmaFeature.ATOMIC],
+        beforePublish: () => self!.commit(),
+      });
+      const bells = device.transport.bells;
+      const placed = block.doorbells;
+      if (placed !== null && (placed.base !== bells.base || placed.numQueues !== bells.numQueues)) {
+        throw new BackendError(BackendErrorCode.BadJournal, `the driver rings doorbells at ${placed.base} (${placed.numQueues} queues); this device has them at ${bells.base} (${bells.numQueues})`);
+      }
+      block.setDoorbells(bells.base, bells.numQueues);
+      const server = new CallServer(block, (call) => self!.call(call), () => self!.afterCall());
+      backend = self = new DeviceBackend(block, journal, device, verbs, address, gate, server, epoch);
+      const resume = entry === null ? [] : backend.restore(entry.payload);
+      await bindWithRetry(address);
+      for (const qpn of resume) verbs.resumeQp(qpn);
+      backend.commit();
+      backend.mirrorStatus();
+      backend.run();
+      // Tell the driver: whatever it waits for may have happened while no backend ran.
+      for (const call of bells.calls) call.notify();
+      device.transport.wake.notify();
+      return backend;
+    } catch (err) {
+      if (backend !== null) backend.verbs.close();
+      await address?.close().catch(() => {});
+      block.release(threadId);
+      throw err;
+    }
+  }
+
+  /** Stop serving and close the socket; the device stays in the journal (a backend can take it up again). */
+  async close(): Promise<void> {
+    await this.shutdown(null);
+  }
+
+  /** What the commit gate did: its own commits, packets released and dropped. */
+  get gateCounters(): Readonly<CommitGate['counters']> {
+    return this.gate.counters;
+  }
+
+  /** The error that stopped the backend, if one did. */
+  get error(): unknown {
+    return this.failure;
+  }
+
+  /** Commit the device's state now (also done at every pass and before any packet leaves). */
+  commit(): void {
+    if (!this.block.owns(threadId)) throw new BackendError(BackendErrorCode.NotOwner, `thread ${threadId} no longer owns the device`);
+    const { device } = this;
+    const unpublished: { vq: number; used: [number, number][] }[] = [];
+    for (const vq of device.datapath.unpublished()) {
+      const queue = device.transport.queue(vq);
+      if (queue instanceof SplitQueue) {
+        const used = queue.pendingUsedEntries();
+        if (used.length > 0) unpublished.push({ vq, used });
+      }
+    }
+    const bytes = encodeJournalEntry({ deviceState: encodeDeviceState(captureDevice(device)), unpublished });
+    this.journal.commit(bytes);
+    this.gate.committed();
+    this.counters.commits++;
+    this.counters.entryBytes = bytes.length;
+  }
+
+  /** Rebuild the device from a journal entry; returns the QPs to resume once the address is bound. */
+  private restore(payload: Uint8Array): number[] {
+    const entry = decodeJournalEntry(payload);
+    const { device } = this;
+    const provider = decodeSoftRoceState(decodeDeviceState(entry.deviceState).provider);
+    device.restoreState(entry.deviceState);
+    for (const { vq, used } of entry.unpublished) {
+      const queue = vq < device.transport.numQueues ? device.transport.queue(vq) : null;
+      if (!(queue instanceof SplitQueue)) throw new BackendError(BackendErrorCode.BadJournal, `journal entry: used elements for queue ${vq}, which is not an enabled split ring`);
+      queue.restorePendingUsed(used);
+      device.datapath.markUnpublished(vq);
+    }
+    return provider.qps.filter((q) => q.suspension === null && canSuspend(q.state)).map((q) => q.qpn);
+  }
+
+  private call(c: Call): unknown {
+    const t = this.device.transport;
+    const a = c.args;
+    switch (c.method) {
+      case 'describe': {
+        const m = t.map;
+        return { deviceFeatures: t.deviceFeatures, maxCq: m.maxCq, maxQp: m.maxQp, maxSrq: m.maxSrq, eventq: m.eventq, bellsBase: t.bells.base } satisfies DeviceDescription;
+      }
+      case 'setDriverFeatures':
+        if (typeof a[0] !== 'bigint') throw new BackendError(BackendErrorCode.BadCall, 'features are a bigint');
+        return t.setDriverFeatures(a[0]);
+      case 'writeStatus':
+        return t.writeStatus(num(a[0]));
+      case 'readConfig':
+        return t.readConfig(num(a[0]), num(a[1]));
+      case 'maxQueueSize':
+        return t.maxQueueSize(num(a[0]));
+      case 'configureQueue': {
+        const cfg = a[1] as Record<string, unknown> | null;
+        if (typeof cfg !== 'object' || cfg === null) throw new BackendError(BackendErrorCode.BadCall, 'a queue configuration is an object');
+        return t.configureQueue(num(a[0]), { size: num(cfg.size), descGpa: num(cfg.descGpa), driverGpa: num(cfg.driverGpa), deviceGpa: num(cfg.deviceGpa) });
+      }
+      case 'enableQueue':
+        return t.enableQueue(num(a[0]));
+      case 'resetQueue':
+        return t.resetQueue(num(a[0]));
+      case 'queueEnabled':
+        return t.queueEnabled(num(a[0]));
+      default:
+        throw new BackendError(BackendErrorCode.BadCall, `no call ${JSON.stringify(c.method).slice(0, 40)}`);
+    }
+  }
+
+  /** After each configuration call: what it changed is committed before the driver hears back. */
+  private afterCall(): void {
+    this.mirrorStatus();
+    this.commit();
+  }
+
+  private mirrorStatus(): void {
+    this.block.store(W.status, this.device.transport.status.status);
+  }
+
+  private run(): void {
+    this.served = this.server.serve().catch((err) => this.stop(err));
+    this.loop = this.deviceLoop().catch((err) => this.stop(err));
+  }
+
+  /** Service the device whenever its wake doorbell rings (kicks, provider completions). */
+  private async deviceLoop(): Promise<void> {
+    const wake = this.device.transport.wake;
+    while (!this.stopped) {
+      const seen = wake.value();
+      let more = false;
+      for (let i = 0; i < PASSES_PER_TURN && !this.stopped; i++) {
+        more = this.device.process();
+        if (!more) break;
+      }
+      this.mirrorStatus();
+      if (more) await new Promise((resolve) => setImmediate(resolve));
+      else await wake.waitAsync(seen, 1000);
+    }
+  }
+
+  private stop(err: unknown): void {
+    void this.shutdown(err);
+  }
+
+  private async shutdown(err: unknown): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.failure = err;
+    // A backend that failed sends nothing more: the journal, not this thread, has the device now.
+    if (err !== null) this.gate.halt();
+    this.server.stop();
+    this.device.transport.wake.notify();
+    await Promise.allSettled([this.loop, this.served]);
+    // One that stops lets the ACKs it coalesced leave first (src/nic/soft/qp.ts sends them a turn later).
+    if (err === null) for (let i = 0; i < 2; i++) await new Promise((resolve) => setImmediate(resolve));
+    this.verbs.close();
+    await this.gate.close().catch(() => {});
+    if (!(err instanceof BackendError && err.code === BackendErrorCode.NotOwner)) this.block.release(threadId);
+    this.failed(err);
+  }
+}
+
+function num(v: unknown): number {
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new BackendError(BackendErrorCode.BadCall, `expected a number, got ${typeof v}`);
+  return v;
+}
+
+async function bindWithRetry(address: MovableLink): Promise<void> {
+  const deadline = Date.now() + BIND_RETRY_MS;
+  for (;;) {
+    try {
+      await address.bind();
+      return;
+    } catch (err) {
+      if (!(err instanceof NetError && err.code === NetErrorCode.AddressInUse) || Date.now() > deadline) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}

@@ -1,0 +1,70 @@
+// What one journal entry holds (journal.ts): the device's R9 state (docs/state-format.md) as it
+// stands at the end of a pass, and the used elements that pass added but has not published yet
+// (the state's rings count only what was published). Binary, little-endian:
+//   u32 magic "VRJE" | u32 device state length | device state | u32 queue count |
+//   per queue: u32 vq, u32 n, n × (u32 id, u32 length)
+// Decoding checks every length against the bytes there are (BackendError BAD_JOURNAL).
+import { BackendError, BackendErrorCode } from './errors.js';
+
+const MAGIC = 0x454a5256; // "VRJE"
+
+export interface JournalEntry {
+  deviceState: Uint8Array;
+  unpublished: { vq: number; used: [number, number][] }[];
+}
+
+export function encodeJournalEntry(e: JournalEntry): Uint8Array {
+  const usedCount = e.unpublished.reduce((n, q) => n + q.used.length, 0);
+  const out = new Uint8Array(12 + e.deviceState.length + 8 * e.unpublished.length + 8 * usedCount);
+  const v = new DataView(out.buffer);
+  v.setUint32(0, MAGIC, true);
+  v.setUint32(4, e.deviceState.length, true);
+  out.set(e.deviceState, 8);
+  let at = 8 + e.deviceState.length;
+  v.setUint32(at, e.unpublished.length, true);
+  at += 4;
+  for (const q of e.unpublished) {
+    v.setUint32(at, q.vq, true);
+    v.setUint32(at + 4, q.used.length, true);
+    at += 8;
+    for (const [id, len] of q.used) {
+      v.setUint32(at, id, true);
+      v.setUint32(at + 4, len, true);
+      at += 8;
+    }
+  }
+  return out;
+}
+
+export function decodeJournalEntry(bytes: Uint8Array): JournalEntry {
+  const bad = (why: string) => new BackendError(BackendErrorCode.BadJournal, `journal entry: ${why}`);
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const need = (at: number, n: number, what: string) => {
+    if (at + n > bytes.length) throw bad(`${what} runs past the ${bytes.length}-byte entry`);
+  };
+  need(0, 8, 'the header');
+  if (v.getUint32(0, true) !== MAGIC) throw bad('not a journal entry');
+  const stateLen = v.getUint32(4, true);
+  need(8, stateLen, 'the device state');
+  const deviceState = bytes.slice(8, 8 + stateLen);
+  let at = 8 + stateLen;
+  need(at, 4, 'the queue count');
+  const queues = v.getUint32(at, true);
+  at += 4;
+  const unpublished: JournalEntry['unpublished'] = [];
+  const seen = new Set<number>();
+  for (let i = 0; i < queues; i++) {
+    need(at, 8, 'a queue header');
+    const vq = v.getUint32(at, true);
+    const n = v.getUint32(at + 4, true);
+    at += 8;
+    if (seen.has(vq)) throw bad(`queue ${vq} appears twice`);
+    seen.add(vq);
+    need(at, 8 * n, `queue ${vq}'s used elements`);
+    const used: [number, number][] = [];
+    for (let k = 0; k < n; k++, at += 8) used.push([v.getUint32(at, true), v.getUint32(at + 4, true)]);
+    unpublished.push({ vq, used });
+  }
+  if (at !== bytes.length) throw bad(`${bytes.length - at} bytes after the last queue`);
+  return { deviceState, unpublished };
+}
