@@ -26,6 +26,7 @@ export const suites: Record<string, () => Promise<Suite>> = {
   net: async () => (await import('./net-udp.js')).default,
   migration: async () => (await import('./migration.js')).default,
   scaling: async () => (await import('./scaling.js')).default,
+  durable: async () => (await import('./durable.js')).default,
 };
 
 /** Run suites by name; returns false (and says why) if a name is unknown. */

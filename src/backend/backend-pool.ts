@@ -50,6 +50,8 @@ export interface OpenDeviceOptions {
   slotBytes?: number;
   /** How long a configuration call waits for a backend; default 10 s. */
   callTimeoutMs?: number;
+  /** Keep the journal (default); false prices durability and gives up the device with its worker. */
+  journal?: boolean;
 }
 
 /** One backend start and how it went, for tests and logs. */
@@ -94,7 +96,7 @@ export class BackendPool {
     const dm = DeviceMemory.create({ ramBytes, arenaBytes: ARENA_BYTES });
     dm.addRegion(0, ramBytes);
     const control = ControlBlock.create(o.slotBytes ?? DEFAULT_SLOT_BYTES);
-    const spec: BackendSpec = { ip: o.ip, port: o.port, memory: dm.memory, layout: dm.layout, control: control.buffer, provider: o.provider, batched: o.batched };
+    const spec: BackendSpec = { ip: o.ip, port: o.port, memory: dm.memory, layout: dm.layout, control: control.buffer, provider: o.provider, batched: o.batched, journal: o.journal };
     const device = new DurableDevice(this, dm, control, spec);
     await device.start('fresh');
     device.attachDriver(o.callTimeoutMs);

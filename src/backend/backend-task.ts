@@ -21,7 +21,7 @@ export interface BackendTaskReady {
 
 /** What the port answers to `{ op: 'counters' }`. */
 export interface BackendTaskCounters {
-  counters: { commits: number; entryBytes: number; gateCommits: number; released: number; dropped: number };
+  counters: { commits: number; entryBytes: number; commitMs: number; released: number; dropped: number };
 }
 
 export default async function runBackendTask(input: BackendTaskInput): Promise<{ threadId: number }> {
@@ -31,7 +31,7 @@ export default async function runBackendTask(input: BackendTaskInput): Promise<{
     if (m?.op === 'close') void backend.close();
     else if (m?.op === 'counters') {
       const g = backend.gateCounters;
-      port.postMessage({ counters: { ...backend.counters, gateCommits: g.commits, released: g.released, dropped: g.dropped } } satisfies BackendTaskCounters);
+      port.postMessage({ counters: { ...backend.counters, released: g.released, dropped: g.dropped } } satisfies BackendTaskCounters);
     }
   });
   // The main thread gone: nobody drives this device from here any more.

@@ -1,9 +1,11 @@
 // A durable device backend: one virtio-rdma device (RdmaDevice over SoftRoce and a UDP link bound
 // to the VM's address) running in this thread over guest memory another thread created, for a
 // driver in that thread (transport-proxy.ts). What makes it durable is its journal (journal.ts):
-//   - at the end of every device pass, before the pass's used entries are published, the whole
-//     device state (R9) and those unpublished entries are committed;
-//   - no packet leaves before a commit covers the state that produced it (commit-gate.ts);
+//   - the device runs with its used entries unpublished (deferPublish); at the end of each turn
+//     of its loop (the passes a doorbell asked for), the whole device state (R9) and those
+//     unpublished entries are committed, and only then published;
+//   - no packet leaves before a commit covers the state that produced it: the provider sends
+//     through a gate (commit-gate.ts) that holds packets until the turn's commit;
 //   - every configuration call is committed before it is answered.
 // So the guest and the peers never see anything the journal does not hold, and a backend started
 // in another thread after this one died (restore) takes the device up from the last entry: the
@@ -54,6 +56,11 @@ export interface BackendSpec {
   provider?: SoftRoceOptions;
   /** Batch the socket's calls when the addon is present (default). */
   batched?: boolean;
+  /**
+   * Commit to the journal (default). False runs the device in its worker without one — the
+   * baseline that prices durability — and such a device cannot come back when its worker dies.
+   */
+  journal?: boolean;
 }
 
 /** How long a starting backend retries binding an address its dead predecessor's socket still held. */
@@ -66,10 +73,12 @@ export interface BackendCounters {
   commits: number;
   /** Bytes of the last entry. */
   entryBytes: number;
+  /** Time spent committing (capture, encode, CRC, copy), in milliseconds. */
+  commitMs: number;
 }
 
 export class DeviceBackend {
-  readonly counters: BackendCounters = { commits: 0, entryBytes: 0 };
+  readonly counters: BackendCounters = { commits: 0, entryBytes: 0, commitMs: 0 };
   private stopped = false;
   private failure: unknown = null;
   private loop: Promise<void> = Promise.resolve();
@@ -87,6 +96,7 @@ export class DeviceBackend {
     private readonly gate: CommitGate,
     private readonly server: CallServer,
     readonly epoch: number,
+    private readonly journaled: boolean,
   ) {
     this.done = new Promise<void>((resolve, reject) => {
       this.failed = (err) => (err === null ? resolve() : reject(err));
@@ -106,17 +116,18 @@ export class DeviceBackend {
     let address: MovableLink | null = null;
     try {
       const journal = new Journal(block);
+      const journaled = spec.journal ?? true;
       const entry = mode === 'restore' ? journal.latest() : null;
       if (mode === 'fresh' && journal.generation !== 0) throw new BackendError(BackendErrorCode.BadJournal, 'a fresh device needs an empty journal');
+      if (mode === 'restore' && entry === null) throw new BackendError(BackendErrorCode.BadJournal, 'the device has no journal entry to come back from (it ran without a journal)');
       const dm = DeviceMemory.attach(spec.memory, spec.layout);
       address = new MovableLink(spec.ip, () => UdpLink.open({ ip: spec.ip, port: spec.port, batched: spec.batched }), spec.port);
       const link = address;
       let self: DeviceBackend | null = null;
-      const gate = new CommitGate(link, () => self!.commit(), (err) => self?.stop(err));
-      const verbs = new SoftRoce(dm, gate, spec.provider);
+      const gate = new CommitGate(link, () => self?.device.transport.wake.notify());
+      const verbs = new SoftRoce(dm, journaled ? gate : link, spec.provider);
       const device = new RdmaDevice({
-        verbs, dm, vmIp: spec.ip, queueFactory: ringQueueFactory('wasm', ['split']), withhold: [RdmaFeature.ATOMIC],
-        beforePublish: () => self!.commit(),
+        verbs, dm, vmIp: spec.ip, queueFactory: ringQueueFactory('wasm', ['split']), withhold: [RdmaFeature.ATOMIC], deferPublish: true,
       });
       const bells = device.transport.bells;
       const placed = block.doorbells;
@@ -125,15 +136,17 @@ export class DeviceBackend {
       }
       block.setDoorbells(bells.base, bells.numQueues);
       const server = new CallServer(block, (call) => self!.call(call), () => self!.afterCall());
-      backend = self = new DeviceBackend(block, journal, device, verbs, address, gate, server, epoch);
+      backend = self = new DeviceBackend(block, journal, device, verbs, address, gate, server, epoch, journaled);
       const resume = entry === null ? [] : backend.restore(entry.payload);
       await bindWithRetry(address);
       for (const qpn of resume) verbs.resumeQp(qpn);
       backend.commit();
+      gate.release();
       backend.mirrorStatus();
       backend.run();
-      // Tell the driver: whatever it waits for may have happened while no backend ran.
-      for (const call of bells.calls) call.notify();
+      // Tell the driver: whatever it waits for on an enabled queue may have happened while no
+      // backend ran (a spurious notification is allowed, virtio 1.2 §2.7.7).
+      if (entry !== null) for (let vq = 0; vq < bells.numQueues; vq++) if (device.transport.queueEnabled(vq)) bells.calls[vq].notify();
       device.transport.wake.notify();
       return backend;
     } catch (err) {
@@ -149,7 +162,7 @@ export class DeviceBackend {
     await this.shutdown(null);
   }
 
-  /** What the commit gate did: its own commits, packets released and dropped. */
+  /** What the commit gate did: packets released and dropped. */
   get gateCounters(): Readonly<CommitGate['counters']> {
     return this.gate.counters;
   }
@@ -162,6 +175,8 @@ export class DeviceBackend {
   /** Commit the device's state now (also done at every pass and before any packet leaves). */
   commit(): void {
     if (!this.block.owns(threadId)) throw new BackendError(BackendErrorCode.NotOwner, `thread ${threadId} no longer owns the device`);
+    if (!this.journaled) return;
+    const started = performance.now();
     const { device } = this;
     const unpublished: { vq: number; used: [number, number][] }[] = [];
     for (const vq of device.datapath.unpublished()) {
@@ -173,9 +188,9 @@ export class DeviceBackend {
     }
     const bytes = encodeJournalEntry({ deviceState: encodeDeviceState(captureDevice(device)), unpublished });
     this.journal.commit(bytes);
-    this.gate.committed();
     this.counters.commits++;
     this.counters.entryBytes = bytes.length;
+    this.counters.commitMs += performance.now() - started;
   }
 
   /** Rebuild the device from a journal entry; returns the QPs to resume once the address is bound. */
@@ -228,8 +243,10 @@ export class DeviceBackend {
 
   /** After each configuration call: what it changed is committed before the driver hears back. */
   private afterCall(): void {
-    this.mirrorStatus();
     this.commit();
+    this.device.publish();
+    this.gate.release();
+    this.mirrorStatus();
   }
 
   private mirrorStatus(): void {
@@ -241,7 +258,11 @@ export class DeviceBackend {
     this.loop = this.deviceLoop().catch((err) => this.stop(err));
   }
 
-  /** Service the device whenever its wake doorbell rings (kicks, provider completions). */
+  /**
+   * Service the device whenever its wake doorbell rings (kicks, provider completions, packets
+   * held by the gate). Each turn runs passes, then makes what they and the provider did visible
+   * in one step: commit, publish the used entries, release the held packets.
+   */
   private async deviceLoop(): Promise<void> {
     const wake = this.device.transport.wake;
     while (!this.stopped) {
@@ -251,10 +272,18 @@ export class DeviceBackend {
         more = this.device.process();
         if (!more) break;
       }
-      this.mirrorStatus();
+      this.endTurn();
       if (more) await new Promise((resolve) => setImmediate(resolve));
       else await wake.waitAsync(seen, 1000);
     }
+  }
+
+  private endTurn(): void {
+    if (this.stopped) return;
+    if (this.device.datapath.unpublished().size > 0 || this.gate.holding) this.commit();
+    this.device.publish();
+    this.gate.release();
+    this.mirrorStatus();
   }
 
   private stop(err: unknown): void {
@@ -270,10 +299,19 @@ export class DeviceBackend {
     this.server.stop();
     this.device.transport.wake.notify();
     await Promise.allSettled([this.loop, this.served]);
-    // One that stops lets the ACKs it coalesced leave first (src/nic/soft/qp.ts sends them a turn later).
-    if (err === null) for (let i = 0; i < 2; i++) await new Promise((resolve) => setImmediate(resolve));
+    // One that stops lets the ACKs it coalesced leave first (src/nic/soft/qp.ts sends them a turn
+    // later), committed like everything else.
+    if (err === null) {
+      for (let i = 0; i < 2; i++) await new Promise((resolve) => setImmediate(resolve));
+      try {
+        if (this.gate.holding) this.commit();
+        this.gate.release();
+      } catch {
+        // Not ours any more: nothing leaves.
+      }
+    }
     this.verbs.close();
-    await this.gate.close().catch(() => {});
+    await (this.journaled ? this.gate : this.address).close().catch(() => {});
     if (!(err instanceof BackendError && err.code === BackendErrorCode.NotOwner)) this.block.release(threadId);
     this.failed(err);
   }

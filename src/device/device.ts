@@ -40,11 +40,10 @@ export interface RdmaDeviceOptions {
   /** Process right after each kick and each provider completion, in the caller's thread. */
   inline?: boolean;
   /**
-   * Called at the end of each pass, before its used entries are published and its notifications
-   * sent: a durable backend commits the device's state there (src/backend). If it throws, nothing
-   * of the pass is published and the error leaves process().
+   * Leave used entries and notifications unpublished at the end of each pass, for the caller to
+   * publish() when it chooses: a durable backend commits the device's state first (src/backend).
    */
-  beforePublish?: () => void;
+  deferPublish?: boolean;
 }
 
 /** Passes per process() call: bounds one call; what is left stays pending for the next. */
@@ -72,7 +71,7 @@ export class RdmaDevice {
   private processing = false;
   private readonly inline: boolean;
   private readonly factory: QueueFactory;
-  private readonly beforePublish: (() => void) | null;
+  private readonly deferPublish: boolean;
 
   constructor(options: RdmaDeviceOptions) {
     const { verbs, dm } = options;
@@ -89,7 +88,7 @@ export class RdmaDevice {
     this.datapath = new Datapath(this.core, dm);
     this.control = new ControlQueue(this.core, this.datapath, dm.guest.bytes);
     this.inline = options.inline ?? false;
-    this.beforePublish = options.beforePublish ?? null;
+    this.deferPublish = options.deferPublish ?? false;
     this.transport.onReset = () => this.reset();
     this.transport.onQueueReset = (vq) => this.queueReset(vq);
     if (this.inline) this.transport.onKick = () => this.runInline();
@@ -127,8 +126,7 @@ export class RdmaDevice {
         for (const vq of vqs) this.serviceQueue(vq);
         for (const cq of cqs) if (!this.datapath.pollProvider(cq)) this.verbsPending.add(cq);
         this.datapath.drainEvents();
-        this.beforePublish?.();
-        this.datapath.publish();
+        if (!this.deferPublish) this.datapath.publish();
       }
       return true;
     } catch (err) {
@@ -138,6 +136,15 @@ export class RdmaDevice {
     } finally {
       this.processing = false;
     }
+  }
+
+  /**
+   * Publish the used entries and send the notifications the passes since the last call left
+   * (with deferPublish; otherwise every pass has done it already).
+   */
+  publish(): void {
+    if (this.processing) throw new StateError(StateErrorCode.Busy, 'the device is inside a pass');
+    this.datapath.publish();
   }
 
   private runInline(): void {

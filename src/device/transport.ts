@@ -217,6 +217,12 @@ export class RdmaTransport implements DriverTransport {
     return { ...this.slot(vq).config };
   }
 
+  /** Whether a queue was ever set up or rung: configured, enabled, or with a doorbell count (no allocation). */
+  queueTouched(vq: number): boolean {
+    const slot = this.slot(vq);
+    return slot.config.size !== 0 || slot.queue !== null || this.bells.kicks[vq].value() !== 0 || this.bells.calls[vq].value() !== 0;
+  }
+
   /** Counts of a queue's kick and call doorbells. */
   doorbells(vq: number): { kick: number; call: number } {
     this.slot(vq);

@@ -27,6 +27,11 @@ export class FieldWriter {
     this.view = new DataView(this.buf.buffer);
   }
 
+  /** Start over, keeping the buffer (a StateWriter's scratch, reused from one state to the next). */
+  reset(): void {
+    this.len = 0;
+  }
+
   get length(): number {
     return this.len;
   }
@@ -143,13 +148,24 @@ export class FieldWriter {
   }
 }
 
+/**
+ * Scratch buffers of finished writers. A state is written into one and copied out whole, so the
+ * next state (a durable backend commits one at every pass, src/backend) reuses it instead of
+ * allocating and zeroing 64 KiB; a writer being used (a provider state nested in a device
+ * state is written while the device's writer is open) takes another.
+ */
+const scratch: FieldWriter[] = [];
+const MAX_SCRATCH = 4;
+
 /** A whole state buffer: records in the order written, then the header with length and checksum. */
 export class StateWriter {
   /** Header space, then every record (header and body) as written. */
-  private readonly out = new FieldWriter(64 * 1024);
+  private readonly out: FieldWriter;
   private count = 0;
 
   constructor(readonly kind: StateKind) {
+    this.out = scratch.pop() ?? new FieldWriter(64 * 1024);
+    this.out.reset();
     this.out.raw(new Uint8Array(STATE_HEADER_BYTES));
   }
 
@@ -167,6 +183,7 @@ export class StateWriter {
 
   finish(): Uint8Array {
     const out = this.out.finish().slice();
+    if (scratch.length < MAX_SCRATCH && !scratch.includes(this.out)) scratch.push(this.out);
     writeHeader(out, this.kind, this.count);
     return out;
   }

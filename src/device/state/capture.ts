@@ -54,11 +54,9 @@ export function captureDevice(p: DeviceParts): DeviceStateData {
   const st = t.status;
   const queues: SavedQueue[] = [];
   for (let vq = 0; vq < t.numQueues; vq++) {
-    const config = t.queueConfig(vq);
+    if (!t.queueTouched(vq)) continue;
     const queue = t.queue(vq);
-    const bells = t.doorbells(vq);
-    if (config.size === 0 && queue === null && bells.kick === 0 && bells.call === 0) continue;
-    queues.push({ vq, config, state: queue === null ? null : queueStateOf(queue), ...bells });
+    queues.push({ vq, config: t.queueConfig(vq), state: queue === null ? null : queueStateOf(queue), ...t.doorbells(vq) });
   }
   const gids: { index: number; ip: string }[] = [];
   core.gids.forEach((ip, index) => {

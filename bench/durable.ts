@@ -1,0 +1,110 @@
+// What durability costs (src/backend): RDMA WRITE streams between two guests, with each device
+//   - inline: in the guest's thread (src/host/vm.ts, as VMs run in one thread or one pool worker);
+//   - backend: in a pool worker, the guest on this thread, without a journal (the price of the
+//     split: calls and doorbells across threads);
+//   - durable: the same with the journal: the whole device state committed at every pass and
+//     before any packet leaves, so a killed worker costs no traffic.
+// Over batched UDP on loopback, in one process. The durable rows also say how often the sender's
+// backend committed, how large an entry was and what a commit cost.
+import { BackendPool, type DurableDevice } from '../src/backend/backend-pool.js';
+import { AccessFlag, QpTypeCode, SendFlag, SendOpcode } from '../src/device/abi.js';
+import { RdmaGuest } from '../src/guest/rdma/device.js';
+import type { GuestCq, GuestQp } from '../src/guest/rdma/objects.js';
+import { connectRc } from '../src/host/connect.js';
+import { Vm } from '../src/host/vm.js';
+import { keepWritesInFlight } from '../src/host/write-stream.js';
+import { Arena } from '../src/memory/arena.js';
+import { PathMtu } from '../src/nic/types.js';
+import type { BenchRow } from './harness.js';
+
+const SUITE = 'durable';
+const WINDOW = 64;
+const MiB = 1024 * 1024;
+const RAM = 32 * MiB;
+const BUF = 16 * MiB;
+const ACCESS = AccessFlag.LOCAL_WRITE | AccessFlag.REMOTE_WRITE | AccessFlag.REMOTE_READ;
+const SIZES: [number, number][] = [[64, 10_000], [4096, 10_000], [65536, 1_000]];
+
+interface Side {
+  ip: string;
+  cq: GuestCq;
+  qp: GuestQp;
+  lkey: number;
+  rkey: number;
+  device: DurableDevice | null;
+}
+
+async function objects(guest: RdmaGuest, ip: string, device: DurableDevice | null): Promise<Side> {
+  const pd = await guest.createPd();
+  const cq = await guest.createCq(1024);
+  const qp = await guest.createQp({ pd, type: QpTypeCode.RC, sendCq: cq.cqn, recvCq: cq.cqn, cap: { maxSendWr: 256, maxRecvWr: 16, maxSendSge: 1, maxRecvSge: 1, maxInlineData: 64 } });
+  const mr = await guest.getDmaMr(pd, ACCESS);
+  return { ip, cq, qp, lkey: mr.lkey, rkey: mr.rkey, device };
+}
+
+async function connect(a: Side, b: Side): Promise<void> {
+  const attrs = { pathMtu: PathMtu.Mtu4096, access: ACCESS };
+  await connectRc(a.qp, 1, { ip: b.ip, qpn: b.qp.qpn, psn: 2 }, attrs);
+  await connectRc(b.qp, 2, { ip: a.ip, qpn: a.qp.qpn, psn: 1 }, attrs);
+}
+
+async function writes(a: Side, b: Side, size: number, count: number): Promise<number> {
+  const started = performance.now();
+  await keepWritesInFlight(a.qp, a.cq, WINDOW, (i) => ({
+    wrId: BigInt(i), opcode: SendOpcode.RdmaWrite, flags: SendFlag.SIGNALED, sgList: [{ addr: BUF + (i % WINDOW) * size, length: size, lkey: a.lkey }],
+    remoteAddr: BUF + (i % WINDOW) * size, rkey: b.rkey,
+  }), (posted) => posted < count);
+  return (performance.now() - started) / 1000;
+}
+
+async function measure(engine: string, a: Side, b: Side, rows: BenchRow[]): Promise<void> {
+  for (const [size, count] of SIZES) {
+    await writes(a, b, size, Math.min(count, 2000)); // warm up
+    const before = a.device === null ? null : await a.device.counters();
+    const seconds = await writes(a, b, size, count);
+    const after = a.device === null ? null : await a.device.counters();
+    const rate = count / seconds;
+    const row: BenchRow = { suite: SUITE, name: `rdma write ${size} B`, engine, opsPerSec: rate, unit: 'message', gbitPerSec: Number(((rate * size * 8) / 1e9).toFixed(3)), window: WINDOW };
+    if (before !== null && after !== null && after.commits > before.commits) {
+      const commits = after.commits - before.commits;
+      row.commitsPerSec = Math.round(commits / seconds);
+      row.entryBytes = after.entryBytes;
+      row.usPerCommit = Number((((after.commitMs - before.commitMs) * 1000) / commits).toFixed(1));
+      row.messagesPerCommit = Number((count / commits).toFixed(1));
+    }
+    rows.push(row);
+  }
+}
+
+export default async function run(): Promise<BenchRow[]> {
+  const rows: BenchRow[] = [];
+  const ips = ['127.0.36.1', '127.0.36.2'];
+  {
+    const vms = await Promise.all(ips.map((ip) => Vm.open({ ip, ramBytes: RAM })));
+    try {
+      const [a, b] = await Promise.all(vms.map((vm) => objects(vm.guest, vm.ip, null)));
+      await connect(a, b);
+      await measure('inline', a, b, rows);
+    } finally {
+      await Promise.all(vms.map((vm) => vm.close()));
+    }
+  }
+  for (const journal of [false, true]) {
+    const pool = new BackendPool({ workers: 2 });
+    try {
+      const sides = await Promise.all(ips.map(async (ip) => {
+        const device = await pool.open({ ip, ramBytes: RAM, journal });
+        const guest = RdmaGuest.open(device.transport, device.dm.guest, new Arena(0x10000, 4 * MiB));
+        return objects(guest, ip, device);
+      }));
+      await connect(sides[0], sides[1]);
+      await measure(journal ? 'durable' : 'backend', sides[0], sides[1], rows);
+    } finally {
+      await pool.close();
+    }
+  }
+  return rows.map((r) => {
+    const base = rows.find((x) => x.name === r.name && x.engine === 'backend');
+    return base === undefined ? r : { ...r, vs_backend: Number((r.opsPerSec / base.opsPerSec).toFixed(2)) };
+  });
+}
