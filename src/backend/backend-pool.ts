@@ -35,6 +35,8 @@ export interface BackendPoolOptions {
   devicesPerWorker?: number;
   /** Failed restarts in a row after which a device is given up; default 3. */
   maxRestarts?: number;
+  /** Let DurableDevice.injectFault() throw in a worker (tests). */
+  debugOps?: boolean;
 }
 
 export interface OpenDeviceOptions {
@@ -67,6 +69,7 @@ export class BackendPool {
   private readonly pool: Piscina;
   private readonly devices = new Set<DurableDevice>();
   readonly maxRestarts: number;
+  private readonly debugOps: boolean;
   private closed = false;
 
   constructor(options: BackendPoolOptions = {}) {
@@ -76,6 +79,7 @@ export class BackendPool {
       if (!Number.isSafeInteger(v) || v < 1 || v > 256) throw new RangeError(`${name} must be an integer in [1, 256], got ${v}`);
     }
     this.maxRestarts = options.maxRestarts ?? DEFAULT_MAX_RESTARTS;
+    this.debugOps = options.debugOps ?? false;
     this.pool = new Piscina({
       filename: BACKEND_TASK,
       minThreads: workers,
@@ -108,7 +112,7 @@ export class BackendPool {
   async runTask(spec: BackendSpec, mode: 'fresh' | 'restore'): Promise<{ ready: BackendTaskReady; port: MessagePort; done: Promise<unknown> }> {
     const { port1, port2 } = new MessageChannel();
     const ready = new Promise<BackendTaskReady>((resolve) => port1.on('message', (m: Partial<BackendTaskReady>) => m.ready === true && resolve(m as BackendTaskReady)));
-    const done = this.pool.run({ spec, mode, port: port2 } satisfies BackendTaskInput, { transferList: [port2] }) as Promise<unknown>;
+    const done = this.pool.run({ spec, mode, port: port2, debugOps: this.debugOps } satisfies BackendTaskInput, { transferList: [port2] }) as Promise<unknown>;
     try {
       return { ready: await Promise.race([ready, done.then(() => { throw new Error('the backend task ended before it served'); })]), port: port1, done };
     } catch (err) {
@@ -208,6 +212,11 @@ export class DurableDevice {
       port.on('message', take);
       port.postMessage({ op: 'counters' });
     });
+  }
+
+  /** Tests only (a pool made with debugOps): throw an uncaught error in the device's worker. */
+  injectFault(): void {
+    this.port?.postMessage({ op: 'faultLater' });
   }
 
   /** @internal Start a backend for the device; a run that ends without close() starts another. */

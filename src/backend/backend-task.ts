@@ -10,6 +10,8 @@ export interface BackendTaskInput {
   spec: BackendSpec;
   mode: 'fresh' | 'restore';
   port: MessagePort;
+  /** Serve the fault-injection op (tests). */
+  debugOps?: boolean;
 }
 
 /** The first message on the port: the backend serves, in this thread. */
@@ -29,6 +31,8 @@ export default async function runBackendTask(input: BackendTaskInput): Promise<{
   const backend = await DeviceBackend.start(input.spec, input.mode);
   port.on('message', (m: { op?: unknown }) => {
     if (m?.op === 'close') void backend.close();
+    // Tests only (debugOps): an error nobody catches, as a bug in this thread would throw.
+    else if (m?.op === 'faultLater' && input.debugOps === true) setTimeout(() => { throw new Error('injected fault in a backend worker'); }, 0);
     else if (m?.op === 'counters') {
       const g = backend.gateCounters;
       port.postMessage({ counters: { ...backend.counters, released: g.released, dropped: g.dropped } } satisfies BackendTaskCounters);
