@@ -17,7 +17,7 @@ import type { SoftRoceOptions } from '../nic/soft/index.js';
 import { DeviceStatus } from '../virtio/status.js';
 import type { BackendTaskCounters, BackendTaskInput, BackendTaskReady } from './backend-task.js';
 import { ControlBlock, DEFAULT_SLOT_BYTES, W } from './control-block.js';
-import type { BackendSpec } from './device-backend.js';
+import type { BackendSpec, StartTimings } from './device-backend.js';
 import { BackendError, BackendErrorCode } from './errors.js';
 import { TransportProxy } from './transport-proxy.js';
 
@@ -61,8 +61,14 @@ export interface BackendRun {
   threadId: number;
   epoch: number;
   mode: 'fresh' | 'restore';
-  /** Set when the run ended: 'closed', or why it was lost. */
+  /** When the task was asked for and when it served (performance.now() of this thread, ms). */
+  startedAt: number;
+  servingAt: number;
+  /** The backend's own account of its start: restoring, binding the address. */
+  timings: StartTimings;
+  /** Set when the run ended: 'closed', or why it was lost; and when this thread learned of it. */
   ended: string | null;
+  endedAt: number | null;
 }
 
 export class BackendPool {
@@ -184,6 +190,22 @@ export class DurableDevice {
     return this.runs.at(-1)?.threadId ?? -1;
   }
 
+  /**
+   * For each time the device came back: how long from the main thread learning its backend was
+   * gone to the new backend serving (restoring the journal, binding the address), in ms.
+   */
+  get outages(): { thread: number; reason: string; restoredOn: number; ms: number; restoreMs: number; bindMs: number }[] {
+    const out = [];
+    for (let i = 1; i < this.runs.length; i++) {
+      const was = this.runs[i - 1];
+      const now = this.runs[i];
+      if (now.mode === 'restore' && was.endedAt !== null) {
+        out.push({ thread: was.threadId, reason: was.ended ?? '', restoredOn: now.threadId, ms: now.servingAt - was.endedAt, restoreMs: now.timings.restoreMs, bindMs: now.timings.bindMs });
+      }
+    }
+    return out;
+  }
+
   /** Times the device was started again from its journal. */
   get restarts(): number {
     return this.runs.filter((r) => r.mode === 'restore').length;
@@ -221,14 +243,19 @@ export class DurableDevice {
 
   /** @internal Start a backend for the device; a run that ends without close() starts another. */
   async start(mode: 'fresh' | 'restore'): Promise<void> {
+    const startedAt = performance.now();
     const { ready, port, done } = await this.owner.runTask(this.spec, mode);
-    const run: BackendRun = { threadId: ready.threadId, epoch: ready.epoch, mode, ended: null };
+    const run: BackendRun = { threadId: ready.threadId, epoch: ready.epoch, mode, startedAt, servingAt: performance.now(), timings: ready.timings, ended: null, endedAt: null };
     this.runs.push(run);
     this.port = port;
     done.then(
-      () => (run.ended = 'closed'),
+      () => {
+        run.ended = 'closed';
+        run.endedAt = performance.now();
+      },
       (err: unknown) => {
         run.ended = (err as Error)?.message ?? String(err);
+        run.endedAt = performance.now();
         port.close();
         if (this.port === port) this.port = null;
         // The dead thread cannot release the device itself.

@@ -4,7 +4,7 @@
 // rejects the task; a worker that dies takes its tasks with it. Either way the main thread starts
 // the device again, from its journal, on a worker that lives. Importing this module does nothing.
 import { type MessagePort, threadId } from 'node:worker_threads';
-import { type BackendSpec, DeviceBackend } from './device-backend.js';
+import { type BackendSpec, DeviceBackend, type StartTimings } from './device-backend.js';
 
 export interface BackendTaskInput {
   spec: BackendSpec;
@@ -19,6 +19,7 @@ export interface BackendTaskReady {
   ready: true;
   threadId: number;
   epoch: number;
+  timings: StartTimings;
 }
 
 /** What the port answers to `{ op: 'counters' }`. */
@@ -40,7 +41,7 @@ export default async function runBackendTask(input: BackendTaskInput): Promise<{
   });
   // The main thread gone: nobody drives this device from here any more.
   port.on('close', () => void backend.close());
-  port.postMessage({ ready: true, threadId, epoch: backend.epoch } satisfies BackendTaskReady);
+  port.postMessage({ ready: true, threadId, epoch: backend.epoch, timings: backend.timings } satisfies BackendTaskReady);
   try {
     await backend.done;
   } finally {

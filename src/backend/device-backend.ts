@@ -77,8 +77,18 @@ export interface BackendCounters {
   commitMs: number;
 }
 
+/** How a backend's start went, in milliseconds. */
+export interface StartTimings {
+  /** Building the device and provider and restoring the journal's entry (0 for a fresh device). */
+  restoreMs: number;
+  /** Binding the VM's address, and the attempts it took (a dead thread's socket may still hold it). */
+  bindMs: number;
+  bindAttempts: number;
+}
+
 export class DeviceBackend {
   readonly counters: BackendCounters = { commits: 0, entryBytes: 0, commitMs: 0 };
+  timings: StartTimings = { restoreMs: 0, bindMs: 0, bindAttempts: 0 };
   private stopped = false;
   private failure: unknown = null;
   private loop: Promise<void> = Promise.resolve();
@@ -110,6 +120,7 @@ export class DeviceBackend {
    * StateError or NetError; nothing is left bound or owned then.
    */
   static async start(spec: BackendSpec, mode: 'fresh' | 'restore'): Promise<DeviceBackend> {
+    const t0 = performance.now();
     const block = ControlBlock.attach(spec.control);
     const epoch = block.take(threadId);
     let backend: DeviceBackend | null = null;
@@ -138,7 +149,9 @@ export class DeviceBackend {
       const server = new CallServer(block, (call) => self!.call(call), () => self!.afterCall());
       backend = self = new DeviceBackend(block, journal, device, verbs, address, gate, server, epoch, journaled);
       const resume = entry === null ? [] : backend.restore(entry.payload);
-      await bindWithRetry(address);
+      const t1 = performance.now();
+      const bindAttempts = await bindWithRetry(address);
+      backend.timings = { restoreMs: t1 - t0, bindMs: performance.now() - t1, bindAttempts };
       for (const qpn of resume) verbs.resumeQp(qpn);
       backend.commit();
       gate.release();
@@ -322,15 +335,16 @@ function num(v: unknown): number {
   return v;
 }
 
-async function bindWithRetry(address: MovableLink): Promise<void> {
+/** Bind, retrying while the address is in use; returns the attempts it took. */
+async function bindWithRetry(address: MovableLink): Promise<number> {
   const deadline = Date.now() + BIND_RETRY_MS;
-  for (;;) {
+  for (let attempt = 1; ; attempt++) {
     try {
       await address.bind();
-      return;
+      return attempt;
     } catch (err) {
       if (!(err instanceof NetError && err.code === NetErrorCode.AddressInUse) || Date.now() > deadline) throw err;
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      await new Promise((resolve) => setTimeout(resolve, 10));
     }
   }
 }

@@ -8,6 +8,8 @@ import { runDemo } from './demo.js';
 import { runHost } from './host.js';
 import { runPcapCheck } from './pcap-check.js';
 import { runRingPump } from './ring-pump.js';
+import { runWorkerCrashCli } from './worker-crash.js';
+import { WORKER_CRASH_DEFAULTS } from '../demo/worker-crash.js';
 import { PINGPONG_DEFAULTS, pingpongMtu, runPingpong } from './pingpong.js';
 
 function positiveInt(value: string): number {
@@ -126,6 +128,23 @@ program
   .action(async (opts: { buffers: number; queueSize: number; engine: string; json?: boolean }) => {
     if (opts.engine !== 'wasm' && opts.engine !== 'ts') throw new InvalidArgumentError('engine must be wasm or ts');
     process.exitCode = await runRingPump({ buffers: opts.buffers, queueSize: opts.queueSize, engine: opts.engine, json: opts.json ?? false });
+  });
+
+program
+  .command('worker-crash')
+  .description('durable device backends: RDMA traffic between two guests carries on while the worker threads running their devices are terminated')
+  .option('--workers <n>', 'worker threads in the backend pool', positiveInt, WORKER_CRASH_DEFAULTS.workers)
+  .option('--qps <n>', 'RC QP pairs', positiveInt, WORKER_CRASH_DEFAULTS.qps)
+  .option('--ops <n>', 'operations per QP (RDMA WRITE and SEND alternately)', positiveInt, WORKER_CRASH_DEFAULTS.ops)
+  .option('--message-size <bytes>', 'bytes per operation', positiveInt, WORKER_CRASH_DEFAULTS.bytes)
+  .option('--kills <n>', 'worker threads to terminate during the traffic', nonNegativeInt, WORKER_CRASH_DEFAULTS.kills)
+  .option('--vm-ips <a,b>', 'the two guests\' addresses', ipList(2), WORKER_CRASH_DEFAULTS.ips)
+  .option('--json', 'print one JSON object')
+  .action(async (f: { workers: number; qps: number; ops: number; messageSize: number; kills: number; vmIps: string[]; json?: boolean }) => {
+    process.exitCode = await runWorkerCrashCli({
+      workers: f.workers, qps: f.qps, ops: f.ops, bytes: f.messageSize, window: WORKER_CRASH_DEFAULTS.window, kills: f.kills,
+      ips: [f.vmIps[0], f.vmIps[1]], json: f.json === true,
+    });
   });
 
 program

@@ -9,8 +9,8 @@ import { CqeOpcode, CqeStatus, SendFlag, SendOpcode } from '../../src/device/abi
 import { waitForCompletions } from '../../src/host/completions.js';
 import { gpa } from '../../src/memory/gpa.js';
 import { pattern } from '../e2e/pattern.js';
-import { runCheckedTraffic } from './checked-traffic.js';
-import { DATA, IOVA, connectPair, durableGuest } from './durable-pair.js';
+import { runCheckedTraffic } from '../../src/demo/checked-traffic.js';
+import { DATA, IOVA, connectPair, durableGuest } from '../../src/demo/durable-pair.js';
 
 const KiB = 1024;
 

@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { BackendPool } from '../../src/backend/backend-pool.js';
 import { BackendError, BackendErrorCode } from '../../src/backend/errors.js';
-import { runCheckedTraffic } from './checked-traffic.js';
-import { connectPair, durableGuest } from './durable-pair.js';
+import { runCheckedTraffic } from '../../src/demo/checked-traffic.js';
+import { connectPair, durableGuest } from '../../src/demo/durable-pair.js';
 
 describe('durable backends under many QPs and repeated worker deaths', () => {
   let pool: BackendPool;

@@ -1,0 +1,61 @@
+// Two guests on this thread whose devices run as durable backends in a pool's workers
+// (src/backend), connected by RC QP pairs over real UDP: what the worker-crash demo and the
+// backend tests drive. Each guest registers one data area (a physical MR at an IOVA, R1).
+import { AccessFlag, QpTypeCode } from '../device/abi.js';
+import type { BackendPool, DurableDevice, OpenDeviceOptions } from '../backend/backend-pool.js';
+import { RdmaGuest } from '../guest/rdma/device.js';
+import type { GuestCq, GuestQp } from '../guest/rdma/objects.js';
+import { connectRc } from '../host/connect.js';
+import { Arena } from '../memory/arena.js';
+
+const MiB = 1024 * 1024;
+export const RAM = 32 * MiB;
+/** Guest-physical layout: rings and driver buffers below DATA, the registered data area from DATA. */
+export const DATA = 16 * MiB;
+export const DATA_BYTES = 8 * MiB;
+export const IOVA = 0x7f00_0000_0000;
+/** No REMOTE_ATOMIC: a durable device does not offer atomics. */
+export const ACCESS = AccessFlag.LOCAL_WRITE | AccessFlag.REMOTE_WRITE | AccessFlag.REMOTE_READ;
+
+export interface DurableGuest {
+  device: DurableDevice;
+  guest: RdmaGuest;
+  pd: number;
+  cq: GuestCq;
+  qps: GuestQp[];
+  lkey: number;
+  rkey: number;
+}
+
+/** A device in `pool` and a guest driving it from this thread, with `qps` RC QPs on one CQ. */
+export async function durableGuest(pool: BackendPool, ip: string, qps = 1, options: Omit<OpenDeviceOptions, 'ip' | 'ramBytes'> = {}): Promise<DurableGuest> {
+  const device = await pool.open({ ...options, ip, ramBytes: RAM });
+  try {
+    const guest = RdmaGuest.open(device.transport, device.dm.guest, new Arena(0x10000, DATA - 0x10000));
+    const pd = await guest.createPd();
+    const cq = await guest.createCq(4096);
+    const list: GuestQp[] = [];
+    for (let i = 0; i < qps; i++) {
+      list.push(await guest.createQp({
+        pd, type: QpTypeCode.RC, sendCq: cq.cqn, recvCq: cq.cqn,
+        cap: { maxSendWr: 256, maxRecvWr: 256, maxSendSge: 4, maxRecvSge: 4, maxInlineData: 64 },
+      }));
+    }
+    const pages = Array.from({ length: DATA_BYTES / 4096 }, (_, i) => DATA + i * 4096);
+    const mr = await guest.regPhysMr(pd, ACCESS, { iova: IOVA, length: DATA_BYTES, pageShift: 12, pages });
+    return { device, guest, pd, cq, qps: list, lkey: mr.lkey, rkey: mr.rkey };
+  } catch (err) {
+    await device.close();
+    throw err;
+  }
+}
+
+/** Connect a's QP i with b's QP i, for every i. */
+export async function connectPair(a: DurableGuest, b: DurableGuest): Promise<void> {
+  const attrs = { access: ACCESS, timeout: 8, retryCnt: 7, rnrRetry: 7 };
+  for (const [i, qa] of a.qps.entries()) {
+    const qb = b.qps[i];
+    await connectRc(qa, 0x100 * (i + 1), { ip: b.device.ip, qpn: qb.qpn, psn: 0x900 * (i + 1) }, attrs);
+    await connectRc(qb, 0x900 * (i + 1), { ip: a.device.ip, qpn: qa.qpn, psn: 0x100 * (i + 1) }, attrs);
+  }
+}
