@@ -20,6 +20,7 @@ import { ControlBlock, DEFAULT_SLOT_BYTES, W } from './control-block.js';
 import type { BackendSpec, StartTimings } from './device-backend.js';
 import { BackendError, BackendErrorCode } from './errors.js';
 import { TransportProxy } from './transport-proxy.js';
+import { HangWatchdog, type WatchedThread } from '../host/pool/watchdog.js';
 
 const BACKEND_TASK = new URL('./backend-task.js', import.meta.url).href;
 const MiB = 1024 * 1024;
@@ -27,6 +28,7 @@ const DEFAULT_RAM_BYTES = 32 * MiB;
 const ARENA_BYTES = 8 * MiB;
 const DEFAULT_DEVICES_PER_WORKER = 16;
 const DEFAULT_MAX_RESTARTS = 3;
+const DEFAULT_HANG_MS = 30_000;
 
 export interface BackendPoolOptions {
   /** Worker threads; default the machine's available parallelism. */
@@ -35,8 +37,14 @@ export interface BackendPoolOptions {
   devicesPerWorker?: number;
   /** Failed restarts in a row after which a device is given up; default 3. */
   maxRestarts?: number;
-  /** Let DurableDevice.injectFault() throw in a worker (tests). */
+  /** Let DurableDevice.injectFault() and stall() act in a worker (tests). */
   debugOps?: boolean;
+  /**
+   * A worker running devices that leaves a ping unanswered this long is terminated, and its
+   * devices come back from their journals elsewhere (src/host/pool/watchdog.ts); 0: never.
+   * Default 30 s.
+   */
+  hangMs?: number;
 }
 
 export interface OpenDeviceOptions {
@@ -76,6 +84,9 @@ export class BackendPool {
   private readonly devices = new Set<DurableDevice>();
   readonly maxRestarts: number;
   private readonly debugOps: boolean;
+  private readonly watchdog: HangWatchdog | null;
+  /** Threads the watchdog terminated, and how long they had been silent (ms). */
+  readonly hung = new Map<number, number>();
   private closed = false;
 
   constructor(options: BackendPoolOptions = {}) {
@@ -97,6 +108,22 @@ export class BackendPool {
     });
     // A worker that dies is reported through its tasks (each device restarts); nothing else to do.
     this.pool.on('error', () => {});
+    const hangMs = options.hangMs ?? DEFAULT_HANG_MS;
+    this.watchdog = hangMs > 0 ? new HangWatchdog(hangMs, () => this.watched(), (id, ms) => this.terminateHung(id, ms)) : null;
+  }
+
+  /** One ping per worker thread that runs devices, answered by that thread's event loop. */
+  private watched(): WatchedThread[] {
+    const one = new Map<number, DurableDevice>();
+    for (const d of this.devices) if (d.serving && !one.has(d.threadId)) one.set(d.threadId, d);
+    return [...one.values()].map((d) => ({ threadId: d.threadId, ping: () => d.ping() }));
+  }
+
+  private terminateHung(threadId: number, silentMs: number): void {
+    const worker = this.threads().find((w) => w.threadId === threadId);
+    if (worker === undefined) return;
+    this.hung.set(threadId, silentMs);
+    void worker.terminate();
   }
 
   /** A new device with its own guest memory, running in a pool worker, and the driver's transport to it. */
@@ -150,6 +177,7 @@ export class BackendPool {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.watchdog?.stop();
     await Promise.allSettled([...this.devices].map((d) => d.close()));
     await this.pool.destroy();
   }
@@ -239,6 +267,31 @@ export class DurableDevice {
   /** Tests only (a pool made with debugOps): throw an uncaught error in the device's worker. */
   injectFault(): void {
     this.port?.postMessage({ op: 'faultLater' });
+  }
+
+  /** Tests only (a pool made with debugOps): block the device's worker thread for `ms`. */
+  stall(ms: number): void {
+    this.port?.postMessage({ op: 'stall', ms });
+  }
+
+  /** Whether a backend runs the device now. */
+  get serving(): boolean {
+    return this.port !== null;
+  }
+
+  /** Resolves when the device's worker answers from its event loop (the watchdog's ping). */
+  ping(): Promise<void> {
+    const port = this.port;
+    if (port === null) return Promise.reject(new BackendError(BackendErrorCode.Closed, 'no backend runs the device now'));
+    return new Promise((resolve) => {
+      const take = (m: { pong?: unknown }) => {
+        if (m.pong !== true) return;
+        port.off('message', take);
+        resolve();
+      };
+      port.on('message', take);
+      port.postMessage({ op: 'ping' });
+    });
   }
 
   /** @internal Start a backend for the device; a run that ends without close() starts another. */

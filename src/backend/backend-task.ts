@@ -30,10 +30,14 @@ export interface BackendTaskCounters {
 export default async function runBackendTask(input: BackendTaskInput): Promise<{ threadId: number }> {
   const { port } = input;
   const backend = await DeviceBackend.start(input.spec, input.mode);
-  port.on('message', (m: { op?: unknown }) => {
+  port.on('message', (m: { op?: unknown; ms?: unknown }) => {
     if (m?.op === 'close') void backend.close();
-    // Tests only (debugOps): an error nobody catches, as a bug in this thread would throw.
+    // The pool's watchdog: answered from this thread's event loop, so a hung loop answers nothing.
+    else if (m?.op === 'ping') port.postMessage({ pong: true });
+    // Tests only (debugOps): an error nobody catches, as a bug in this thread would throw, and a
+    // loop that stops turning.
     else if (m?.op === 'faultLater' && input.debugOps === true) setTimeout(() => { throw new Error('injected fault in a backend worker'); }, 0);
+    else if (m?.op === 'stall' && input.debugOps === true && typeof m.ms === 'number' && m.ms > 0 && m.ms <= 600_000) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, m.ms);
     else if (m?.op === 'counters') {
       const g = backend.gateCounters;
       port.postMessage({ counters: { ...backend.counters, released: g.released, dropped: g.dropped } } satisfies BackendTaskCounters);
