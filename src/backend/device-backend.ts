@@ -41,7 +41,7 @@ import { CommitGate } from './commit-gate.js';
 import { ControlBlock, W } from './control-block.js';
 import { BackendError, BackendErrorCode } from './errors.js';
 import { Journal } from './journal.js';
-import { decodeJournalEntry, encodeJournalEntry } from './journal-entry.js';
+import { decodeJournalEntry, journalEntryChunks } from './journal-entry.js';
 import type { DeviceDescription } from './transport-proxy.js';
 
 export interface BackendSpec {
@@ -199,10 +199,10 @@ export class DeviceBackend {
         if (used.length > 0) unpublished.push({ vq, used });
       }
     }
-    const bytes = encodeJournalEntry({ deviceState: encodeDeviceState(captureDevice(device)), unpublished });
-    this.journal.commit(bytes);
+    const chunks = journalEntryChunks({ deviceState: encodeDeviceState(captureDevice(device)), unpublished });
+    this.journal.commit(...chunks);
     this.counters.commits++;
-    this.counters.entryBytes = bytes.length;
+    this.counters.entryBytes = chunks.reduce((n, c) => n + c.length, 0);
     this.counters.commitMs += performance.now() - started;
   }
 

@@ -13,16 +13,17 @@ export interface JournalEntry {
   unpublished: { vq: number; used: [number, number][] }[];
 }
 
-export function encodeJournalEntry(e: JournalEntry): Uint8Array {
+/** The entry as chunks to write one after another: its header, the device state, the used elements. */
+export function journalEntryChunks(e: JournalEntry): Uint8Array[] {
+  const head = new Uint8Array(8);
+  const hv = new DataView(head.buffer);
+  hv.setUint32(0, MAGIC, true);
+  hv.setUint32(4, e.deviceState.length, true);
   const usedCount = e.unpublished.reduce((n, q) => n + q.used.length, 0);
-  const out = new Uint8Array(12 + e.deviceState.length + 8 * e.unpublished.length + 8 * usedCount);
-  const v = new DataView(out.buffer);
-  v.setUint32(0, MAGIC, true);
-  v.setUint32(4, e.deviceState.length, true);
-  out.set(e.deviceState, 8);
-  let at = 8 + e.deviceState.length;
-  v.setUint32(at, e.unpublished.length, true);
-  at += 4;
+  const tail = new Uint8Array(4 + 8 * e.unpublished.length + 8 * usedCount);
+  const v = new DataView(tail.buffer);
+  v.setUint32(0, e.unpublished.length, true);
+  let at = 4;
   for (const q of e.unpublished) {
     v.setUint32(at, q.vq, true);
     v.setUint32(at + 4, q.used.length, true);
@@ -32,6 +33,17 @@ export function encodeJournalEntry(e: JournalEntry): Uint8Array {
       v.setUint32(at + 4, len, true);
       at += 8;
     }
+  }
+  return [head, e.deviceState, tail];
+}
+
+export function encodeJournalEntry(e: JournalEntry): Uint8Array {
+  const chunks = journalEntryChunks(e);
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
   }
   return out;
 }

@@ -28,19 +28,26 @@ export class Journal {
   }
 
   /**
-   * Commit `payload` as the next entry and return its generation. BackendError JOURNAL_FULL if it
-   * does not fit (nothing is changed then).
+   * Commit the concatenation of `chunks` as the next entry and return its generation. The chunks
+   * are copied straight into the slot (no joined copy first). BackendError JOURNAL_FULL if they
+   * do not fit (nothing is changed then).
    */
-  commit(payload: Uint8Array): number {
-    if (payload.length > this.capacity) {
-      throw new BackendError(BackendErrorCode.JournalFull, `a device state of ${payload.length} bytes does not fit a ${this.capacity}-byte journal slot`);
+  commit(...chunks: Uint8Array[]): number {
+    let len = 0;
+    for (const c of chunks) len += c.length;
+    if (len > this.capacity) {
+      throw new BackendError(BackendErrorCode.JournalFull, `a device state of ${len} bytes does not fit a ${this.capacity}-byte journal slot`);
     }
     const next = (this.generation + 1) >>> 0;
     const off = this.block.slotOff((next & 1) as 0 | 1);
-    this.block.bytes.set(payload, off + SLOT_HEADER_BYTES);
+    let at = off + SLOT_HEADER_BYTES;
+    for (const c of chunks) {
+      this.block.bytes.set(c, at);
+      at += c.length;
+    }
     this.view.setUint32(off, next, true);
-    this.view.setUint32(off + 4, payload.length, true);
-    this.view.setUint32(off + 8, crc32Update(payload, 0, 0, payload.length), true);
+    this.view.setUint32(off + 4, len, true);
+    this.view.setUint32(off + 8, crc32Update(this.block.bytes, 0, off + SLOT_HEADER_BYTES, len), true);
     this.block.store(W.generation, next | 0);
     return next;
   }

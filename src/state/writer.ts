@@ -148,6 +148,25 @@ export class FieldWriter {
   }
 }
 
+/** Encoded parts of states, by the object they were encoded from (cachedPart). */
+const parts = new WeakMap<object, Uint8Array>();
+
+/**
+ * Write what `write` writes for `key`, encoding it only the first time: later states that hold
+ * the same object copy its bytes. For large parts that rarely change (an MR's page list) and are
+ * replaced, never modified, when they do: the key must not change once encoded.
+ */
+export function cachedPart(w: FieldWriter, key: object, write: (w: FieldWriter) => void): void {
+  let bytes = parts.get(key);
+  if (bytes === undefined) {
+    const part = new FieldWriter(256);
+    write(part);
+    bytes = part.finish().slice();
+    parts.set(key, bytes);
+  }
+  w.raw(bytes);
+}
+
 /**
  * Scratch buffers of finished writers. A state is written into one and copied out whole, so the
  * next state (a durable backend commits one at every pass, src/backend) reuses it instead of

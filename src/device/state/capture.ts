@@ -68,7 +68,8 @@ export function captureDevice(p: DeviceParts): DeviceStateData {
     allocators: { pd: core.pdIds.cursor, mr: core.mrIds.cursor, ah: core.ahIds.cursor, seq: core.seqCursor },
     gids,
     pds: [...core.pds.values()].map((pd) => ({ ...pd })),
-    mrs: [...core.mrs.values()].map((mr) => ({ ...mr, reg: mr.reg === 'all-memory' ? 'all-memory' : { ...mr.reg, pages: [...mr.reg.pages] } })),
+    // A registration is replaced, never changed (cmd-mr.ts), so the copy may share it.
+    mrs: [...core.mrs.values()].map((mr) => ({ ...mr })),
     ahs: [...core.ahs.values()].map((ah) => ({ ...ah })),
     cqs: core.cqs.filter((c) => c !== null).map((c) => ({
       index: c.index, depth: c.depth, verbsCq: c.verbsCq, armed: c.armed, error: c.error, cqesWritten: c.cqesWritten, notifyDue: c.notifyDue,

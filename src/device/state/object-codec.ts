@@ -4,7 +4,7 @@ import { gpa } from '../../memory/gpa.js';
 import { QpState, QpType } from '../../nic/qp-state.js';
 import { ipv4, ipv4Text } from '../../nic/roce/icrc.js';
 import type { PhysicalRegistration } from '../../nic/verbs.js';
-import { type FieldReader, type FieldWriter, badRecord } from '../../state/index.js';
+import { type FieldReader, type FieldWriter, badRecord, cachedPart } from '../../state/index.js';
 import { CQE_BYTES, EventType } from '../abi.js';
 import { CONFIG_BYTES } from '../config.js';
 import type { MrObj, QpKind } from '../core.js';
@@ -50,8 +50,11 @@ export function writeMr(w: FieldWriter, mr: MrObj): void {
   w.u32(mr.handle).u32(mr.pd).u32(mr.lkey).u32(mr.rkey).u8(mr.kind === 'dma' ? 1 : 2).u32(mr.access).bool(mr.invalidatable);
   if (mr.reg === 'all-memory') return;
   const g = mr.reg;
-  w.u64(g.iova).u64(g.length).u32(g.access).u8(g.pageShift).bool(g.invalidatable === true);
-  w.list(g.pages, (x, p) => x.u64(p));
+  // A registration is replaced, never changed, when the MR is reregistered (cmd-mr.ts).
+  cachedPart(w, g, (x) => {
+    x.u64(g.iova).u64(g.length).u32(g.access).u8(g.pageShift).bool(g.invalidatable === true);
+    x.list(g.pages, (y, p) => y.u64(p));
+  });
 }
 
 export function readMr(r: FieldReader): MrObj {

@@ -67,6 +67,9 @@ export class PageTable {
   readonly offset: number;
   private readonly view: DataView;
   private readonly entries64: BigUint64Array;
+  /** Bumped by every change of the translation or a present bit: toState() is kept until then. */
+  private version = 0;
+  private saved: { version: number; state: PageTableState } | null = null;
   private mapping!: Mapping;
   private entriesOff = 0;
   private entriesCap = 0;
@@ -217,6 +220,7 @@ export class PageTable {
     checkPageAddress(address, pageBytes);
     if (m.kind === 'physical') checkPageInGuest(this.dm, address, pageBytes, index);
     Atomics.store(this.entries64, this.entryIndex(index), BigInt(address) | BigInt(MR_PTE_PRESENT));
+    this.version++;
   }
 
   /** ODP: page `index` moved or was reclaimed; the next access to it faults. */
@@ -224,9 +228,22 @@ export class PageTable {
     this.live();
     this.checkIndex(index);
     Atomics.and(this.entries64, this.entryIndex(index), ~BigInt(MR_PTE_PRESENT));
+    this.version++;
   }
 
+  /**
+   * The table as plain data (migration, a durable backend's journal). Kept while the table does
+   * not change, so a state taken at every commit walks its pages once: the result is shared and
+   * must not be modified.
+   */
   toState(): PageTableState {
+    if (this.saved !== null && this.saved.version === this.version && !this.disposed) return this.saved.state;
+    const state = this.walkState();
+    this.saved = { version: this.version, state };
+    return state;
+  }
+
+  private walkState(): PageTableState {
     const m = this.live();
     const absent: number[] = [];
     // The present bits straight from the entries' low words (the migration's save walks every
@@ -287,6 +304,7 @@ export class PageTable {
   }
 
   private install(mapping: Mapping, generation: number): void {
+    this.version++;
     const dm = this.dm;
     const pageBytes = 2 ** mapping.pageShift;
     // Allocate everything first, so a full arena leaves the old translation untouched.

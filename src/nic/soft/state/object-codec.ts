@@ -3,7 +3,7 @@
 // completions, SRQs with posted WQEs, AHs and counters.
 import type { PageTableState } from '../../mr/page-table-state.js';
 import { PathMtu } from '../../types.js';
-import { type FieldReader, type FieldWriter, badRecord } from '../../../state/index.js';
+import { type FieldReader, type FieldWriter, badRecord, cachedPart } from '../../../state/index.js';
 import { MAX_LIST } from './records.js';
 import type { CqArm, SoftAhState, SoftAllocatorsState, SoftCountersState, SoftCqState, SoftMrState, SoftSrqState } from './types.js';
 import { readAv, readIp, readRecvWqe, readWc, writeAv, writeIp, writeRecvWqe, writeWc } from './wqe-codec.js';
@@ -42,14 +42,18 @@ const KIND_ALL_MEMORY = 2;
 
 export function writeMr(w: FieldWriter, mr: SoftMrState): void {
   const t = mr.table;
-  w.u32(mr.key).u32(mr.pd).u8(t.kind === 'physical' ? KIND_PHYSICAL : KIND_ALL_MEMORY).u8(t.pageShift).u32(t.access).bool(t.onDemand);
-  if (t.kind === 'physical') {
-    w.u64(t.iova).u64(t.length);
-    w.list(t.pages, (x, p) => x.u64(p));
-  } else {
-    w.bool(t.sizeBytes !== null).u64(t.sizeBytes ?? 0);
-  }
-  w.list(t.absent, (x, i) => x.u32(i));
+  w.u32(mr.key).u32(mr.pd);
+  // A live table's state is one object until the table changes (PageTable.toState).
+  cachedPart(w, t, (x) => {
+    x.u8(t.kind === 'physical' ? KIND_PHYSICAL : KIND_ALL_MEMORY).u8(t.pageShift).u32(t.access).bool(t.onDemand);
+    if (t.kind === 'physical') {
+      x.u64(t.iova).u64(t.length);
+      x.list(t.pages, (y, p) => y.u64(p));
+    } else {
+      x.bool(t.sizeBytes !== null).u64(t.sizeBytes ?? 0);
+    }
+    x.list(t.absent, (y, i) => y.u32(i));
+  });
 }
 
 export function readMr(r: FieldReader): SoftMrState {
