@@ -12,6 +12,14 @@
 import { availableParallelism } from 'node:os';
 import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threads';
 import { Piscina } from 'piscina';
+
+/** What piscina tells a load balancer of each worker (its PiscinaWorker, not exported by name). */
+interface PiscinaWorker {
+  readonly id: number;
+  readonly currentUsage: number;
+  readonly terminating: boolean;
+  readonly destroyed: boolean;
+}
 import { DeviceMemory } from '../memory/device-memory.js';
 import type { SoftRoceOptions } from '../nic/soft/index.js';
 import { DeviceStatus } from '../virtio/status.js';
@@ -85,6 +93,9 @@ export class BackendPool {
   readonly maxRestarts: number;
   private readonly debugOps: boolean;
   private readonly watchdog: HangWatchdog | null;
+  /** Threads that have run a backend (booted, modules loaded), and restarts being placed now. */
+  private readonly booted = new Set<number>();
+  private restoring = 0;
   /** Threads the watchdog terminated, and how long they had been silent (ms). */
   readonly hung = new Map<number, number>();
   private closed = false;
@@ -105,6 +116,7 @@ export class BackendPool {
       // A backend task runs for its device's life; the worker's event loop must never block.
       atomics: 'disabled',
       idleTimeout: Infinity,
+      loadBalancer: (_task, threads) => this.pick(threads as PiscinaWorker[], perWorker) as never,
     });
     // A worker that dies is reported through its tasks (each device restarts); nothing else to do.
     this.pool.on('error', () => {});
@@ -126,6 +138,21 @@ export class BackendPool {
     void worker.terminate();
   }
 
+  /**
+   * Where the next backend runs: the least busy worker with room. A device coming back from its
+   * journal goes to a worker that has already run a backend if one has room: the replacement
+   * piscina starts for a dead thread is least busy but would first have to boot (Node, the
+   * modules, the Wasm kernels), which would lengthen the device's outage several times over.
+   */
+  private pick(threads: PiscinaWorker[], perWorker: number): PiscinaWorker | null {
+    const usable = threads.filter((w) => !w.terminating && !w.destroyed && w.currentUsage < perWorker);
+    const booted = this.restoring > 0 ? usable.filter((w) => this.booted.has(w.id)) : [];
+    const from = booted.length > 0 ? booted : usable;
+    let best: PiscinaWorker | null = null;
+    for (const w of from) if (best === null || w.currentUsage < best.currentUsage) best = w;
+    return best;
+  }
+
   /** A new device with its own guest memory, running in a pool worker, and the driver's transport to it. */
   async open(o: OpenDeviceOptions): Promise<DurableDevice> {
     if (this.closed) throw new BackendError(BackendErrorCode.Closed, 'the backend pool is closed');
@@ -145,9 +172,19 @@ export class BackendPool {
   async runTask(spec: BackendSpec, mode: 'fresh' | 'restore'): Promise<{ ready: BackendTaskReady; port: MessagePort; done: Promise<unknown> }> {
     const { port1, port2 } = new MessageChannel();
     const ready = new Promise<BackendTaskReady>((resolve) => port1.on('message', (m: Partial<BackendTaskReady>) => m.ready === true && resolve(m as BackendTaskReady)));
-    const done = this.pool.run({ spec, mode, port: port2, debugOps: this.debugOps } satisfies BackendTaskInput, { transferList: [port2] }) as Promise<unknown>;
+    // piscina places a task in run() when a worker has room (else once one has): `restoring` is
+    // what pick() reads then.
+    if (mode === 'restore') this.restoring++;
+    let done: Promise<unknown>;
     try {
-      return { ready: await Promise.race([ready, done.then(() => { throw new Error('the backend task ended before it served'); })]), port: port1, done };
+      done = this.pool.run({ spec, mode, port: port2, debugOps: this.debugOps } satisfies BackendTaskInput, { transferList: [port2] }) as Promise<unknown>;
+    } finally {
+      if (mode === 'restore') this.restoring--;
+    }
+    try {
+      const served = await Promise.race([ready, done.then(() => { throw new Error('the backend task ended before it served'); })]);
+      this.booted.add(served.threadId);
+      return { ready: served, port: port1, done };
     } catch (err) {
       port1.close();
       throw err;

@@ -52,7 +52,9 @@ export async function durableGuest(pool: BackendPool, ip: string, qps = 1, optio
 
 /** Connect a's QP i with b's QP i, for every i. */
 export async function connectPair(a: DurableGuest, b: DurableGuest): Promise<void> {
-  const attrs = { access: ACCESS, timeout: 8, retryCnt: 7, rnrRetry: 7 };
+  // Local ACK timeout 12 (16.8 ms, IBTA 4.096 µs × 2^12): with the retransmission backoff, a peer keeps
+  // retrying for about 0.75 s, longer than a device takes to come back from its journal.
+  const attrs = { access: ACCESS, timeout: 12, retryCnt: 7, rnrRetry: 7 };
   for (const [i, qa] of a.qps.entries()) {
     const qb = b.qps[i];
     await connectRc(qa, 0x100 * (i + 1), { ip: b.device.ip, qpn: qb.qpn, psn: 0x900 * (i + 1) }, attrs);
