@@ -26,14 +26,16 @@ type Answer = { ok: true; value: unknown } | { ok: false; error: { name: string;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-function replacer(_key: string, value: unknown): unknown {
-  if (typeof value === 'bigint') return { $bigint: value.toString() };
-  if (value instanceof Uint8Array) return { $bytes: Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64') };
+function replacer(this: Record<string, unknown>, key: string, value: unknown): unknown {
+  // The holder's own value: a Buffer has already become { type, data } through its toJSON.
+  const raw = this[key];
+  if (typeof raw === 'bigint') return { $bigint: raw.toString() };
+  if (raw instanceof Uint8Array) return { $bytes: Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('base64') };
   return value;
 }
 
 function reviver(_key: string, value: unknown): unknown {
-  if (typeof value === 'object' && value !== null) {
+  if (typeof value === 'object' && value !== null && Object.keys(value).length === 1) {
     const v = value as { $bigint?: unknown; $bytes?: unknown };
     if (typeof v.$bigint === 'string' && /^-?\d{1,40}$/.test(v.$bigint)) return BigInt(v.$bigint);
     if (typeof v.$bytes === 'string') return new Uint8Array(Buffer.from(v.$bytes, 'base64'));

@@ -38,7 +38,9 @@ export class Journal {
     if (len > this.capacity) {
       throw new BackendError(BackendErrorCode.JournalFull, `a device state of ${len} bytes does not fit a ${this.capacity}-byte journal slot`);
     }
-    const next = (this.generation + 1) >>> 0;
+    // Generation 0 means "nothing committed": after 2^32 - 1 comes 2, which keeps the slots alternating.
+    const gen = this.generation;
+    const next = gen === 0xffffffff ? 2 : gen + 1;
     const off = this.block.slotOff((next & 1) as 0 | 1);
     let at = off + SLOT_HEADER_BYTES;
     for (const c of chunks) {
