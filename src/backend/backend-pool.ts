@@ -92,6 +92,10 @@ export class BackendPool {
   private readonly devices = new Set<DurableDevice>();
   readonly maxRestarts: number;
   private readonly debugOps: boolean;
+  private readonly perWorker: number;
+  private readonly capacity: number;
+  /** Devices being opened (counted against the capacity before they run). */
+  private opening = 0;
   private readonly watchdog: HangWatchdog | null;
   /** Threads that have run a backend (booted, modules loaded), and restarts being placed now. */
   private readonly booted = new Set<number>();
@@ -108,6 +112,8 @@ export class BackendPool {
     }
     this.maxRestarts = options.maxRestarts ?? DEFAULT_MAX_RESTARTS;
     this.debugOps = options.debugOps ?? false;
+    this.perWorker = perWorker;
+    this.capacity = workers * perWorker;
     this.pool = new Piscina({
       filename: BACKEND_TASK,
       minThreads: workers,
@@ -156,15 +162,29 @@ export class BackendPool {
   /** A new device with its own guest memory, running in a pool worker, and the driver's transport to it. */
   async open(o: OpenDeviceOptions): Promise<DurableDevice> {
     if (this.closed) throw new BackendError(BackendErrorCode.Closed, 'the backend pool is closed');
+    // Refused at once rather than queued by piscina until a device closes: the pool is bounded.
+    if (this.devices.size + this.opening >= this.capacity) {
+      throw new BackendError(BackendErrorCode.Full, `${this.capacity / this.perWorker} workers run ${this.perWorker} devices each already`);
+    }
     const ramBytes = o.ramBytes ?? DEFAULT_RAM_BYTES;
     const dm = DeviceMemory.create({ ramBytes, arenaBytes: ARENA_BYTES });
     dm.addRegion(0, ramBytes);
     const control = ControlBlock.create(o.slotBytes ?? DEFAULT_SLOT_BYTES);
     const spec: BackendSpec = { ip: o.ip, port: o.port, memory: dm.memory, layout: dm.layout, control: control.buffer, provider: o.provider, batched: o.batched, journal: o.journal };
     const device = new DurableDevice(this, dm, control, spec);
-    await device.start('fresh');
-    device.attachDriver(o.callTimeoutMs);
+    this.opening++;
+    try {
+      await device.start('fresh');
+    } finally {
+      this.opening--;
+    }
     this.devices.add(device);
+    try {
+      device.attachDriver(o.callTimeoutMs);
+    } catch (err) {
+      await device.close();
+      throw err;
+    }
     return device;
   }
 
@@ -290,13 +310,16 @@ export class DurableDevice {
   async counters(): Promise<BackendTaskCounters['counters']> {
     const port = this.port;
     if (port === null) throw new BackendError(BackendErrorCode.Closed, 'no backend runs the device now');
-    return new Promise((resolve) => {
+    return new Promise((resolve, reject) => {
+      const gone = () => reject(new BackendError(BackendErrorCode.Closed, 'the backend stopped before it answered'));
       const take = (m: Partial<BackendTaskCounters>) => {
         if (m.counters === undefined) return;
         port.off('message', take);
+        port.off('close', gone);
         resolve(m.counters);
       };
       port.on('message', take);
+      port.once('close', gone);
       port.postMessage({ op: 'counters' });
     });
   }

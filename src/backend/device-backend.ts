@@ -185,7 +185,7 @@ export class DeviceBackend {
     return this.failure;
   }
 
-  /** Commit the device's state now (also done at every pass and before any packet leaves). */
+  /** Commit the device's state now (the device loop does at the end of every turn that publishes or sends). */
   commit(): void {
     if (!this.block.owns(threadId)) throw new BackendError(BackendErrorCode.NotOwner, `thread ${threadId} no longer owns the device`);
     if (!this.journaled) return;

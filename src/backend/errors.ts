@@ -16,6 +16,8 @@ export enum BackendErrorCode {
   Interrupted = 'INTERRUPTED',
   /** The backend pool is closed, or the device was closed. */
   Closed = 'CLOSED',
+  /** Every worker runs as many devices as it may (workers × devicesPerWorker). */
+  Full = 'FULL',
 }
 
 export class BackendError extends Error {

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { BackendPool } from '../../src/backend/backend-pool.js';
+import { BackendError, BackendErrorCode } from '../../src/backend/errors.js';
 import { CqeOpcode, CqeStatus, SendFlag, SendOpcode } from '../../src/device/abi.js';
 import { waitForCompletions } from '../../src/host/completions.js';
 import { gpa } from '../../src/memory/gpa.js';
@@ -68,5 +69,21 @@ describe('durable device backends in a worker pool', () => {
       assert.ok(!kills.includes(d.threadId) || d.runs.at(-1)?.mode === 'restore', `${d.ip} runs on a live worker`);
     }
     await Promise.all([a.device.close(), b.device.close()]);
+  });
+});
+
+describe('a backend pool is bounded', () => {
+  it('refuses a device past workers × devicesPerWorker at once, and takes one again once a device closed', async () => {
+    const pool = new BackendPool({ workers: 1, devicesPerWorker: 1 });
+    try {
+      const first = await pool.open({ ip: '127.0.35.10' });
+      await assert.rejects(pool.open({ ip: '127.0.35.11' }), (err: Error) => err instanceof BackendError && err.code === BackendErrorCode.Full);
+      await first.close();
+      const second = await pool.open({ ip: '127.0.35.11' });
+      assert.notEqual(second.threadId, -1);
+      await second.close();
+    } finally {
+      await pool.close();
+    }
   });
 });
