@@ -100,6 +100,7 @@ export class BackendPool {
   /** Threads that have run a backend (booted, modules loaded), and restarts being placed now. */
   private readonly booted = new Set<number>();
   private restoring = 0;
+  private avoid = -1;
   /** Threads the watchdog terminated, and how long they had been silent (ms). */
   readonly hung = new Map<number, number>();
   private closed = false;
@@ -145,13 +146,15 @@ export class BackendPool {
   }
 
   /**
-   * Where the next backend runs: the least busy worker with room. A device coming back from its
+   * Where the next backend runs: the least busy worker with room (other than `avoid`, the one a
+   * device is being moved off). A device coming back from its
    * journal goes to a worker that has already run a backend if one has room: the replacement
    * piscina starts for a dead thread is least busy but would first have to boot (Node, the
    * modules, the Wasm kernels), which would lengthen the device's outage several times over.
    */
   private pick(threads: PiscinaWorker[], perWorker: number): PiscinaWorker | null {
-    const usable = threads.filter((w) => !w.terminating && !w.destroyed && w.currentUsage < perWorker);
+    const avoid = this.avoid;
+    const usable = threads.filter((w) => !w.terminating && !w.destroyed && w.currentUsage < perWorker && w.id !== avoid);
     const booted = this.restoring > 0 ? usable.filter((w) => this.booted.has(w.id)) : [];
     const from = booted.length > 0 ? booted : usable;
     let best: PiscinaWorker | null = null;
@@ -189,17 +192,19 @@ export class BackendPool {
   }
 
   /** @internal Start one backend task; resolves once it serves, with the promise of its end. */
-  async runTask(spec: BackendSpec, mode: 'fresh' | 'restore'): Promise<{ ready: BackendTaskReady; port: MessagePort; done: Promise<unknown> }> {
+  async runTask(spec: BackendSpec, mode: 'fresh' | 'restore', avoid = -1): Promise<{ ready: BackendTaskReady; port: MessagePort; done: Promise<unknown> }> {
     const { port1, port2 } = new MessageChannel();
     const ready = new Promise<BackendTaskReady>((resolve) => port1.on('message', (m: Partial<BackendTaskReady>) => m.ready === true && resolve(m as BackendTaskReady)));
-    // piscina places a task in run() when a worker has room (else once one has): `restoring` is
-    // what pick() reads then.
+    // piscina places a task in run() when a worker has room (else once one has): `restoring` and
+    // `avoid` are what pick() reads then.
     if (mode === 'restore') this.restoring++;
+    this.avoid = avoid;
     let done: Promise<unknown>;
     try {
       done = this.pool.run({ spec, mode, port: port2, debugOps: this.debugOps } satisfies BackendTaskInput, { transferList: [port2] }) as Promise<unknown>;
     } finally {
       if (mode === 'restore') this.restoring--;
+      this.avoid = -1;
     }
     try {
       const served = await Promise.race([ready, done.then(() => { throw new Error('the backend task ended before it served'); })]);
@@ -225,6 +230,26 @@ export class BackendPool {
     return id;
   }
 
+  /**
+   * Even the devices out over the workers: while the busiest worker runs two or more devices more
+   * than the least busy, move one of its devices to another (DurableDevice.move). After a worker
+   * died, its devices came back on the survivors and its replacement runs none. Returns the moves.
+   */
+  async rebalance(): Promise<{ device: string; from: number; to: number }[]> {
+    const moves: { device: string; from: number; to: number }[] = [];
+    for (let guard = 0; guard < this.capacity; guard++) {
+      const load = new Map<number, DurableDevice[]>(this.threads().map((w) => [w.threadId, []]));
+      for (const d of this.devices) if (d.serving) load.get(d.threadId)?.push(d);
+      const byLoad = [...load.entries()].sort((x, y) => y[1].length - x[1].length);
+      const [busiest, idlest] = [byLoad[0], byLoad.at(-1)];
+      if (busiest === undefined || idlest === undefined || busiest[1].length - idlest[1].length < 2) break;
+      const device = busiest[1][0];
+      await device.move();
+      moves.push({ device: device.ip, from: busiest[0], to: device.threadId });
+    }
+    return moves;
+  }
+
   /** @internal */
   forget(device: DurableDevice): void {
     this.devices.delete(device);
@@ -247,6 +272,7 @@ export class DurableDevice {
   private port: MessagePort | null = null;
   private proxy: TransportProxy | null = null;
   private closing = false;
+  private moving = false;
   private restarting: Promise<void> | null = null;
   /** Why the device was given up, or null while it serves. */
   lost: Error | null = null;
@@ -354,10 +380,42 @@ export class DurableDevice {
     });
   }
 
+  /**
+   * Move the device to another worker: its backend stops cleanly (its last turn committed, the
+   * address released) and a backend on the least busy other worker takes it up from the journal.
+   * The guest sees a pause, the peers a retransmission.
+   */
+  async move(): Promise<void> {
+    await this.settled();
+    if (this.closing || this.port === null) throw new BackendError(BackendErrorCode.Closed, 'the device does not run');
+    const from = this.threadId;
+    this.moving = true;
+    try {
+      await this.stopBackend();
+      await this.start('restore', from);
+    } catch (err) {
+      // Wherever it failed, the journal still holds the device: bring it back as after a crash.
+      this.restart();
+      throw err;
+    } finally {
+      this.moving = false;
+    }
+  }
+
+  /** Ask the backend to stop and wait until its task has ended. */
+  private async stopBackend(): Promise<void> {
+    const port = this.port;
+    if (port === null) return;
+    this.port = null;
+    const closed = new Promise<void>((resolve) => port.once('close', () => resolve()));
+    port.postMessage({ op: 'close' });
+    await closed;
+  }
+
   /** @internal Start a backend for the device; a run that ends without close() starts another. */
-  async start(mode: 'fresh' | 'restore'): Promise<void> {
+  async start(mode: 'fresh' | 'restore', avoid = -1): Promise<void> {
     const startedAt = performance.now();
-    const { ready, port, done } = await this.owner.runTask(this.spec, mode);
+    const { ready, port, done } = await this.owner.runTask(this.spec, mode, avoid);
     const run: BackendRun = { threadId: ready.threadId, epoch: ready.epoch, mode, startedAt, servingAt: performance.now(), timings: ready.timings, ended: null, endedAt: null };
     this.runs.push(run);
     this.port = port;
@@ -373,7 +431,7 @@ export class DurableDevice {
         if (this.port === port) this.port = null;
         // The dead thread cannot release the device itself.
         this.control.release(run.threadId);
-        if (!this.closing) this.restart();
+        if (!this.closing && !this.moving) this.restart();
       },
     );
   }
@@ -417,13 +475,7 @@ export class DurableDevice {
     if (this.closing) return;
     this.closing = true;
     await this.restarting;
-    const port = this.port;
-    this.port = null;
-    if (port !== null) {
-      const closed = new Promise<void>((resolve) => port.once('close', () => resolve()));
-      port.postMessage({ op: 'close' });
-      await closed;
-    }
+    await this.stopBackend();
     this.owner.forget(this);
   }
 }
