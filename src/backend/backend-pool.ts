@@ -82,6 +82,8 @@ export interface BackendRun {
   servingAt: number;
   /** The backend's own account of its start: restoring, binding the address. */
   timings: StartTimings;
+  /** QPs the backend moved to ERR as it started: an atomic of theirs was in doubt. */
+  inDoubt: number[];
   /** Set when the run ended: 'closed', or why it was lost; and when this thread learned of it. */
   ended: string | null;
   endedAt: number | null;
@@ -355,6 +357,11 @@ export class DurableDevice {
     this.port?.postMessage({ op: 'faultLater' });
   }
 
+  /** Tests only (a pool made with debugOps): end the device's worker once its next atomic's intent is committed. */
+  crashAtNextAtomic(): void {
+    this.port?.postMessage({ op: 'crashAtNextAtomic' });
+  }
+
   /** Tests only (a pool made with debugOps): block the device's worker thread for `ms`. */
   stall(ms: number): void {
     this.port?.postMessage({ op: 'stall', ms });
@@ -416,7 +423,7 @@ export class DurableDevice {
   async start(mode: 'fresh' | 'restore', avoid = -1): Promise<void> {
     const startedAt = performance.now();
     const { ready, port, done } = await this.owner.runTask(this.spec, mode, avoid);
-    const run: BackendRun = { threadId: ready.threadId, epoch: ready.epoch, mode, startedAt, servingAt: performance.now(), timings: ready.timings, ended: null, endedAt: null };
+    const run: BackendRun = { threadId: ready.threadId, epoch: ready.epoch, mode, startedAt, servingAt: performance.now(), timings: ready.timings, inDoubt: ready.inDoubt, ended: null, endedAt: null };
     this.runs.push(run);
     this.port = port;
     done.then(

@@ -20,6 +20,8 @@ export interface BackendTaskReady {
   threadId: number;
   epoch: number;
   timings: StartTimings;
+  /** QPs moved to ERR at the start: an atomic of theirs was in doubt. */
+  inDoubt: number[];
 }
 
 /** What the port answers to `{ op: 'counters' }`. */
@@ -37,6 +39,7 @@ export default async function runBackendTask(input: BackendTaskInput): Promise<{
     // Tests only (debugOps): an error nobody catches, as a bug in this thread would throw, and a
     // loop that stops turning.
     else if (m?.op === 'faultLater' && input.debugOps === true) setTimeout(() => { throw new Error('injected fault in a backend worker'); }, 0);
+    else if (m?.op === 'crashAtNextAtomic' && input.debugOps === true) backend.crashAtIntent = true;
     else if (m?.op === 'stall' && input.debugOps === true && typeof m.ms === 'number' && m.ms > 0 && m.ms <= 600_000) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, m.ms);
     else if (m?.op === 'counters') {
       const g = backend.gateCounters;
@@ -45,7 +48,7 @@ export default async function runBackendTask(input: BackendTaskInput): Promise<{
   });
   // The main thread gone: nobody drives this device from here any more.
   port.on('close', () => void backend.close());
-  port.postMessage({ ready: true, threadId, epoch: backend.epoch, timings: backend.timings } satisfies BackendTaskReady);
+  port.postMessage({ ready: true, threadId, epoch: backend.epoch, timings: backend.timings, inDoubt: backend.inDoubt } satisfies BackendTaskReady);
   try {
     await backend.done;
   } finally {

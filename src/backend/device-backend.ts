@@ -14,15 +14,18 @@
 // same PSNs (a retransmission to the peer), a packet received again is placed again (the same
 // bytes) — nothing a guest or peer saw is lost or repeated.
 //
-// What cannot be redone is an atomic's effect on memory, so a durable device does not offer
-// VIRTIO_RDMA_F_ATOMIC (without it no MR or QP grants REMOTE_ATOMIC, and the responder refuses
-// peers' atomics). Rings are split only: a packed ring publishes entry by entry, and the journal
-// does not yet carry its half-published descriptors.
+// What cannot be redone is an atomic's effect on memory. Before a responder executes one, the
+// device is committed with an intent naming the QP and PSN; the turn's next commit holds the
+// atomic's saved result (its responder resource), so a retransmission is answered from it. A
+// backend restored from an intent entry cannot tell whether the atomic ran, and moves that QP to
+// ERR rather than guess. Rings are split only: a packed ring's slots are reused by the driver as
+// soon as it has seen a used descriptor, so publishing one again after a restore could overwrite
+// a new available one.
 //
 // One thread owns the device at a time: start() takes the control block's ownership word with
 // Atomics.compareExchange and every commit checks it still holds it.
 import { threadId } from 'node:worker_threads';
-import { RdmaFeature } from '../device/abi.js';
+import { EventType } from '../device/abi.js';
 import { RdmaDevice } from '../device/device.js';
 import { ringQueueFactory } from '../device/queue-factory.js';
 import { captureDevice } from '../device/state/capture.js';
@@ -41,7 +44,7 @@ import { CommitGate } from './commit-gate.js';
 import { ControlBlock, W } from './control-block.js';
 import { BackendError, BackendErrorCode } from './errors.js';
 import { Journal } from './journal.js';
-import { decodeJournalEntry, journalEntryChunks } from './journal-entry.js';
+import { type AtomicIntent, decodeJournalEntry, journalEntryChunks } from './journal-entry.js';
 import type { DeviceDescription } from './transport-proxy.js';
 
 export interface BackendSpec {
@@ -89,6 +92,10 @@ export interface StartTimings {
 export class DeviceBackend {
   readonly counters: BackendCounters = { commits: 0, entryBytes: 0, commitMs: 0 };
   timings: StartTimings = { restoreMs: 0, bindMs: 0, bindAttempts: 0 };
+  /** QPs this backend moved to ERR at its start: an atomic of theirs was in doubt. */
+  readonly inDoubt: number[] = [];
+  /** Tests only: end this thread right after the next atomic's intent is committed, before it runs. */
+  crashAtIntent = false;
   private stopped = false;
   private failure: unknown = null;
   private loop: Promise<void> = Promise.resolve();
@@ -136,10 +143,9 @@ export class DeviceBackend {
       const link = address;
       let self: DeviceBackend | null = null;
       const gate = new CommitGate(link, () => self?.device.transport.wake.notify());
-      const verbs = new SoftRoce(dm, journaled ? gate : link, spec.provider);
-      const device = new RdmaDevice({
-        verbs, dm, vmIp: spec.ip, queueFactory: ringQueueFactory('wasm', ['split']), withhold: [RdmaFeature.ATOMIC], deferPublish: true,
-      });
+      const provider = journaled ? { ...spec.provider, beforeAtomic: (qpn: number, psn: number) => self!.commitIntent(qpn, psn) } : spec.provider;
+      const verbs = new SoftRoce(dm, journaled ? gate : link, provider);
+      const device = new RdmaDevice({ verbs, dm, vmIp: spec.ip, queueFactory: ringQueueFactory('wasm', ['split']), deferPublish: true });
       const bells = device.transport.bells;
       const placed = block.doorbells;
       if (placed !== null && (placed.base !== bells.base || placed.numQueues !== bells.numQueues)) {
@@ -148,11 +154,12 @@ export class DeviceBackend {
       block.setDoorbells(bells.base, bells.numQueues);
       const server = new CallServer(block, (call) => self!.call(call), () => self!.afterCall());
       backend = self = new DeviceBackend(block, journal, device, verbs, address, gate, server, epoch, journaled);
-      const resume = entry === null ? [] : backend.restore(entry.payload);
+      const restored = entry === null ? null : backend.restore(entry.payload);
       const t1 = performance.now();
       const bindAttempts = await bindWithRetry(address);
       backend.timings = { restoreMs: t1 - t0, bindMs: performance.now() - t1, bindAttempts };
-      for (const qpn of resume) verbs.resumeQp(qpn);
+      for (const qpn of restored?.resume ?? []) verbs.resumeQp(qpn);
+      if (restored?.intent) backend.failInDoubt(restored.intent);
       backend.commit();
       gate.release();
       backend.mirrorStatus();
@@ -186,7 +193,7 @@ export class DeviceBackend {
   }
 
   /** Commit the device's state now (the device loop does at the end of every turn that publishes or sends). */
-  commit(): void {
+  commit(intent: AtomicIntent | null = null): void {
     if (!this.block.owns(threadId)) throw new BackendError(BackendErrorCode.NotOwner, `thread ${threadId} no longer owns the device`);
     if (!this.journaled) return;
     const started = performance.now();
@@ -199,15 +206,18 @@ export class DeviceBackend {
         if (used.length > 0) unpublished.push({ vq, used });
       }
     }
-    const chunks = journalEntryChunks({ deviceState: encodeDeviceState(captureDevice(device)), unpublished });
+    const chunks = journalEntryChunks({ deviceState: encodeDeviceState(captureDevice(device)), unpublished, intent });
     this.journal.commit(...chunks);
     this.counters.commits++;
     this.counters.entryBytes = chunks.reduce((n, c) => n + c.length, 0);
     this.counters.commitMs += performance.now() - started;
   }
 
-  /** Rebuild the device from a journal entry; returns the QPs to resume once the address is bound. */
-  private restore(payload: Uint8Array): number[] {
+  /**
+   * Rebuild the device from a journal entry; returns the QPs to resume once the address is bound,
+   * and the atomic in doubt if the entry was committed right before one.
+   */
+  private restore(payload: Uint8Array): { resume: number[]; intent: AtomicIntent | null } {
     const entry = decodeJournalEntry(payload);
     const { device } = this;
     const provider = decodeSoftRoceState(decodeDeviceState(entry.deviceState).provider);
@@ -218,7 +228,36 @@ export class DeviceBackend {
       queue.restorePendingUsed(used);
       device.datapath.markUnpublished(vq);
     }
-    return provider.qps.filter((q) => q.suspension === null && canSuspend(q.state)).map((q) => q.qpn);
+    return { resume: provider.qps.filter((q) => q.suspension === null && canSuspend(q.state)).map((q) => q.qpn), intent: entry.intent };
+  }
+
+  /**
+   * The journal's last entry was committed right before QP `intent.qpn` executed an atomic: whether
+   * it changed memory is unknown, and executing it again (or answering it as not executed) could be
+   * wrong. The QP goes to ERR — its work flushed, a QP fatal event raised — a clean failure the peer
+   * sees as its retries running out, instead of a guess.
+   */
+  private failInDoubt(intent: AtomicIntent): void {
+    const qp = this.device.core.qps.get(intent.qpn);
+    if (qp === undefined) return;
+    this.inDoubt.push(intent.qpn);
+    this.device.datapath.moveToErr(qp);
+    this.device.events.raise(EventType.QpFatal, intent.qpn);
+  }
+
+  /**
+   * A responder QP is about to execute an atomic (SoftRoceOptions.beforeAtomic): commit first,
+   * with the intent, so a backend restored from this entry knows the atomic may have run. If the
+   * commit fails the atomic does not run, and the backend stops.
+   */
+  private commitIntent(qpn: number, psn: number): void {
+    try {
+      this.commit({ qpn, psn });
+    } catch (err) {
+      this.stop(err);
+      throw err;
+    }
+    if (this.crashAtIntent) process.exit(70);
   }
 
   private call(c: Call): unknown {

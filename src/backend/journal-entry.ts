@@ -1,16 +1,25 @@
 // What one journal entry holds (journal.ts): the device's R9 state (docs/state-format.md) as it
-// stands at the end of a pass, and the used elements that pass added but has not published yet
-// (the state's rings count only what was published). Binary, little-endian:
+// stands at the end of a turn, the used elements the turn added but has not published yet (the
+// state's rings count only what was published), and, for an entry committed just before a
+// responder executed an atomic, that atomic's intent. Binary, little-endian:
 //   u32 magic "VRJE" | u32 device state length | device state | u32 queue count |
-//   per queue: u32 vq, u32 n, n × (u32 id, u32 length)
+//   per queue: u32 vq, u32 n, n × (u32 id, u32 length) | u32 intent (0 or 1) | u32 QPN | u32 PSN
 // Decoding checks every length against the bytes there are (BackendError BAD_JOURNAL).
 import { BackendError, BackendErrorCode } from './errors.js';
 
 const MAGIC = 0x454a5256; // "VRJE"
 
+/** An atomic the responder QP `qpn` was about to execute at `psn` when the entry was committed. */
+export interface AtomicIntent {
+  qpn: number;
+  psn: number;
+}
+
 export interface JournalEntry {
   deviceState: Uint8Array;
   unpublished: { vq: number; used: [number, number][] }[];
+  /** Set on the entry committed right before an atomic: whether it then ran is unknown. */
+  intent: AtomicIntent | null;
 }
 
 /** The entry as chunks to write one after another: its header, the device state, the used elements. */
@@ -20,7 +29,7 @@ export function journalEntryChunks(e: JournalEntry): Uint8Array[] {
   hv.setUint32(0, MAGIC, true);
   hv.setUint32(4, e.deviceState.length, true);
   const usedCount = e.unpublished.reduce((n, q) => n + q.used.length, 0);
-  const tail = new Uint8Array(4 + 8 * e.unpublished.length + 8 * usedCount);
+  const tail = new Uint8Array(4 + 8 * e.unpublished.length + 8 * usedCount + 12);
   const v = new DataView(tail.buffer);
   v.setUint32(0, e.unpublished.length, true);
   let at = 4;
@@ -33,6 +42,11 @@ export function journalEntryChunks(e: JournalEntry): Uint8Array[] {
       v.setUint32(at + 4, len, true);
       at += 8;
     }
+  }
+  if (e.intent !== null) {
+    v.setUint32(at, 1, true);
+    v.setUint32(at + 4, e.intent.qpn, true);
+    v.setUint32(at + 8, e.intent.psn, true);
   }
   return [head, e.deviceState, tail];
 }
@@ -77,6 +91,11 @@ export function decodeJournalEntry(bytes: Uint8Array): JournalEntry {
     for (let k = 0; k < n; k++, at += 8) used.push([v.getUint32(at, true), v.getUint32(at + 4, true)]);
     unpublished.push({ vq, used });
   }
-  if (at !== bytes.length) throw bad(`${bytes.length - at} bytes after the last queue`);
-  return { deviceState, unpublished };
+  need(at, 12, 'the atomic intent');
+  const flag = v.getUint32(at, true);
+  if (flag > 1) throw bad(`intent flag ${flag}`);
+  const intent = flag === 1 ? { qpn: v.getUint32(at + 4, true), psn: v.getUint32(at + 8, true) } : null;
+  at += 12;
+  if (at !== bytes.length) throw bad(`${bytes.length - at} bytes after the atomic intent`);
+  return { deviceState, unpublished, intent };
 }

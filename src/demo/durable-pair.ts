@@ -14,8 +14,7 @@ export const RAM = 32 * MiB;
 export const DATA = 16 * MiB;
 export const DATA_BYTES = 8 * MiB;
 export const IOVA = 0x7f00_0000_0000;
-/** No REMOTE_ATOMIC: a durable device does not offer atomics. */
-export const ACCESS = AccessFlag.LOCAL_WRITE | AccessFlag.REMOTE_WRITE | AccessFlag.REMOTE_READ;
+export const ACCESS = AccessFlag.LOCAL_WRITE | AccessFlag.REMOTE_WRITE | AccessFlag.REMOTE_READ | AccessFlag.REMOTE_ATOMIC;
 
 export interface DurableGuest {
   device: DurableDevice;

@@ -1,4 +1,4 @@
-// Journal entry encoding (device state + unpublished used elements): round trips, and hostile
+// Journal entry encoding (device state, unpublished used elements, atomic intent): round trips, and hostile
 // bytes (bad magic, every truncation, lengths past the end, a queue twice, trailing bytes,
 // random damage) are refused with BackendError BAD_JOURNAL and nothing else.
 import assert from 'node:assert/strict';
@@ -15,6 +15,7 @@ const SAMPLE: JournalEntry = {
     { vq: 0, used: [] },
     { vq: 0xffff_ffff, used: [[1, 4096]] },
   ],
+  intent: { qpn: 0x123456, psn: 0xabcdef },
 };
 
 /** Decode `bytes` and expect BAD_JOURNAL (a plain assert.throws would also accept a RangeError). */
@@ -31,12 +32,12 @@ function refuse(bytes: Uint8Array, what: string): void {
 
 describe('journal entry encoding', () => {
   it('round trips an empty entry and one with several queues', () => {
-    const empty: JournalEntry = { deviceState: new Uint8Array(0), unpublished: [] };
+    const empty: JournalEntry = { deviceState: new Uint8Array(0), unpublished: [], intent: null };
     const e0 = encodeJournalEntry(empty);
-    assert.equal(e0.length, 12);
+    assert.equal(e0.length, 24);
     assert.deepEqual(decodeJournalEntry(e0), empty);
     const e1 = encodeJournalEntry(SAMPLE);
-    assert.equal(e1.length, 12 + 37 + 3 * 8 + 4 * 8);
+    assert.equal(e1.length, 12 + 37 + 3 * 8 + 4 * 8 + 12);
     assert.deepEqual(decodeJournalEntry(e1), SAMPLE);
   });
 
@@ -65,7 +66,7 @@ describe('journal entry encoding', () => {
   });
 
   it('refuses every truncation of a valid entry', () => {
-    for (const entry of [SAMPLE, { deviceState: new Uint8Array(0), unpublished: [] }]) {
+    for (const entry of [SAMPLE, { deviceState: new Uint8Array(0), unpublished: [], intent: null }]) {
       const enc = encodeJournalEntry(entry);
       for (let n = 0; n < enc.length; n++) refuse(enc.slice(0, n), `first ${n} of ${enc.length} bytes`);
       assert.deepEqual(decodeJournalEntry(enc), entry);
@@ -94,9 +95,18 @@ describe('journal entry encoding', () => {
     }
   });
 
+  it('refuses an intent flag other than 0 or 1', () => {
+    const enc = encodeJournalEntry(SAMPLE);
+    for (const flag of [2, 0xffff_ffff]) {
+      const b = enc.slice();
+      new DataView(b.buffer).setUint32(b.length - 12, flag, true);
+      refuse(b, `intent flag ${flag}`);
+    }
+  });
+
   it('refuses a queue listed twice', () => {
-    refuse(encodeJournalEntry({ deviceState: new Uint8Array(4), unpublished: [{ vq: 1, used: [[0, 1]] }, { vq: 1, used: [] }] }), 'queue 1 twice');
-    refuse(encodeJournalEntry({ deviceState: new Uint8Array(0), unpublished: [{ vq: 0, used: [] }, { vq: 3, used: [] }, { vq: 0, used: [] }] }), 'queue 0 twice');
+    refuse(encodeJournalEntry({ deviceState: new Uint8Array(4), unpublished: [{ vq: 1, used: [[0, 1]] }, { vq: 1, used: [] }], intent: null }), 'queue 1 twice');
+    refuse(encodeJournalEntry({ deviceState: new Uint8Array(0), unpublished: [{ vq: 0, used: [] }, { vq: 3, used: [] }, { vq: 0, used: [] }], intent: null }), 'queue 0 twice');
   });
 
   it('refuses trailing bytes', () => {

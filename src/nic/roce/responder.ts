@@ -259,6 +259,7 @@ export function respond(qp: TransportQp, io: ResponderIo, pkt: RocePacket, fromI
         } else if ((flags & OpFlag.Atomic) !== 0) {
           const va = H.atomicEthVa(pkt);
           const add = pkt.opcode === Opcode.RcFetchAdd;
+          qp.hooks.beforeAtomic?.(psn);
           const orig = io.memory.remoteAtomic(region!, va, add, add ? H.atomicEthSwapAdd(pkt) : H.atomicEthCompare(pkt), H.atomicEthSwapAdd(pkt));
           if (orig === null) {
             nak = NakCode.RemoteAccessError;

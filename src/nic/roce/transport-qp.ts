@@ -64,6 +64,12 @@ export interface QpHooks {
   startRnrTimer(us: number): void;
   /** Send the coalesced ACK at the end of this turn of the event loop. */
   scheduleAck(): void;
+  /**
+   * An atomic request at `psn` is about to change memory (the one effect a responder cannot
+   * redo): a durable backend commits an intent first (src/backend). If it throws, the atomic is
+   * not executed.
+   */
+  beforeAtomic?(psn: number): void;
 }
 
 export interface RequesterState {

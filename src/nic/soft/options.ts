@@ -22,6 +22,11 @@ export interface SoftRoceOptions {
    * this (never below the QP's timeout; 0 keeps every interval at the timeout). timers.ts says why.
    */
   retryBackoffCeilingMs?: number;
+  /**
+   * Called as a responder QP is about to execute an atomic request at `psn` (QpHooks.beforeAtomic):
+   * a durable backend commits an intent record there. If it throws, the atomic is not executed.
+   */
+  beforeAtomic?: (qpn: number, psn: number) => void;
 }
 
 export const DEFAULT_LIMITS: Readonly<DeviceLimits> = Object.freeze({

@@ -32,6 +32,8 @@ export interface QpEnv {
   readonly attrContext: AttrContext;
   /** Count a transport event (SoftRoceCounters.events). */
   readonly count: (event: string, n?: number) => void;
+  /** SoftRoceOptions.beforeAtomic. */
+  readonly beforeAtomic?: (qpn: number, psn: number) => void;
   /** Queue a completion and tell whoever listens; false when the CQ overran. */
   deliver(cq: SoftCq, wc: WorkCompletion, solicited: boolean): boolean;
   /** Run transport work, containing anything it throws (it must never reach the event loop). */
@@ -86,6 +88,8 @@ export class SoftQp {
       startRnrTimer: (us) => this.startRnrTimer(us),
       scheduleAck: () => this.scheduleAck(),
     };
+    const beforeAtomic = env.beforeAtomic;
+    if (beforeAtomic !== undefined) hooks.beforeAtomic = (psn) => beforeAtomic(qpn, psn);
     this.t = new TransportQp(qpn, options.type, options.pd, transportAttrsOf(this.rec), hooks, QpState.Reset);
     this.requesterIo = { memory: env.memory, wire: env.wire, config: env.requesterConfig, count: env.count, scheduleCompleter: () => this.scheduleRetire() };
   }

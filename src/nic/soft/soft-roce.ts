@@ -111,6 +111,7 @@ export class SoftRoce implements Verbs {
       clock,
       drain,
       retryBackoffCeilingMs: options.retryBackoffCeilingMs ?? DEFAULT_RETRY_BACKOFF_CEILING_MS,
+      beforeAtomic: options.beforeAtomic,
     };
     link.onPacket((bytes, from) => this.receive(bytes, from));
   }
