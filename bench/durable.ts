@@ -5,7 +5,8 @@
 //   - durable: the same with the journal: the whole device state committed at every pass and
 //     before any packet leaves, so a killed worker costs no traffic.
 // Over batched UDP on loopback, in one process. The durable rows also say how often the sender's
-// backend committed, how large an entry was and what a commit cost.
+// backend committed, how large an entry was and what a commit cost. Then two streams of durable
+// devices over 1, 2 and 4 workers (durable-Nw), each against one worker.
 import { BackendPool, type DurableDevice } from '../src/backend/backend-pool.js';
 import { AccessFlag, QpTypeCode, SendFlag, SendOpcode } from '../src/device/abi.js';
 import { RdmaGuest } from '../src/guest/rdma/device.js';
@@ -103,8 +104,51 @@ export default async function run(): Promise<BenchRow[]> {
       await pool.close();
     }
   }
-  return rows.map((r) => {
+  const ratioed = rows.map((r) => {
     const base = rows.find((x) => x.name === r.name && x.engine === 'backend');
     return base === undefined ? r : { ...r, vs_backend: Number((r.opsPerSec / base.opsPerSec).toFixed(2)) };
+  });
+  return [...ratioed, ...(await scaling())];
+}
+
+const STREAM_SIZES: [number, number][] = [[64, 10_000], [4096, 10_000]];
+
+/**
+ * Two WRITE streams (four durable devices) over 1, 2 and 4 workers: the aggregate message rate,
+ * and its ratio to one worker. The four guests share this thread, as in the rows above.
+ */
+async function scaling(): Promise<BenchRow[]> {
+  const rows: BenchRow[] = [];
+  for (const workers of [1, 2, 4]) {
+    const pool = new BackendPool({ workers });
+    try {
+      const ips = ['127.0.36.11', '127.0.36.12', '127.0.36.13', '127.0.36.14'];
+      const sides: Side[] = [];
+      // Writers first, then targets: with two workers each runs one writer and one target.
+      for (const ip of [ips[0], ips[2], ips[1], ips[3]]) {
+        const device = await pool.open({ ip, ramBytes: RAM });
+        const guest = RdmaGuest.open(device.transport, device.dm.guest, new Arena(0x10000, 4 * MiB));
+        sides.push(await objects(guest, ip, device));
+      }
+      const [a1, a2, b1, b2] = sides;
+      await connect(a1, b1);
+      await connect(a2, b2);
+      for (const [size, count] of STREAM_SIZES) {
+        await Promise.all([writes(a1, b1, size, 2000), writes(a2, b2, size, 2000)]); // warm up
+        const started = performance.now();
+        await Promise.all([writes(a1, b1, size, count), writes(a2, b2, size, count)]);
+        const rate = (2 * count) / ((performance.now() - started) / 1000);
+        rows.push({
+          suite: SUITE, name: `rdma write ${size} B, 2 streams`, engine: `durable-${workers}w`, opsPerSec: rate, unit: 'message',
+          gbitPerSec: Number(((rate * size * 8) / 1e9).toFixed(3)), window: WINDOW, threads: new Set(sides.map((x) => x.device?.threadId)).size,
+        });
+      }
+    } finally {
+      await pool.close();
+    }
+  }
+  return rows.map((r) => {
+    const base = rows.find((x) => x.name === r.name && x.engine === 'durable-1w');
+    return base === undefined ? r : { ...r, vs_1w: Number((r.opsPerSec / base.opsPerSec).toFixed(2)) };
   });
 }
