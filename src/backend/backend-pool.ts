@@ -84,6 +84,8 @@ export interface BackendRun {
   timings: StartTimings;
   /** QPs the backend moved to ERR as it started: an atomic of theirs was in doubt. */
   inDoubt: number[];
+  /** The atomic the journal's entry was committed before, and how the start settled it. */
+  atomic: BackendTaskReady['atomic'];
   /** Set when the run ended: 'closed', or why it was lost; and when this thread learned of it. */
   ended: string | null;
   endedAt: number | null;
@@ -357,9 +359,12 @@ export class DurableDevice {
     this.port?.postMessage({ op: 'faultLater' });
   }
 
-  /** Tests only (a pool made with debugOps): end the device's worker once its next atomic's intent is committed. */
-  crashAtNextAtomic(): void {
-    this.port?.postMessage({ op: 'crashAtNextAtomic' });
+  /**
+   * Tests only (a pool made with debugOps): end the device's worker at its next atomic: right after
+   * the intent is committed (before the atomic runs), or `after` it ran (before its result is committed).
+   */
+  crashAtNextAtomic(after = false): void {
+    this.port?.postMessage({ op: 'crashAtNextAtomic', after });
   }
 
   /** Tests only (a pool made with debugOps): block the device's worker thread for `ms`. */
@@ -423,7 +428,7 @@ export class DurableDevice {
   async start(mode: 'fresh' | 'restore', avoid = -1): Promise<void> {
     const startedAt = performance.now();
     const { ready, port, done } = await this.owner.runTask(this.spec, mode, avoid);
-    const run: BackendRun = { threadId: ready.threadId, epoch: ready.epoch, mode, startedAt, servingAt: performance.now(), timings: ready.timings, inDoubt: ready.inDoubt, ended: null, endedAt: null };
+    const run: BackendRun = { threadId: ready.threadId, epoch: ready.epoch, mode, startedAt, servingAt: performance.now(), timings: ready.timings, inDoubt: ready.inDoubt, atomic: ready.atomic, ended: null, endedAt: null };
     this.runs.push(run);
     this.port = port;
     done.then(

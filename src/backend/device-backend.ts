@@ -44,6 +44,7 @@ import { CommitGate } from './commit-gate.js';
 import { ControlBlock, W } from './control-block.js';
 import { BackendError, BackendErrorCode } from './errors.js';
 import { Journal } from './journal.js';
+import { type IntentOutcome, readTarget, settleIntent, stateWithAtomicDone } from './atomic-intent.js';
 import { type AtomicIntent, decodeJournalEntry, journalEntryChunks } from './journal-entry.js';
 import type { DeviceDescription } from './transport-proxy.js';
 
@@ -94,8 +95,13 @@ export class DeviceBackend {
   timings: StartTimings = { restoreMs: 0, bindMs: 0, bindAttempts: 0 };
   /** QPs this backend moved to ERR at its start: an atomic of theirs was in doubt. */
   readonly inDoubt: number[] = [];
-  /** Tests only: end this thread right after the next atomic's intent is committed, before it runs. */
-  crashAtIntent = false;
+  /** The atomic its journal entry was committed before, and how it was settled. */
+  atomic: { qpn: number; outcome: IntentOutcome } | null = null;
+  /**
+   * Tests only: end this thread right after the next atomic's intent is committed, before the
+   * atomic runs; or after it ran, before its result is committed.
+   */
+  crash: 'before-atomic' | 'after-atomic' | 'at-next-commit' | null = null;
   private stopped = false;
   private failure: unknown = null;
   private loop: Promise<void> = Promise.resolve();
@@ -143,7 +149,7 @@ export class DeviceBackend {
       const link = address;
       let self: DeviceBackend | null = null;
       const gate = new CommitGate(link, () => self?.device.transport.wake.notify());
-      const provider = journaled ? { ...spec.provider, beforeAtomic: (qpn: number, psn: number) => self!.commitIntent(qpn, psn) } : spec.provider;
+      const provider = journaled ? { ...spec.provider, beforeAtomic: (intent: AtomicIntent) => self!.commitIntent(intent) } : spec.provider;
       const verbs = new SoftRoce(dm, journaled ? gate : link, provider);
       const device = new RdmaDevice({ verbs, dm, vmIp: spec.ip, queueFactory: ringQueueFactory('wasm', ['split']), deferPublish: true });
       const bells = device.transport.bells;
@@ -154,12 +160,12 @@ export class DeviceBackend {
       block.setDoorbells(bells.base, bells.numQueues);
       const server = new CallServer(block, (call) => self!.call(call), () => self!.afterCall());
       backend = self = new DeviceBackend(block, journal, device, verbs, address, gate, server, epoch, journaled);
-      const restored = entry === null ? null : backend.restore(entry.payload);
+      const restored = entry === null ? null : backend.restore(entry.payload, spec.memory);
       const t1 = performance.now();
       const bindAttempts = await bindWithRetry(address);
       backend.timings = { restoreMs: t1 - t0, bindMs: performance.now() - t1, bindAttempts };
       for (const qpn of restored?.resume ?? []) verbs.resumeQp(qpn);
-      if (restored?.intent) backend.failInDoubt(restored.intent);
+      if (restored?.inDoubt) backend.failInDoubt(restored.inDoubt);
       backend.commit();
       gate.release();
       backend.mirrorStatus();
@@ -194,6 +200,7 @@ export class DeviceBackend {
 
   /** Commit the device's state now (the device loop does at the end of every turn that publishes or sends). */
   commit(intent: AtomicIntent | null = null): void {
+    if (this.crash === 'at-next-commit') process.exit(70);
     if (!this.block.owns(threadId)) throw new BackendError(BackendErrorCode.NotOwner, `thread ${threadId} no longer owns the device`);
     if (!this.journaled) return;
     const started = performance.now();
@@ -215,27 +222,42 @@ export class DeviceBackend {
 
   /**
    * Rebuild the device from a journal entry; returns the QPs to resume once the address is bound,
-   * and the atomic in doubt if the entry was committed right before one.
+   * and the QP whose atomic is in doubt, if the entry was committed right before one that cannot be
+   * settled (atomic-intent.ts).
    */
-  private restore(payload: Uint8Array): { resume: number[]; intent: AtomicIntent | null } {
+  private restore(payload: Uint8Array, memory: WebAssembly.Memory): { resume: number[]; inDoubt: AtomicIntent | null } {
     const entry = decodeJournalEntry(payload);
     const { device } = this;
-    const provider = decodeSoftRoceState(decodeDeviceState(entry.deviceState).provider);
-    device.restoreState(entry.deviceState);
+    let state = entry.deviceState;
+    let inDoubt: AtomicIntent | null = null;
+    if (entry.intent !== null) {
+      const current = readTarget(memory, entry.intent);
+      let outcome = current === null ? 'in-doubt' : settleIntent(current, entry.intent);
+      if (outcome === 'ran') {
+        const forward = stateWithAtomicDone(state, entry.intent);
+        if (forward === null) outcome = 'in-doubt';
+        else state = forward;
+      }
+      this.atomic = { qpn: entry.intent.qpn, outcome: outcome as IntentOutcome };
+      if (outcome === 'in-doubt') inDoubt = entry.intent;
+    }
+    const provider = decodeSoftRoceState(decodeDeviceState(state).provider);
+    device.restoreState(state);
     for (const { vq, used } of entry.unpublished) {
       const queue = vq < device.transport.numQueues ? device.transport.queue(vq) : null;
       if (!(queue instanceof SplitQueue)) throw new BackendError(BackendErrorCode.BadJournal, `journal entry: used elements for queue ${vq}, which is not an enabled split ring`);
       queue.restorePendingUsed(used);
       device.datapath.markUnpublished(vq);
     }
-    return { resume: provider.qps.filter((q) => q.suspension === null && canSuspend(q.state)).map((q) => q.qpn), intent: entry.intent };
+    return { resume: provider.qps.filter((q) => q.suspension === null && canSuspend(q.state)).map((q) => q.qpn), inDoubt };
   }
 
   /**
-   * The journal's last entry was committed right before QP `intent.qpn` executed an atomic: whether
-   * it changed memory is unknown, and executing it again (or answering it as not executed) could be
-   * wrong. The QP goes to ERR — its work flushed, a QP fatal event raised — a clean failure the peer
-   * sees as its retries running out, instead of a guess.
+   * The journal's last entry was committed right before QP `intent.qpn` executed an atomic, and its
+   * target word holds neither the value before nor the one after: whether the atomic ran is unknown,
+   * and executing it again (or answering it as not executed) could be wrong. The QP goes to ERR —
+   * its work flushed, a QP fatal event raised — a clean failure the peer sees as its retries running
+   * out, instead of a guess.
    */
   private failInDoubt(intent: AtomicIntent): void {
     const qp = this.device.core.qps.get(intent.qpn);
@@ -247,17 +269,18 @@ export class DeviceBackend {
 
   /**
    * A responder QP is about to execute an atomic (SoftRoceOptions.beforeAtomic): commit first,
-   * with the intent, so a backend restored from this entry knows the atomic may have run. If the
-   * commit fails the atomic does not run, and the backend stops.
+   * with the intent, so a backend restored from this entry can settle it. If the commit fails the
+   * atomic does not run, and the backend stops.
    */
-  private commitIntent(qpn: number, psn: number): void {
+  private commitIntent(intent: AtomicIntent): void {
     try {
-      this.commit({ qpn, psn });
+      this.commit(intent);
     } catch (err) {
       this.stop(err);
       throw err;
     }
-    if (this.crashAtIntent) process.exit(70);
+    if (this.crash === 'before-atomic') process.exit(70);
+    if (this.crash === 'after-atomic') this.crash = 'at-next-commit';
   }
 
   private call(c: Call): unknown {

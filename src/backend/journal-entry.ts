@@ -3,17 +3,15 @@
 // state's rings count only what was published), and, for an entry committed just before a
 // responder executed an atomic, that atomic's intent. Binary, little-endian:
 //   u32 magic "VRJE" | u32 device state length | device state | u32 queue count |
-//   per queue: u32 vq, u32 n, n × (u32 id, u32 length) | u32 intent (0 or 1) | u32 QPN | u32 PSN
+//   per queue: u32 vq, u32 n, n × (u32 id, u32 length) |
+//   u32 intent (0 or 1), u32 QPN, u32 PSN, u32 opcode, u32 rkey, u32 offset, u64 va, u64 before, u64 after
 // Decoding checks every length against the bytes there are (BackendError BAD_JOURNAL).
+import type { AtomicIntent } from '../nic/soft/options.js';
 import { BackendError, BackendErrorCode } from './errors.js';
 
-const MAGIC = 0x454a5256; // "VRJE"
+const INTENT_BYTES = 48;
 
-/** An atomic the responder QP `qpn` was about to execute at `psn` when the entry was committed. */
-export interface AtomicIntent {
-  qpn: number;
-  psn: number;
-}
+const MAGIC = 0x454a5256; // "VRJE"
 
 export interface JournalEntry {
   deviceState: Uint8Array;
@@ -22,6 +20,8 @@ export interface JournalEntry {
   intent: AtomicIntent | null;
 }
 
+export type { AtomicIntent };
+
 /** The entry as chunks to write one after another: its header, the device state, the used elements. */
 export function journalEntryChunks(e: JournalEntry): Uint8Array[] {
   const head = new Uint8Array(8);
@@ -29,7 +29,7 @@ export function journalEntryChunks(e: JournalEntry): Uint8Array[] {
   hv.setUint32(0, MAGIC, true);
   hv.setUint32(4, e.deviceState.length, true);
   const usedCount = e.unpublished.reduce((n, q) => n + q.used.length, 0);
-  const tail = new Uint8Array(4 + 8 * e.unpublished.length + 8 * usedCount + 12);
+  const tail = new Uint8Array(4 + 8 * e.unpublished.length + 8 * usedCount + INTENT_BYTES);
   const v = new DataView(tail.buffer);
   v.setUint32(0, e.unpublished.length, true);
   let at = 4;
@@ -43,10 +43,17 @@ export function journalEntryChunks(e: JournalEntry): Uint8Array[] {
       at += 8;
     }
   }
-  if (e.intent !== null) {
+  const i = e.intent;
+  if (i !== null) {
     v.setUint32(at, 1, true);
-    v.setUint32(at + 4, e.intent.qpn, true);
-    v.setUint32(at + 8, e.intent.psn, true);
+    v.setUint32(at + 4, i.qpn, true);
+    v.setUint32(at + 8, i.psn, true);
+    v.setUint32(at + 12, i.opcode, true);
+    v.setUint32(at + 16, i.rkey, true);
+    v.setUint32(at + 20, i.offset, true);
+    v.setBigUint64(at + 24, i.va, true);
+    v.setBigUint64(at + 32, i.before, true);
+    v.setBigUint64(at + 40, i.after, true);
   }
   return [head, e.deviceState, tail];
 }
@@ -91,11 +98,14 @@ export function decodeJournalEntry(bytes: Uint8Array): JournalEntry {
     for (let k = 0; k < n; k++, at += 8) used.push([v.getUint32(at, true), v.getUint32(at + 4, true)]);
     unpublished.push({ vq, used });
   }
-  need(at, 12, 'the atomic intent');
+  need(at, INTENT_BYTES, 'the atomic intent');
   const flag = v.getUint32(at, true);
   if (flag > 1) throw bad(`intent flag ${flag}`);
-  const intent = flag === 1 ? { qpn: v.getUint32(at + 4, true), psn: v.getUint32(at + 8, true) } : null;
-  at += 12;
+  const intent: AtomicIntent | null = flag === 0 ? null : {
+    qpn: v.getUint32(at + 4, true), psn: v.getUint32(at + 8, true), opcode: v.getUint32(at + 12, true), rkey: v.getUint32(at + 16, true),
+    offset: v.getUint32(at + 20, true), va: v.getBigUint64(at + 24, true), before: v.getBigUint64(at + 32, true), after: v.getBigUint64(at + 40, true),
+  };
+  at += INTENT_BYTES;
   if (at !== bytes.length) throw bad(`${bytes.length - at} bytes after the atomic intent`);
   return { deviceState, unpublished, intent };
 }

@@ -1,9 +1,10 @@
 // Atomics through durable backends. A fetch-add's effect on memory cannot be redone, so the
-// backend commits an intent before executing one: a stream of fetch-adds through worker deaths
-// runs each exactly once (distinct old values, the counter equal to their number) — or, if a
-// backend came back from an intent entry, that QP failed cleanly (ERR) and the counter is
-// consistent with what completed. A worker ended exactly between an intent and its atomic gives
-// the clean failure every time, and the device's other QPs carry on.
+// backend commits an intent (target word, value before and after) before executing one, and a
+// backend restored from that entry settles it from the word: a stream of fetch-adds through
+// worker deaths runs each exactly once (distinct old values, the counter equal to their number);
+// a worker ended right before or right after an atomic ran settles it as not run or run, every
+// time; and a word something else changed meanwhile puts that QP in ERR (a clean failure) while
+// the device's other QPs carry on.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { BackendPool } from '../../src/backend/backend-pool.js';
@@ -47,7 +48,7 @@ describe('atomics through durable backends', () => {
     await pool.close();
   });
 
-  it('fetch-adds through two worker deaths run exactly once, or their QP fails cleanly from an intent', async () => {
+  it('fetch-adds through two worker deaths run exactly once each', async () => {
     const a = await durableGuest(pool, '127.0.35.16');
     const b = await durableGuest(pool, '127.0.35.17');
     await connectPair(a, b);
@@ -61,44 +62,53 @@ describe('atomics through durable backends', () => {
       }
     });
     await Promise.all([a.device.settled(), b.device.settled()]);
-    const ok = cqes.filter((c) => c.status === CqeStatus.Success);
-    const olds = ok.map((c) => a.device.dm.guest.readU64(gpa(DATA + OLDS + 8 * Number(c.wrId)))).sort((x, y) => x - y);
-    assert.equal(new Set(olds).size, olds.length, 'no fetch-add saw the same old value twice (none ran twice)');
-    const counter = b.device.dm.guest.readU64(gpa(DATA + COUNTER));
-    const inDoubt = b.device.runs.flatMap((r) => r.inDoubt);
-    if (inDoubt.length === 0) {
-      assert.equal(ok.length, N, `every fetch-add succeeded: ${JSON.stringify(cqes.filter((c) => c.status !== CqeStatus.Success).slice(0, 3))}`);
-      assert.equal(counter, N);
-      assert.deepEqual(olds, Array.from({ length: N }, (_, i) => i));
-    } else {
-      // The QP failed from an intent: what completed ran once; the one in doubt ran at most once.
-      assert.deepEqual(inDoubt, [b.qps[0].qpn]);
-      assert.ok(counter === ok.length || counter === ok.length + 1, `counter ${counter} against ${ok.length} successes`);
-      assert.ok(cqes.every((c) => c.status === CqeStatus.Success || c.status === CqeStatus.RetryExcErr || c.status === CqeStatus.WrFlushErr));
-    }
+    assert.equal(kills.length, 2);
+    assert.deepEqual(cqes.filter((c) => c.status !== CqeStatus.Success), [], 'every fetch-add succeeded');
+    const olds = cqes.map((c) => a.device.dm.guest.readU64(gpa(DATA + OLDS + 8 * Number(c.wrId)))).sort((x, y) => x - y);
+    assert.deepEqual(olds, Array.from({ length: N }, (_, i) => i), 'each saw its own old value: none ran twice, none was lost');
+    assert.equal(b.device.dm.guest.readU64(gpa(DATA + COUNTER)), N);
+    assert.deepEqual(b.device.runs.flatMap((r) => r.inDoubt), []);
     await Promise.all([a.device.close(), b.device.close()]);
   });
 
-  it('a worker ended between an intent and its atomic: that QP goes to ERR, the peer\'s fetch-add fails, other QPs carry on', async () => {
-    const a = await durableGuest(pool, '127.0.35.18', 2);
-    const b = await durableGuest(pool, '127.0.35.19', 2);
+  for (const after of [false, true]) {
+    it(`a worker ended ${after ? 'right after an atomic ran (its result not committed)' : 'between an intent and its atomic'}: settled as ${after ? 'run' : 'not run'}, executed once`, async () => {
+      const a = await durableGuest(pool, after ? '127.0.35.20' : '127.0.35.18');
+      const b = await durableGuest(pool, after ? '127.0.35.21' : '127.0.35.19');
+      await connectPair(a, b);
+      b.device.crashAtNextAtomic(after);
+      await b.device.counters(); // the op has reached the worker
+      postFetchAdds(a, b, 3, 5n);
+      const done = await waitForCompletions(a.cq, 3, 30_000);
+      assert.deepEqual(done.map((c) => [c.wrId, c.status]), [[0n, CqeStatus.Success], [1n, CqeStatus.Success], [2n, CqeStatus.Success]]);
+      await b.device.settled();
+      assert.deepEqual(b.device.runs.at(-1)?.atomic, { qpn: b.qps[0].qpn, outcome: after ? 'ran' : 'not-run' });
+      assert.equal(b.device.dm.guest.readU64(gpa(DATA + COUNTER)), 15);
+      assert.deepEqual([0, 1, 2].map((i) => a.device.dm.guest.readU64(gpa(DATA + OLDS + 8 * i))), [0, 5, 10]);
+      await Promise.all([a.device.close(), b.device.close()]);
+    });
+  }
+
+  it('an atomic whose word something else changed before the restart: that QP goes to ERR, the peer\'s fetch-add fails, other QPs carry on', async () => {
+    const a = await durableGuest(pool, '127.0.35.22', 2);
+    const b = await durableGuest(pool, '127.0.35.23', 2);
     await connectPair(a, b);
-    b.device.dm.guest.fill(gpa(DATA + COUNTER), 8, 0);
-    b.device.crashAtNextAtomic();
-    // Let the op reach the worker before the atomic does.
+    b.device.crashAtNextAtomic(true);
     await b.device.counters();
-    a.qps[0].postSend([0, 1, 2].map((i) => ({
-      wrId: BigInt(i), opcode: SendOpcode.AtomicFetchAndAdd, flags: SendFlag.SIGNALED, remoteAddr: IOVA + COUNTER, rkey: b.rkey, compareAdd: 5n,
-      sgList: [{ addr: IOVA + OLDS + 8 * i, length: 8, lkey: a.lkey }],
-    })));
+    postFetchAdds(a, b, 3, 5n);
+    // The atomic runs in b's worker, which then ends before committing its result. This thread
+    // sees the word change and overwrites it before it turns its event loop again — before it
+    // even learns that the worker died, so before any new backend reads the word.
+    const deadline = Date.now() + 10_000;
+    while (b.device.dm.guest.readU64(gpa(DATA + COUNTER)) !== 5) if (Date.now() > deadline) assert.fail('the atomic did not run');
+    b.device.dm.guest.writeU64(gpa(DATA + COUNTER), 1000);
     const failed = await waitForCompletions(a.cq, 3, 30_000);
     assert.deepEqual(failed.map((c) => [c.wrId, c.status]), [[0n, CqeStatus.RetryExcErr], [1n, CqeStatus.WrFlushErr], [2n, CqeStatus.WrFlushErr]]);
     await b.device.settled();
     const run = b.device.runs.at(-1);
-    assert.equal(run?.mode, 'restore');
+    assert.deepEqual(run?.atomic, { qpn: b.qps[0].qpn, outcome: 'in-doubt' });
     assert.deepEqual(run?.inDoubt, [b.qps[0].qpn]);
     assert.equal((await b.qps[0].query()).qpState, QpState.Err);
-    assert.equal(b.device.dm.guest.readU64(gpa(DATA + COUNTER)), 0, 'the atomic never ran (the device could not know that)');
     // QP 1 of the same devices still moves data.
     a.device.dm.guest.fill(gpa(DATA), 4096, 0x5a);
     a.qps[1].postSend([{ wrId: 9n, opcode: SendOpcode.RdmaWrite, flags: SendFlag.SIGNALED, remoteAddr: IOVA + 8192, rkey: b.rkey, sgList: [{ addr: IOVA, length: 4096, lkey: a.lkey }] }]);
@@ -108,3 +118,10 @@ describe('atomics through durable backends', () => {
     await Promise.all([a.device.close(), b.device.close()]);
   });
 });
+
+function postFetchAdds(a: DurableGuest, b: DurableGuest, n: number, add: bigint): void {
+  a.qps[0].postSend(Array.from({ length: n }, (_, i) => ({
+    wrId: BigInt(i), opcode: SendOpcode.AtomicFetchAndAdd, flags: SendFlag.SIGNALED, remoteAddr: IOVA + COUNTER, rkey: b.rkey, compareAdd: add,
+    sgList: [{ addr: IOVA + OLDS + 8 * i, length: 8, lkey: a.lkey }],
+  })));
+}

@@ -15,7 +15,7 @@ const SAMPLE: JournalEntry = {
     { vq: 0, used: [] },
     { vq: 0xffff_ffff, used: [[1, 4096]] },
   ],
-  intent: { qpn: 0x123456, psn: 0xabcdef },
+  intent: { qpn: 0x123456, psn: 0xabcdef, opcode: 0x14, rkey: 0xdead_beef, offset: 0x0123_4568, va: 0x7f00_0000_0008n, before: 0xffff_ffff_ffff_fffen, after: 1n },
 };
 
 /** Decode `bytes` and expect BAD_JOURNAL (a plain assert.throws would also accept a RangeError). */
@@ -34,10 +34,10 @@ describe('journal entry encoding', () => {
   it('round trips an empty entry and one with several queues', () => {
     const empty: JournalEntry = { deviceState: new Uint8Array(0), unpublished: [], intent: null };
     const e0 = encodeJournalEntry(empty);
-    assert.equal(e0.length, 24);
+    assert.equal(e0.length, 12 + 48);
     assert.deepEqual(decodeJournalEntry(e0), empty);
     const e1 = encodeJournalEntry(SAMPLE);
-    assert.equal(e1.length, 12 + 37 + 3 * 8 + 4 * 8 + 12);
+    assert.equal(e1.length, 12 + 37 + 3 * 8 + 4 * 8 + 48);
     assert.deepEqual(decodeJournalEntry(e1), SAMPLE);
   });
 
@@ -99,7 +99,7 @@ describe('journal entry encoding', () => {
     const enc = encodeJournalEntry(SAMPLE);
     for (const flag of [2, 0xffff_ffff]) {
       const b = enc.slice();
-      new DataView(b.buffer).setUint32(b.length - 12, flag, true);
+      new DataView(b.buffer).setUint32(b.length - 48, flag, true);
       refuse(b, `intent flag ${flag}`);
     }
   });

@@ -259,8 +259,10 @@ export function respond(qp: TransportQp, io: ResponderIo, pkt: RocePacket, fromI
         } else if ((flags & OpFlag.Atomic) !== 0) {
           const va = H.atomicEthVa(pkt);
           const add = pkt.opcode === Opcode.RcFetchAdd;
-          qp.hooks.beforeAtomic?.(psn);
-          const orig = io.memory.remoteAtomic(region!, va, add, add ? H.atomicEthSwapAdd(pkt) : H.atomicEthCompare(pkt), H.atomicEthSwapAdd(pkt));
+          const compareAdd = add ? H.atomicEthSwapAdd(pkt) : H.atomicEthCompare(pkt);
+          const swap = H.atomicEthSwapAdd(pkt);
+          qp.hooks.beforeAtomic?.(psn, { region: region!, va, rkey: H.atomicEthRkey(pkt), opcode: pkt.opcode, add, compareAdd, swap });
+          const orig = io.memory.remoteAtomic(region!, va, add, compareAdd, swap);
           if (orig === null) {
             nak = NakCode.RemoteAccessError;
             state = RespState.NakFatal;

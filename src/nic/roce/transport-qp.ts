@@ -69,7 +69,7 @@ export interface QpHooks {
    * redo): a durable backend commits an intent first (src/backend). If it throws, the atomic is
    * not executed.
    */
-  beforeAtomic?(psn: number): void;
+  beforeAtomic?(psn: number, op: AtomicOp): void;
 }
 
 export interface RequesterState {
@@ -95,6 +95,19 @@ export interface CompleterState {
 }
 
 /** A READ or atomic the responder executed, kept to answer its duplicates (9.7.5.1.2). */
+/** An atomic request as the responder is about to execute it (QpHooks.beforeAtomic). */
+export interface AtomicOp {
+  readonly region: RemoteRegion;
+  readonly va: bigint;
+  readonly rkey: number;
+  readonly opcode: number;
+  /** Fetch-and-add (else compare-and-swap). */
+  readonly add: boolean;
+  /** The add operand, or the value to compare with. */
+  readonly compareAdd: bigint;
+  readonly swap: bigint;
+}
+
 export interface ResponderResource {
   readonly atomic: boolean;
   readonly psn: number;

@@ -175,7 +175,11 @@ export class MrTable implements MemoryPort {
     return mr.live && this.copy(mr.table, Number(va), len, Access.REMOTE_WRITE, src, srcOff, true);
   }
 
-  remoteAtomic(region: RemoteRegion, va: bigint, add: boolean, compareAdd: bigint, swap: bigint): bigint | null {
+  /**
+   * Where an atomic at `va` through `region` lands: its byte offset in the device memory, or null
+   * if the access is refused (the responder then NAKs it and nothing is written).
+   */
+  atomicTarget(region: RemoteRegion, va: bigint): number | null {
     const mr = region as SoftMr;
     if (!mr.live || (va & 7n) !== 0n) return null;
     const n = this.translator.raw(mr.table, Number(va), 8, Access.REMOTE_ATOMIC);
@@ -183,7 +187,17 @@ export class MrTable implements MemoryPort {
     const off = this.view.getUint32(this.translator.outOff, true);
     // An aligned va is aligned in memory too (regions and pages keep 8-byte alignment); check
     // anyway, since an atomic access off alignment would trap.
-    if (off % 8 !== 0) return null;
+    return off % 8 === 0 ? off : null;
+  }
+
+  /** The 64-bit word at byte offset `off` of the device memory (8-aligned), read atomically. */
+  loadWord(off: number): bigint {
+    return Atomics.load(this.words, off / 8);
+  }
+
+  remoteAtomic(region: RemoteRegion, va: bigint, add: boolean, compareAdd: bigint, swap: bigint): bigint | null {
+    const off = this.atomicTarget(region, va);
+    if (off === null) return null;
     // Real atomics on the shared memory: the guest's CPUs and other workers see them as such.
     const index = off / 8;
     const orig = add ? Atomics.add(this.words, index, compareAdd) : Atomics.compareExchange(this.words, index, compareAdd, swap);

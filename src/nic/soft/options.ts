@@ -23,10 +23,24 @@ export interface SoftRoceOptions {
    */
   retryBackoffCeilingMs?: number;
   /**
-   * Called as a responder QP is about to execute an atomic request at `psn` (QpHooks.beforeAtomic):
-   * a durable backend commits an intent record there. If it throws, the atomic is not executed.
+   * Called as a responder QP is about to execute an atomic request (QpHooks.beforeAtomic), with
+   * where it lands and the value there before and after: a durable backend commits it as an
+   * intent record (src/backend). If it throws, the atomic is not executed.
    */
-  beforeAtomic?: (qpn: number, psn: number) => void;
+  beforeAtomic?: (intent: AtomicIntent) => void;
+}
+
+/** An atomic about to run: the QP and PSN, the request, and its memory word before and after. */
+export interface AtomicIntent {
+  qpn: number;
+  psn: number;
+  opcode: number;
+  rkey: number;
+  va: bigint;
+  /** Byte offset of the target word in the device memory. */
+  offset: number;
+  before: bigint;
+  after: bigint;
 }
 
 export const DEFAULT_LIMITS: Readonly<DeviceLimits> = Object.freeze({

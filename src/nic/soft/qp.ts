@@ -11,7 +11,7 @@ import { type RequesterConfig, type RequesterIo, runRequester } from '../roce/re
 import { type ResponderIo, flushAck } from '../roce/responder.js';
 import { type SuspendPolicy, quiesceResponder, resumeResponder } from '../roce/suspended.js';
 import { retryIntervalUs } from '../roce/timers.js';
-import { type Completion, type MemoryPort, type PacketPort, type QpHooks, TransportQp } from '../roce/transport-qp.js';
+import { type AtomicOp, type Completion, type MemoryPort, type PacketPort, type QpHooks, TransportQp } from '../roce/transport-qp.js';
 import { type RecvWqe, type SendWqe } from '../roce/wqe.js';
 import { wcOpcodeOf } from '../types.js';
 import { WcOpcode, WcStatus } from '../types.js';
@@ -32,8 +32,8 @@ export interface QpEnv {
   readonly attrContext: AttrContext;
   /** Count a transport event (SoftRoceCounters.events). */
   readonly count: (event: string, n?: number) => void;
-  /** SoftRoceOptions.beforeAtomic. */
-  readonly beforeAtomic?: (qpn: number, psn: number) => void;
+  /** An atomic is about to run (SoftRoceOptions.beforeAtomic, with its target resolved). */
+  readonly beforeAtomic?: (qpn: number, psn: number, op: AtomicOp) => void;
   /** Queue a completion and tell whoever listens; false when the CQ overran. */
   deliver(cq: SoftCq, wc: WorkCompletion, solicited: boolean): boolean;
   /** Run transport work, containing anything it throws (it must never reach the event loop). */
@@ -89,7 +89,7 @@ export class SoftQp {
       scheduleAck: () => this.scheduleAck(),
     };
     const beforeAtomic = env.beforeAtomic;
-    if (beforeAtomic !== undefined) hooks.beforeAtomic = (psn) => beforeAtomic(qpn, psn);
+    if (beforeAtomic !== undefined) hooks.beforeAtomic = (psn, op) => beforeAtomic(qpn, psn, op);
     this.t = new TransportQp(qpn, options.type, options.pd, transportAttrsOf(this.rec), hooks, QpState.Reset);
     this.requesterIo = { memory: env.memory, wire: env.wire, config: env.requesterConfig, count: env.count, scheduleCompleter: () => this.scheduleRetire() };
   }

@@ -21,7 +21,8 @@ import { SoftCq } from './cq.js';
 import { GidTable } from './gid-table.js';
 import { InputDrain } from './input-drain.js';
 import { MrTable } from './mr-table.js';
-import { DEFAULT_BUDGET_PACKETS, DEFAULT_LIMITS, DEFAULT_RETRY_BACKOFF_CEILING_MS, DEFAULT_WINDOW_PSNS, MAX_QPN, MIN_QPN, type SoftRoceOptions } from './options.js';
+import { type AtomicIntent, DEFAULT_BUDGET_PACKETS, DEFAULT_LIMITS, DEFAULT_RETRY_BACKOFF_CEILING_MS, DEFAULT_WINDOW_PSNS, MAX_QPN, MIN_QPN, type SoftRoceOptions } from './options.js';
+import type { AtomicOp } from '../roce/transport-qp.js';
 import { recvWqeOf, sendWqeOf } from './post.js';
 import { checkAv } from './qp-attrs.js';
 import { type QpEnv, SoftQp } from './qp.js';
@@ -33,6 +34,8 @@ import type { SoftAh, SoftRoceCounters, SoftRoceParts } from './state/parts.js';
 import { captureSoftRoce } from './state/capture.js';
 import { encodeSoftRoceState } from './state/codec.js';
 import { inspectSoftRoce, restoreSoftRoce } from './state/rebuild.js';
+
+const U64_MASK = (1n << 64n) - 1n;
 
 export type { SoftRoceCounters };
 
@@ -111,7 +114,7 @@ export class SoftRoce implements Verbs {
       clock,
       drain,
       retryBackoffCeilingMs: options.retryBackoffCeilingMs ?? DEFAULT_RETRY_BACKOFF_CEILING_MS,
-      beforeAtomic: options.beforeAtomic,
+      beforeAtomic: options.beforeAtomic === undefined ? undefined : (qpn, psn, op) => this.atomicIntent(qpn, psn, op, options.beforeAtomic!),
     };
     link.onPacket((bytes, from) => this.receive(bytes, from));
   }
@@ -420,6 +423,18 @@ export class SoftRoce implements Verbs {
       this.counters.internalErrors++;
       this.counters.lastInternalError = err;
     }
+  }
+
+  /**
+   * SoftRoceOptions.beforeAtomic with the target resolved: the word the atomic will change, its
+   * value now and after the operation. A refused access writes nothing and needs no intent.
+   */
+  private atomicIntent(qpn: number, psn: number, op: AtomicOp, commit: (intent: AtomicIntent) => void): void {
+    const offset = this.mrs.atomicTarget(op.region, op.va);
+    if (offset === null) return;
+    const before = this.mrs.loadWord(offset);
+    const after = op.add ? (before + op.compareAdd) & U64_MASK : before === op.compareAdd ? op.swap : before;
+    commit({ qpn, psn, opcode: op.opcode, rkey: op.rkey, va: op.va, offset, before, after });
   }
 
   private guard(qp: SoftQp, what: string, fn: () => void): void {
