@@ -87,3 +87,29 @@ describe('a backend pool is bounded', () => {
     }
   });
 });
+
+describe('durable backends with 1, 2 and 4 workers', () => {
+  for (const [i, workers] of [1, 2, 4].entries()) {
+    it(`${workers} worker${workers > 1 ? 's' : ''}: checked traffic through the death of the sender's worker`, async () => {
+      const pool = new BackendPool({ workers });
+      try {
+        const a = await durableGuest(pool, `127.0.35.${30 + 2 * i}`, 4);
+        const b = await durableGuest(pool, `127.0.35.${31 + 2 * i}`, 4);
+        await connectPair(a, b);
+        let killed = -1;
+        const report = await runCheckedTraffic(a, b, {
+          ops: 100, bytes: 2048, window: 16,
+          onProgress: async (done) => {
+            if (killed < 0 && done > 0.4) killed = await pool.terminateWorkerOf(a.device);
+          },
+        });
+        assert.equal(report.sendCompletions, 400);
+        await a.device.settled();
+        assert.ok(killed >= 0 && a.device.threadId !== killed && a.device.restarts >= 1);
+        await Promise.all([a.device.close(), b.device.close()]);
+      } finally {
+        await pool.close();
+      }
+    });
+  }
+});
