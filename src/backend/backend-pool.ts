@@ -12,6 +12,16 @@
 import { availableParallelism } from 'node:os';
 import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threads';
 import { Piscina } from 'piscina';
+import { DeviceMemory } from '../memory/device-memory.js';
+import type { SoftRoceOptions } from '../nic/soft/index.js';
+import { HangWatchdog, type WatchedThread } from '../host/pool/watchdog.js';
+import type { BackendTaskInput, BackendTaskReady } from './backend-task.js';
+import { ControlBlock, DEFAULT_SLOT_BYTES } from './control-block.js';
+import type { BackendSpec } from './device-backend.js';
+import { DurableDevice } from './durable-device.js';
+import { BackendError, BackendErrorCode } from './errors.js';
+
+export { DurableDevice, type BackendRun } from './durable-device.js';
 
 /** What piscina tells a load balancer of each worker (its PiscinaWorker, not exported by name). */
 interface PiscinaWorker {
@@ -20,15 +30,6 @@ interface PiscinaWorker {
   readonly terminating: boolean;
   readonly destroyed: boolean;
 }
-import { DeviceMemory } from '../memory/device-memory.js';
-import type { SoftRoceOptions } from '../nic/soft/index.js';
-import { DeviceStatus } from '../virtio/status.js';
-import type { BackendTaskCounters, BackendTaskInput, BackendTaskReady } from './backend-task.js';
-import { ControlBlock, DEFAULT_SLOT_BYTES, W } from './control-block.js';
-import type { BackendSpec, StartTimings } from './device-backend.js';
-import { BackendError, BackendErrorCode } from './errors.js';
-import { TransportProxy } from './transport-proxy.js';
-import { HangWatchdog, type WatchedThread } from '../host/pool/watchdog.js';
 
 const BACKEND_TASK = new URL('./backend-task.js', import.meta.url).href;
 const MiB = 1024 * 1024;
@@ -70,25 +71,6 @@ export interface OpenDeviceOptions {
   callTimeoutMs?: number;
   /** Keep the journal (default); false prices durability and gives up the device with its worker. */
   journal?: boolean;
-}
-
-/** One backend start and how it went, for tests and logs. */
-export interface BackendRun {
-  threadId: number;
-  epoch: number;
-  mode: 'fresh' | 'restore';
-  /** When the task was asked for and when it served (performance.now() of this thread, ms). */
-  startedAt: number;
-  servingAt: number;
-  /** The backend's own account of its start: restoring, binding the address. */
-  timings: StartTimings;
-  /** QPs the backend moved to ERR as it started: an atomic of theirs was in doubt. */
-  inDoubt: number[];
-  /** The atomic the journal's entry was committed before, and how the start settled it. */
-  atomic: BackendTaskReady['atomic'];
-  /** Set when the run ended: 'closed', or why it was lost; and when this thread learned of it. */
-  ended: string | null;
-  endedAt: number | null;
 }
 
 export class BackendPool {
@@ -266,228 +248,5 @@ export class BackendPool {
     this.watchdog?.stop();
     await Promise.allSettled([...this.devices].map((d) => d.close()));
     await this.pool.destroy();
-  }
-}
-
-/** The driver's handle on one device running in the pool. */
-export class DurableDevice {
-  /** Every backend run of this device, the current one last. */
-  readonly runs: BackendRun[] = [];
-  private port: MessagePort | null = null;
-  private proxy: TransportProxy | null = null;
-  private closing = false;
-  private moving = false;
-  private restarting: Promise<void> | null = null;
-  /** Why the device was given up, or null while it serves. */
-  lost: Error | null = null;
-
-  /** @internal */
-  constructor(
-    private readonly owner: BackendPool,
-    /** The guest's memory: the driver builds its rings and buffers here. */
-    readonly dm: DeviceMemory,
-    readonly control: ControlBlock,
-    private readonly spec: BackendSpec,
-  ) {}
-
-  get ip(): string {
-    return this.spec.ip;
-  }
-
-  /** The driver's transport to the device (RdmaGuest.open takes it). */
-  get transport(): TransportProxy {
-    if (this.proxy === null) throw new BackendError(BackendErrorCode.Closed, 'the device has no driver transport yet');
-    return this.proxy;
-  }
-
-  /** The thread running the device now. */
-  get threadId(): number {
-    return this.runs.at(-1)?.threadId ?? -1;
-  }
-
-  /**
-   * For each time the device came back: how long from the main thread learning its backend was
-   * gone to the new backend serving (restoring the journal, binding the address), in ms.
-   */
-  get outages(): { thread: number; reason: string; restoredOn: number; ms: number; restoreMs: number; bindMs: number }[] {
-    const out = [];
-    for (let i = 1; i < this.runs.length; i++) {
-      const was = this.runs[i - 1];
-      const now = this.runs[i];
-      if (now.mode === 'restore' && was.endedAt !== null) {
-        out.push({ thread: was.threadId, reason: was.ended ?? '', restoredOn: now.threadId, ms: now.servingAt - was.endedAt, restoreMs: now.timings.restoreMs, bindMs: now.timings.bindMs });
-      }
-    }
-    return out;
-  }
-
-  /** Times the device was started again from its journal. */
-  get restarts(): number {
-    return this.runs.filter((r) => r.mode === 'restore').length;
-  }
-
-  /** Resolves once a restart under way has finished (at once when none is). */
-  async settled(): Promise<void> {
-    while (this.restarting !== null) await this.restarting;
-  }
-
-  /** @internal */
-  attachDriver(timeoutMs?: number): void {
-    this.proxy = new TransportProxy(this.control, this.dm.memory, timeoutMs);
-  }
-
-  /** The backend's counters (commits, journal entry size, packets the commit gate held and released). */
-  async counters(): Promise<BackendTaskCounters['counters']> {
-    const port = this.port;
-    if (port === null) throw new BackendError(BackendErrorCode.Closed, 'no backend runs the device now');
-    return new Promise((resolve, reject) => {
-      const gone = () => reject(new BackendError(BackendErrorCode.Closed, 'the backend stopped before it answered'));
-      const take = (m: Partial<BackendTaskCounters>) => {
-        if (m.counters === undefined) return;
-        port.off('message', take);
-        port.off('close', gone);
-        resolve(m.counters);
-      };
-      port.on('message', take);
-      port.once('close', gone);
-      port.postMessage({ op: 'counters' });
-    });
-  }
-
-  /** Tests only (a pool made with debugOps): throw an uncaught error in the device's worker. */
-  injectFault(): void {
-    this.port?.postMessage({ op: 'faultLater' });
-  }
-
-  /**
-   * Tests only (a pool made with debugOps): end the device's worker at its next atomic: right after
-   * the intent is committed (before the atomic runs), or `after` it ran (before its result is committed).
-   */
-  crashAtNextAtomic(after = false): void {
-    this.port?.postMessage({ op: 'crashAtNextAtomic', after });
-  }
-
-  /** Tests only (a pool made with debugOps): block the device's worker thread for `ms`. */
-  stall(ms: number): void {
-    this.port?.postMessage({ op: 'stall', ms });
-  }
-
-  /** Whether a backend runs the device now. */
-  get serving(): boolean {
-    return this.port !== null;
-  }
-
-  /** Resolves when the device's worker answers from its event loop (the watchdog's ping). */
-  ping(): Promise<void> {
-    const port = this.port;
-    if (port === null) return Promise.reject(new BackendError(BackendErrorCode.Closed, 'no backend runs the device now'));
-    return new Promise((resolve) => {
-      const take = (m: { pong?: unknown }) => {
-        if (m.pong !== true) return;
-        port.off('message', take);
-        resolve();
-      };
-      port.on('message', take);
-      port.postMessage({ op: 'ping' });
-    });
-  }
-
-  /**
-   * Move the device to another worker: its backend stops cleanly (its last turn committed, the
-   * address released) and a backend on the least busy other worker takes it up from the journal.
-   * The guest sees a pause, the peers a retransmission.
-   */
-  async move(): Promise<void> {
-    await this.settled();
-    if (this.closing || this.port === null) throw new BackendError(BackendErrorCode.Closed, 'the device does not run');
-    const from = this.threadId;
-    this.moving = true;
-    try {
-      await this.stopBackend();
-      await this.start('restore', from);
-    } catch (err) {
-      // Wherever it failed, the journal still holds the device: bring it back as after a crash.
-      this.restart();
-      throw err;
-    } finally {
-      this.moving = false;
-    }
-  }
-
-  /** Ask the backend to stop and wait until its task has ended. */
-  private async stopBackend(): Promise<void> {
-    const port = this.port;
-    if (port === null) return;
-    this.port = null;
-    const closed = new Promise<void>((resolve) => port.once('close', () => resolve()));
-    port.postMessage({ op: 'close' });
-    await closed;
-  }
-
-  /** @internal Start a backend for the device; a run that ends without close() starts another. */
-  async start(mode: 'fresh' | 'restore', avoid = -1): Promise<void> {
-    const startedAt = performance.now();
-    const { ready, port, done } = await this.owner.runTask(this.spec, mode, avoid);
-    const run: BackendRun = { threadId: ready.threadId, epoch: ready.epoch, mode, startedAt, servingAt: performance.now(), timings: ready.timings, inDoubt: ready.inDoubt, atomic: ready.atomic, ended: null, endedAt: null };
-    this.runs.push(run);
-    this.port = port;
-    done.then(
-      () => {
-        run.ended = 'closed';
-        run.endedAt = performance.now();
-      },
-      (err: unknown) => {
-        run.ended = (err as Error)?.message ?? String(err);
-        run.endedAt = performance.now();
-        port.close();
-        if (this.port === port) this.port = null;
-        // The dead thread cannot release the device itself.
-        this.control.release(run.threadId);
-        if (!this.closing && !this.moving) this.restart();
-      },
-    );
-  }
-
-  private restart(): void {
-    if (this.restarting !== null) return;
-    this.restarting = (async () => {
-      let failures = 0;
-      for (;;) {
-        try {
-          await this.start('restore');
-          return;
-        } catch (err) {
-          failures++;
-          const journalRefused = err instanceof BackendError && err.code === BackendErrorCode.BadJournal;
-          if (journalRefused || failures >= this.owner.maxRestarts || this.closing) {
-            this.giveUp(err as Error);
-            return;
-          }
-        }
-      }
-    })().finally(() => (this.restarting = null));
-  }
-
-  /** No backend can run the device: the driver sees NEEDS_RESET, and whatever it waits for wakes. */
-  private giveUp(err: Error): void {
-    this.lost = err;
-    this.control.store(W.status, this.control.load(W.status) | DeviceStatus.NEEDS_RESET);
-    const bells = this.control.doorbells;
-    if (bells !== null) {
-      const words = new Int32Array(this.dm.memory.buffer, bells.base, 2 * bells.numQueues + 2);
-      for (let i = 0; i < words.length; i++) {
-        Atomics.add(words, i, 1);
-        Atomics.notify(words, i);
-      }
-    }
-  }
-
-  /** Stop the device's backend (the device's state stays in its journal). */
-  async close(): Promise<void> {
-    if (this.closing) return;
-    this.closing = true;
-    await this.restarting;
-    await this.stopBackend();
-    this.owner.forget(this);
   }
 }
