@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { BackendPool } from '../../src/backend/backend-pool.js';
 import { BackendError, BackendErrorCode } from '../../src/backend/errors.js';
+import { CallClient } from '../../src/backend/call-channel.js';
 import { CqeOpcode, CqeStatus, SendFlag, SendOpcode } from '../../src/device/abi.js';
 import { waitForCompletions } from '../../src/host/completions.js';
 import { gpa } from '../../src/memory/gpa.js';
@@ -112,4 +113,34 @@ describe('durable backends with 1, 2 and 4 workers', () => {
       }
     });
   }
+});
+
+describe('hostile configuration calls to a durable backend', () => {
+  it('answers each with an error and keeps serving: a guest then opens the device and moves data', async () => {
+    const pool = new BackendPool({ workers: 1 });
+    try {
+      const d = await pool.open({ ip: '127.0.35.40' });
+      const client = new CallClient(d.control, 5000);
+      const refused: [string, unknown[], RegExp][] = [
+        ['noSuchCall', [], /BAD_CALL: no call "noSuchCall"/],
+        ['writeStatus', ['4'], /BAD_CALL: expected a number/],
+        ['setDriverFeatures', [5], /features are a bigint/],
+        ['readConfig', [0, 1e9], /outside the .*config space/],
+        ['configureQueue', [-1, { size: 16, descGpa: 0, driverGpa: 0, deviceGpa: 0 }], /no virtqueue -1/],
+        ['configureQueue', [0, null], /a queue configuration is an object/],
+        ['enableQueue', [1e12], /no virtqueue/],
+        ['maxQueueSize', [Number.NaN], /expected a number/],
+      ];
+      for (const [method, args, message] of refused) assert.throws(() => client.call(method, args), message, method);
+      const a = await durableGuest(pool, '127.0.35.41');
+      const b = await durableGuest(pool, '127.0.35.42');
+      await connectPair(a, b);
+      const report = await runCheckedTraffic(a, b, { ops: 20, bytes: 1024, window: 8 });
+      assert.equal(report.sendCompletions, 20);
+      assert.equal(d.lost, null);
+      await Promise.all([d.close(), a.device.close(), b.device.close()]);
+    } finally {
+      await pool.close();
+    }
+  });
 });
