@@ -3,7 +3,9 @@
 //   - backend: in a pool worker, the guest on this thread, without a journal (the price of the
 //     split: calls and doorbells across threads);
 //   - durable: the same with the journal: the whole device state committed at every pass and
-//     before any packet leaves, so a killed worker costs no traffic.
+//     before any packet leaves, so a killed worker costs no traffic;
+//   - durable-main-socket: durable, with this thread holding the VMs' sockets and packets passed
+//     to and from the workers through shared-memory rings (socket: 'main').
 // Over batched UDP on loopback, in one process. The durable rows also say how often the sender's
 // backend committed, how large an entry was and what a commit cost. Then two streams of durable
 // devices over 1, 2 and 4 workers (durable-Nw), each against one worker.
@@ -90,16 +92,17 @@ export default async function run(): Promise<BenchRow[]> {
       await Promise.all(vms.map((vm) => vm.close()));
     }
   }
-  for (const journal of [false, true]) {
+  const engines = [['backend', false, 'worker'], ['durable', true, 'worker'], ['durable-main-socket', true, 'main']] as const;
+  for (const [engine, journal, socket] of engines) {
     const pool = new BackendPool({ workers: 2 });
     try {
       const sides = await Promise.all(ips.map(async (ip) => {
-        const device = await pool.open({ ip, ramBytes: RAM, journal });
+        const device = await pool.open({ ip, ramBytes: RAM, journal, socket });
         const guest = RdmaGuest.open(device.transport, device.dm.guest, new Arena(0x10000, 4 * MiB));
         return objects(guest, ip, device);
       }));
       await connect(sides[0], sides[1]);
-      await measure(journal ? 'durable' : 'backend', sides[0], sides[1], rows);
+      await measure(engine, sides[0], sides[1], rows);
     } finally {
       await pool.close();
     }

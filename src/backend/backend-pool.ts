@@ -20,6 +20,7 @@ import { ControlBlock, DEFAULT_SLOT_BYTES } from './control-block.js';
 import type { BackendSpec } from './device-backend.js';
 import { DurableDevice } from './durable-device.js';
 import { BackendError, BackendErrorCode } from './errors.js';
+import { SocketSide } from './socket-side.js';
 
 export { DurableDevice, type BackendRun } from './durable-device.js';
 
@@ -38,6 +39,8 @@ const ARENA_BYTES = 8 * MiB;
 const DEFAULT_DEVICES_PER_WORKER = 16;
 const DEFAULT_MAX_RESTARTS = 3;
 const DEFAULT_HANG_MS = 30_000;
+/** Each direction's packet ring when this thread holds the socket (socket: 'main'). */
+const RING_BYTES = 4 * MiB;
 
 export interface BackendPoolOptions {
   /** Worker threads; default the machine's available parallelism. */
@@ -71,6 +74,12 @@ export interface OpenDeviceOptions {
   callTimeoutMs?: number;
   /** Keep the journal (default); false prices durability and gives up the device with its worker. */
   journal?: boolean;
+  /**
+   * Who holds the VM's UDP socket: the worker running the device (default; a restarted backend
+   * binds the address again), or `main`, this thread (socket-side.ts), which passes packets to and
+   * from the backend through rings in shared memory and keeps the address bound across restarts.
+   */
+  socket?: 'worker' | 'main';
 }
 
 export class BackendPool {
@@ -159,11 +168,20 @@ export class BackendPool {
     const dm = DeviceMemory.create({ ramBytes, arenaBytes: ARENA_BYTES });
     dm.addRegion(0, ramBytes);
     const control = ControlBlock.create(o.slotBytes ?? DEFAULT_SLOT_BYTES);
-    const spec: BackendSpec = { ip: o.ip, port: o.port, memory: dm.memory, layout: dm.layout, control: control.buffer, provider: o.provider, batched: o.batched, journal: o.journal };
-    const device = new DurableDevice(this, dm, control, spec);
     this.opening++;
+    let device: DurableDevice;
     try {
-      await device.start('fresh');
+      const side = o.socket === 'main' ? await SocketSide.open({ ip: o.ip, port: o.port, batched: o.batched, ringBytes: RING_BYTES }) : null;
+      const spec: BackendSpec = {
+        ip: o.ip, port: o.port, memory: dm.memory, layout: dm.layout, control: control.buffer, provider: o.provider, batched: o.batched, journal: o.journal, rings: side?.rings,
+      };
+      device = new DurableDevice(this, dm, control, spec, side);
+      try {
+        await device.start('fresh');
+      } catch (err) {
+        await side?.close();
+        throw err;
+      }
     } finally {
       this.opening--;
     }

@@ -35,6 +35,7 @@ import type { MemoryLayout } from '../memory/layout.js';
 import { MovableLink } from '../net/movable-link.js';
 import { NetError, NetErrorCode } from '../net/errors.js';
 import { UdpLink } from '../net/udp-link.js';
+import { type Link, ROCE_UDP_PORT } from '../nic/link.js';
 import { canSuspend } from '../nic/qp-state.js';
 import { SoftRoce, type SoftRoceOptions } from '../nic/soft/index.js';
 import { decodeSoftRoceState } from '../nic/soft/state/codec.js';
@@ -44,6 +45,7 @@ import { CommitGate } from './commit-gate.js';
 import { ControlBlock, W } from './control-block.js';
 import { BackendError, BackendErrorCode } from './errors.js';
 import { Journal } from './journal.js';
+import { RingLink } from './ring-link.js';
 import { type IntentOutcome, readTarget, settleIntent, stateWithAtomicDone } from './atomic-intent.js';
 import { type AtomicIntent, decodeJournalEntry, journalEntryChunks } from './journal-entry.js';
 import type { DeviceDescription } from './transport-proxy.js';
@@ -60,6 +62,11 @@ export interface BackendSpec {
   provider?: SoftRoceOptions;
   /** Batch the socket's calls when the addon is present (default). */
   batched?: boolean;
+  /**
+   * The VM's socket is held by another thread (socket-side.ts): packets go through these rings
+   * (ring-link.ts) and the backend binds nothing. Without them the backend binds the address itself.
+   */
+  rings?: { tx: SharedArrayBuffer; rx: SharedArrayBuffer };
   /**
    * Commit to the journal (default). False runs the device in its worker without one — the
    * baseline that prices durability — and such a device cannot come back when its worker dies.
@@ -115,7 +122,8 @@ export class DeviceBackend {
     private readonly journal: Journal,
     readonly device: RdmaDevice,
     readonly verbs: SoftRoce,
-    private readonly address: MovableLink,
+    /** Where packets go below the gate: the VM's socket, or the rings to the thread that holds it. */
+    private readonly link: Link,
     private readonly gate: CommitGate,
     private readonly server: CallServer,
     readonly epoch: number,
@@ -137,7 +145,7 @@ export class DeviceBackend {
     const block = ControlBlock.attach(spec.control);
     const epoch = block.take(threadId);
     let backend: DeviceBackend | null = null;
-    let address: MovableLink | null = null;
+    let link: Link | null = null;
     try {
       const journal = new Journal(block);
       const journaled = spec.journal ?? true;
@@ -145,12 +153,13 @@ export class DeviceBackend {
       if (mode === 'fresh' && journal.generation !== 0) throw new BackendError(BackendErrorCode.BadJournal, 'a fresh device needs an empty journal');
       if (mode === 'restore' && entry === null) throw new BackendError(BackendErrorCode.BadJournal, 'the device has no journal entry to come back from (it ran without a journal)');
       const dm = DeviceMemory.attach(spec.memory, spec.layout);
-      address = new MovableLink(spec.ip, () => UdpLink.open({ ip: spec.ip, port: spec.port, batched: spec.batched }), spec.port);
-      const link = address;
+      const address = spec.rings === undefined ? new MovableLink(spec.ip, () => UdpLink.open({ ip: spec.ip, port: spec.port, batched: spec.batched }), spec.port) : null;
+      const below: Link = address ?? new RingLink(spec.ip, spec.port ?? ROCE_UDP_PORT, spec.rings!);
+      link = below;
       let self: DeviceBackend | null = null;
-      const gate = new CommitGate(link, () => self?.device.transport.wake.notify());
+      const gate = new CommitGate(below, () => self?.device.transport.wake.notify());
       const provider = journaled ? { ...spec.provider, beforeAtomic: (intent: AtomicIntent) => self!.commitIntent(intent) } : spec.provider;
-      const verbs = new SoftRoce(dm, journaled ? gate : link, provider);
+      const verbs = new SoftRoce(dm, journaled ? gate : below, provider);
       const device = new RdmaDevice({ verbs, dm, vmIp: spec.ip, queueFactory: ringQueueFactory('wasm', ['split']), deferPublish: true });
       const bells = device.transport.bells;
       const placed = block.doorbells;
@@ -159,10 +168,10 @@ export class DeviceBackend {
       }
       block.setDoorbells(bells.base, bells.numQueues);
       const server = new CallServer(block, (call) => self!.call(call), () => self!.afterCall());
-      backend = self = new DeviceBackend(block, journal, device, verbs, address, gate, server, epoch, journaled);
+      backend = self = new DeviceBackend(block, journal, device, verbs, below, gate, server, epoch, journaled);
       const restored = entry === null ? null : backend.restore(entry.payload, spec.memory);
       const t1 = performance.now();
-      const bindAttempts = await bindWithRetry(address);
+      const bindAttempts = address === null ? 0 : await bindWithRetry(address);
       backend.timings = { restoreMs: t1 - t0, bindMs: performance.now() - t1, bindAttempts };
       for (const qpn of restored?.resume ?? []) verbs.resumeQp(qpn);
       if (restored?.inDoubt) backend.failInDoubt(restored.inDoubt);
@@ -177,7 +186,7 @@ export class DeviceBackend {
       return backend;
     } catch (err) {
       if (backend !== null) backend.verbs.close();
-      await address?.close().catch(() => {});
+      await link?.close().catch(() => {});
       block.release(threadId);
       throw err;
     }
@@ -386,7 +395,7 @@ export class DeviceBackend {
       }
     }
     this.verbs.close();
-    await (this.journaled ? this.gate : this.address).close().catch(() => {});
+    await (this.journaled ? this.gate : this.link).close().catch(() => {});
     if (!(err instanceof BackendError && err.code === BackendErrorCode.NotOwner)) this.block.release(threadId);
     this.failed(err);
   }

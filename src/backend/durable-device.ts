@@ -11,6 +11,7 @@ import type { BackendTaskCounters, BackendTaskReady } from './backend-task.js';
 import { type ControlBlock, W } from './control-block.js';
 import type { BackendSpec, StartTimings } from './device-backend.js';
 import { BackendError, BackendErrorCode } from './errors.js';
+import type { SocketSide } from './socket-side.js';
 import { TransportProxy } from './transport-proxy.js';
 
 /** One backend start and how it went, for tests and logs. */
@@ -51,6 +52,8 @@ export class DurableDevice {
     readonly dm: DeviceMemory,
     readonly control: ControlBlock,
     private readonly spec: BackendSpec,
+    /** The VM's socket, when this thread holds it (socket: 'main'). */
+    readonly socketSide: SocketSide | null = null,
   ) {}
 
   get ip(): string {
@@ -234,6 +237,7 @@ export class DurableDevice {
   /** No backend can run the device: the driver sees NEEDS_RESET, and whatever it waits for wakes. */
   private giveUp(err: Error): void {
     this.lost = err;
+    void this.socketSide?.close();
     this.control.store(W.status, this.control.load(W.status) | DeviceStatus.NEEDS_RESET);
     const bells = this.control.doorbells;
     if (bells !== null) {
@@ -251,6 +255,7 @@ export class DurableDevice {
     this.closing = true;
     await this.restarting;
     await this.stopBackend();
+    await this.socketSide?.close();
     this.owner.forget(this);
   }
 }

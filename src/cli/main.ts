@@ -63,6 +63,11 @@ function ipv4(value: string): string {
   return value;
 }
 
+function socketSide(value: string): 'worker' | 'main' {
+  if (value !== 'worker' && value !== 'main') throw new InvalidArgumentError('expected worker or main');
+  return value;
+}
+
 function ipList(count: number) {
   return (value: string): string[] => {
     const ips = value.split(',').map((s) => ipv4(s.trim()));
@@ -139,11 +144,12 @@ program
   .option('--message-size <bytes>', 'bytes per operation', positiveInt, WORKER_CRASH_DEFAULTS.bytes)
   .option('--kills <n>', 'worker threads to terminate during the traffic', nonNegativeInt, WORKER_CRASH_DEFAULTS.kills)
   .option('--vm-ips <a,b>', 'the two guests\' addresses', ipList(2), WORKER_CRASH_DEFAULTS.ips)
+  .option('--socket <side>', 'who holds the VMs\' UDP sockets: worker (each restart binds again) or main (packets through shared-memory rings)', socketSide, WORKER_CRASH_DEFAULTS.socket)
   .option('--json', 'print one JSON object')
-  .action(async (f: { workers: number; qps: number; ops: number; messageSize: number; kills: number; vmIps: string[]; json?: boolean }) => {
+  .action(async (f: { workers: number; qps: number; ops: number; messageSize: number; kills: number; vmIps: string[]; socket: 'worker' | 'main'; json?: boolean }) => {
     process.exitCode = await runWorkerCrashCli({
       workers: f.workers, qps: f.qps, ops: f.ops, bytes: f.messageSize, window: WORKER_CRASH_DEFAULTS.window, kills: f.kills,
-      ips: [f.vmIps[0], f.vmIps[1]], json: f.json === true,
+      ips: [f.vmIps[0], f.vmIps[1]], socket: f.socket, json: f.json === true,
     });
   });
 

@@ -18,15 +18,18 @@ export interface WorkerCrashOptions {
   /** Workers terminated during the traffic, alternately the sender's and the receiver's. */
   kills: number;
   ips: [string, string];
+  /** Who holds the VMs' sockets: the workers (each restart binds again) or the main thread (rings). */
+  socket: 'worker' | 'main';
 }
 
-export const WORKER_CRASH_DEFAULTS: WorkerCrashOptions = { workers: 2, qps: 8, ops: 200, bytes: 2048, window: 16, kills: 4, ips: ['127.0.37.1', '127.0.37.2'] };
+export const WORKER_CRASH_DEFAULTS: WorkerCrashOptions = { workers: 2, qps: 8, ops: 200, bytes: 2048, window: 16, kills: 4, ips: ['127.0.37.1', '127.0.37.2'], socket: 'worker' };
 
 export interface WorkerCrashReport {
   demo: 'worker-crash';
   verified: boolean;
   workers: number;
   qps: number;
+  socket: 'worker' | 'main';
   completions: number;
   receives: number;
   bytesVerified: number;
@@ -40,8 +43,8 @@ export interface WorkerCrashReport {
 export async function runWorkerCrash(o: WorkerCrashOptions, onEvent: (line: string) => void = () => {}): Promise<WorkerCrashReport> {
   const pool = new BackendPool({ workers: o.workers });
   try {
-    const a = await durableGuest(pool, o.ips[0], o.qps);
-    const b = await durableGuest(pool, o.ips[1], o.qps);
+    const a = await durableGuest(pool, o.ips[0], o.qps, { socket: o.socket });
+    const b = await durableGuest(pool, o.ips[1], o.qps, { socket: o.socket });
     await connectPair(a, b);
     onEvent(`two guests on the main thread; their devices run in worker threads ${a.device.threadId} and ${b.device.threadId}; ${o.qps} RC QP pairs connected`);
     const kills: WorkerCrashReport['kills'] = [];
@@ -65,7 +68,7 @@ export async function runWorkerCrash(o: WorkerCrashOptions, onEvent: (line: stri
     const lost = [a.device, b.device].find((d) => d.lost !== null);
     if (lost !== undefined) throw new Error(`${lost.ip} could not be started again: ${lost.lost?.message}`);
     return {
-      demo: 'worker-crash', verified: true, workers: o.workers, qps: o.qps, completions: traffic.sendCompletions, receives: traffic.recvCompletions,
+      demo: 'worker-crash', verified: true, workers: o.workers, qps: o.qps, socket: o.socket, completions: traffic.sendCompletions, receives: traffic.recvCompletions,
       bytesVerified: traffic.bytesVerified, seconds: Number(traffic.seconds.toFixed(2)), kills, outages,
     };
   } finally {

@@ -144,3 +144,38 @@ describe('hostile configuration calls to a durable backend', () => {
     }
   });
 });
+
+describe('the pool\'s thread holding the sockets (socket: main)', () => {
+  it('packets move through shared-memory rings; both workers die mid-traffic and the addresses stay bound throughout', async () => {
+    const pool = new BackendPool({ workers: 2 });
+    try {
+      const a = await durableGuest(pool, '127.0.35.50', 4, { socket: 'main' });
+      const b = await durableGuest(pool, '127.0.35.51', 4, { socket: 'main' });
+      await connectPair(a, b);
+      const kills: number[] = [];
+      const report = await runCheckedTraffic(a, b, {
+        ops: 150, bytes: 2048, window: 16,
+        onProgress: async (done) => {
+          if (kills.length === 0 && done > 0.3) kills.push(await pool.terminateWorkerOf(a.device));
+          else if (kills.length === 1 && done > 0.6) {
+            await a.device.settled();
+            kills.push(await pool.terminateWorkerOf(b.device));
+          }
+        },
+      });
+      assert.equal(report.sendCompletions, 600);
+      await Promise.all([a.device.settled(), b.device.settled()]);
+      for (const d of [a.device, b.device]) {
+        assert.ok(d.restarts >= 1);
+        assert.ok(d.runs.every((r) => r.timings.bindAttempts === 0), 'no backend bound the address: this thread held it');
+        assert.ok(d.socketSide !== null);
+      }
+      await Promise.all([a.device.close(), b.device.close()]);
+      // Closed devices give their addresses back.
+      const again = await pool.open({ ip: '127.0.35.50', socket: 'main' });
+      await again.close();
+    } finally {
+      await pool.close();
+    }
+  });
+});

@@ -24,6 +24,13 @@ describe('vrdma worker-crash', () => {
     for (const o of r.outages) assert.notEqual(o.restoredOn, o.thread, 'restored on another thread');
   });
 
+  it('with the main thread holding the sockets (--socket main), the same through a worker death', async () => {
+    const { stdout } = await run(process.execPath, [cli, 'worker-crash', '--json', '--qps', '2', '--ops', '60', '--kills', '1', '--socket', 'main', '--vm-ips', '127.0.37.13,127.0.37.14'], { timeout: 120_000 });
+    const r = JSON.parse(stdout.trim()) as WorkerCrashReport;
+    assert.deepEqual([r.verified, r.socket, r.completions, r.kills.length], [true, 'main', 120, 1]);
+    assert.ok(r.outages.length >= 1 && r.outages.every((o) => o.bindMs < 1), 'nothing was bound again');
+  });
+
   it('refuses bad options with a clear message and a non-zero status', async () => {
     await assert.rejects(run(process.execPath, [cli, 'worker-crash', '--vm-ips', '127.0.0.1']), (err: { code: number; stderr: string }) => {
       assert.notEqual(err.code, 0);

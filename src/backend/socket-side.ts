@@ -1,0 +1,90 @@
+// The socket side of a durable device (socket: 'main'): the VM's UDP socket held by the thread
+// that owns the device (the pool's), not by the worker that runs it. Arriving datagrams are
+// copied into the device's receive ring; datagrams the backend puts in its send ring leave through
+// the socket (batched, as every UdpLink sends). The address stays bound while the device's
+// backends die and come back, so nothing needs binding again, and what arrives meanwhile waits
+// in the ring for the next backend (ring-link.ts is the other end).
+import { UdpLink } from '../net/udp-link.js';
+import type { LinkAddress } from '../nic/link.js';
+import { ipv4, ipv4Text } from '../nic/roce/icrc.js';
+import { PacketRing } from './packet-ring.js';
+
+/** Datagrams sent per turn before the pump lets the event loop run again. */
+const TX_BATCH = 256;
+
+export class SocketSide {
+  readonly rx: PacketRing;
+  readonly tx: PacketRing;
+  private closed = false;
+  private closing: Promise<void> | null = null;
+  private readonly pump: Promise<void>;
+  /** The last source and destination addresses as text and u32 (a VM talks to few peers). */
+  private readonly memo = { inText: '', inU32: 0, outU32: -1, outText: '' };
+
+  private constructor(private readonly link: UdpLink, ringBytes: number) {
+    this.rx = PacketRing.create(ringBytes);
+    this.tx = PacketRing.create(ringBytes);
+    const memo = this.memo;
+    link.onPacket((bytes: Uint8Array, from: LinkAddress) => {
+      if (from.ip !== memo.inText) {
+        memo.inU32 = ipv4(from.ip);
+        memo.inText = from.ip;
+      }
+      if (this.rx.push(bytes, memo.inU32, from.port)) this.rx.ring();
+    });
+    this.pump = this.sendLoop();
+  }
+
+  /** Bind the VM's address here. Rejects with NetError as UdpLink.open does (ADDRESS_IN_USE ...). */
+  static async open(options: { ip: string; port?: number; batched?: boolean; ringBytes: number }): Promise<SocketSide> {
+    const link = await UdpLink.open({ ip: options.ip, port: options.port, batched: options.batched });
+    return new SocketSide(link, options.ringBytes);
+  }
+
+  /** The rings, for the backend's RingLink: it sends into `tx` and reads `rx`. */
+  get rings(): { tx: SharedArrayBuffer; rx: SharedArrayBuffer } {
+    return { tx: this.tx.buffer, rx: this.rx.buffer };
+  }
+
+  get localPort(): number {
+    return this.link.localPort;
+  }
+
+  /** Datagrams dropped because a ring was full: arriving (rx) and leaving (tx). */
+  get dropped(): { rx: number; tx: number } {
+    return { rx: this.rx.dropped, tx: this.tx.dropped };
+  }
+
+  /** Close the socket (the address is free once this resolves). */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.closed = true;
+      this.tx.ring();
+      await this.pump;
+      await this.link.close();
+    })();
+    return this.closing;
+  }
+
+  private async sendLoop(): Promise<void> {
+    const memo = this.memo;
+    const send = (bytes: Uint8Array, ip: number, port: number) => {
+      if (ip !== memo.outU32) {
+        memo.outText = ipv4Text(ip);
+        memo.outU32 = ip;
+      }
+      this.link.send(bytes, memo.outText, port);
+    };
+    while (!this.closed) {
+      const seen = this.tx.bell;
+      if (this.tx.pop(send, TX_BATCH) === TX_BATCH) {
+        await new Promise((resolve) => setImmediate(resolve));
+        continue;
+      }
+      if (this.tx.pending === 0) {
+        // Atomics.waitAsync alone does not keep the event loop alive; the socket does.
+        await this.tx.wait(seen, 1000);
+      }
+    }
+  }
+}
