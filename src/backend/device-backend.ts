@@ -1,6 +1,6 @@
-// A durable device backend: one virtio-rdma device (RdmaDevice over SoftRoce and a UDP link bound
-// to the VM's address) running in this thread over guest memory another thread created, for a
-// driver in that thread (transport-proxy.ts). What makes it durable is its journal (journal.ts):
+// A durable device backend: one virtio-rdma device (RdmaDevice over SoftRoce, and a UDP socket on
+// the VM's address or the packet rings to the thread that holds it) running in this thread over
+// guest memory another thread created, for a driver in that thread (transport-proxy.ts). What makes it durable is its journal (journal.ts):
 //   - the device runs with its used entries unpublished (deferPublish); at the end of each turn
 //     of its loop (the passes a doorbell asked for), the whole device state (R9) and those
 //     unpublished entries are committed, and only then published;
@@ -15,10 +15,11 @@
 // bytes) — nothing a guest or peer saw is lost or repeated.
 //
 // What cannot be redone is an atomic's effect on memory. Before a responder executes one, the
-// device is committed with an intent naming the QP and PSN; the turn's next commit holds the
-// atomic's saved result (its responder resource), so a retransmission is answered from it. A
-// backend restored from an intent entry cannot tell whether the atomic ran, and moves that QP to
-// ERR rather than guess. Rings are split only: a packed ring's slots are reused by the driver as
+// device is committed with an intent: the QP and PSN, the target word and its value before and
+// after; the turn's next commit holds the atomic's saved result (its responder resource), so a
+// retransmission is answered from it. A backend restored from an intent entry settles it from the
+// word (atomic-intent.ts): not run, run (the state brought forward), or, if something else wrote
+// the word, in doubt — that QP goes to ERR rather than guess. Rings are split only: a packed ring's slots are reused by the driver as
 // soon as it has seen a used descriptor, so publishing one again after a restore could overwrite
 // a new available one.
 //
@@ -44,10 +45,10 @@ import { type Call, CallServer } from './call-channel.js';
 import { CommitGate } from './commit-gate.js';
 import { ControlBlock, W } from './control-block.js';
 import { BackendError, BackendErrorCode } from './errors.js';
-import { Journal } from './journal.js';
-import { RingLink } from './ring-link.js';
 import { type IntentOutcome, readTarget, settleIntent, stateWithAtomicDone } from './atomic-intent.js';
+import { Journal } from './journal.js';
 import { type AtomicIntent, decodeJournalEntry, journalEntryChunks } from './journal-entry.js';
+import { RingLink } from './ring-link.js';
 import type { DeviceDescription } from './transport-proxy.js';
 
 export interface BackendSpec {
@@ -241,13 +242,13 @@ export class DeviceBackend {
     let inDoubt: AtomicIntent | null = null;
     if (entry.intent !== null) {
       const current = readTarget(memory, entry.intent);
-      let outcome = current === null ? 'in-doubt' : settleIntent(current, entry.intent);
+      let outcome: IntentOutcome = current === null ? 'in-doubt' : settleIntent(current, entry.intent);
       if (outcome === 'ran') {
         const forward = stateWithAtomicDone(state, entry.intent);
         if (forward === null) outcome = 'in-doubt';
         else state = forward;
       }
-      this.atomic = { qpn: entry.intent.qpn, outcome: outcome as IntentOutcome };
+      this.atomic = { qpn: entry.intent.qpn, outcome };
       if (outcome === 'in-doubt') inDoubt = entry.intent;
     }
     const provider = decodeSoftRoceState(decodeDeviceState(state).provider);
