@@ -217,10 +217,19 @@ export class RdmaTransport implements DriverTransport {
     return { ...this.slot(vq).config };
   }
 
-  /** Whether a queue was ever set up or rung: configured, enabled, or with a doorbell count (no allocation). */
-  queueTouched(vq: number): boolean {
-    const slot = this.slot(vq);
-    return slot.config.size !== 0 || slot.queue !== null || this.bells.kicks[vq].value() !== 0 || this.bells.calls[vq].value() !== 0;
+  /**
+   * The queues ever set up or rung — configured, enabled, or with a doorbell count — in ascending
+   * order. One pass over the slots and the doorbell words: a device has thousands of queues and a
+   * durable backend asks at every commit.
+   */
+  touchedQueues(): number[] {
+    const out: number[] = [];
+    const words = new Int32Array(this.dm.memory.buffer, this.bells.base, 2 * this.slots.length);
+    for (let vq = 0; vq < this.slots.length; vq++) {
+      const slot = this.slots[vq];
+      if (slot.config.size !== 0 || slot.queue !== null || words[2 * vq] !== 0 || words[2 * vq + 1] !== 0) out.push(vq);
+    }
+    return out;
   }
 
   /** Counts of a queue's kick and call doorbells. */

@@ -53,8 +53,7 @@ export function captureDevice(p: DeviceParts): DeviceStateData {
   const { transport: t, core } = p;
   const st = t.status;
   const queues: SavedQueue[] = [];
-  for (let vq = 0; vq < t.numQueues; vq++) {
-    if (!t.queueTouched(vq)) continue;
+  for (const vq of t.touchedQueues()) {
     const queue = t.queue(vq);
     queues.push({ vq, config: t.queueConfig(vq), state: queue === null ? null : queueStateOf(queue), ...t.doorbells(vq) });
   }
