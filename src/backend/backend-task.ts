@@ -43,6 +43,7 @@ export default async function runBackendTask(input: BackendTaskInput): Promise<{
     // loop that stops turning.
     else if (m?.op === 'faultLater' && input.debugOps === true) setTimeout(() => { throw new Error('injected fault in a backend worker'); }, 0);
     else if (m?.op === 'crashAtNextAtomic' && input.debugOps === true) backend.crash = m.after === true ? 'after-atomic' : 'before-atomic';
+    else if (m?.op === 'crashAtNextCommit' && input.debugOps === true) backend.crash = 'at-next-commit';
     else if (m?.op === 'stall' && input.debugOps === true && typeof m.ms === 'number' && m.ms > 0 && m.ms <= 600_000) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, m.ms);
     else if (m?.op === 'counters') {
       const g = backend.gateCounters;

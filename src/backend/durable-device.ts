@@ -1,8 +1,9 @@
 // The driver's handle on one durable device (backend-pool.ts runs it): the device's guest memory
 // and control block, made on the driver's thread, the transport the guest library drives, and the
 // backend runs behind it. A run that ends other than by close() — its worker exited, or the backend
-// failed — starts the device again from its journal; one that cannot be started is given up
-// (NEEDS_RESET). move() takes the device to another worker through the journal.
+// failed — starts the device again from its journal; a device that cannot be started, whose state
+// outgrew its journal, or whose backends keep dying (a crash loop) is given up (NEEDS_RESET).
+// move() takes the device to another worker through the journal.
 import type { MessagePort } from 'node:worker_threads';
 import type { DeviceMemory } from '../memory/device-memory.js';
 import { DeviceStatus } from '../virtio/status.js';
@@ -13,6 +14,10 @@ import type { BackendSpec, StartTimings } from './device-backend.js';
 import { BackendError, BackendErrorCode } from './errors.js';
 import type { SocketSide } from './socket-side.js';
 import { TransportProxy } from './transport-proxy.js';
+
+/** A device whose backends end this many times within CRASH_LOOP_MS is given up, not restarted again. */
+const CRASH_LOOP_RUNS = 10;
+const CRASH_LOOP_MS = 10_000;
 
 /** One backend start and how it went, for tests and logs. */
 export interface BackendRun {
@@ -133,6 +138,11 @@ export class DurableDevice {
     this.port?.postMessage({ op: 'crashAtNextAtomic', after });
   }
 
+  /** Tests only (a pool made with debugOps): end the device's worker at its next commit, before it writes. */
+  crashAtNextCommit(): void {
+    this.port?.postMessage({ op: 'crashAtNextCommit' });
+  }
+
   /** Tests only (a pool made with debugOps): block the device's worker thread for `ms`. */
   stall(ms: number): void {
     this.port?.postMessage({ op: 'stall', ms });
@@ -209,9 +219,19 @@ export class DurableDevice {
         if (this.port === port) this.port = null;
         // The dead thread cannot release the device itself.
         this.control.release(run.threadId);
-        if (!this.closing && !this.moving) this.restart();
+        if (this.closing || this.moving) return;
+        // A state that outgrew its journal would outgrow it again after every restart.
+        if (run.ended.startsWith(`${BackendErrorCode.JournalFull}:`)) this.giveUp(new BackendError(BackendErrorCode.JournalFull, run.ended.slice(BackendErrorCode.JournalFull.length + 2)));
+        else if (this.crashLooping()) this.giveUp(new BackendError(BackendErrorCode.Closed, `its backend ended ${CRASH_LOOP_RUNS} times within ${CRASH_LOOP_MS / 1000} s; the last time: ${run.ended}`));
+        else this.restart();
       },
     );
+  }
+
+  /** Whether the device's backends keep dying: CRASH_LOOP_RUNS ended within CRASH_LOOP_MS. */
+  private crashLooping(): boolean {
+    const now = performance.now();
+    return this.runs.filter((r) => r.ended !== null && r.ended !== 'closed' && r.endedAt !== null && now - r.endedAt < CRASH_LOOP_MS).length >= CRASH_LOOP_RUNS;
   }
 
   private restart(): void {

@@ -29,8 +29,10 @@ export function handleDestroyCq({ core, req }: CommandContext): void {
   core.cqs[cq.index] = null;
   core.cqByVerbs.delete(cq.verbsCq);
   cq.fail();
-  const queue = core.transport.queue(core.transport.map.cq(cq.index));
-  if (queue !== null) cq.returnBuffers(queue);
+  const vq = core.transport.map.cq(cq.index);
+  const queue = core.transport.queue(vq);
+  const later = core.publishLater;
+  if (queue !== null) cq.returnBuffers(queue, later === null ? null : () => later(vq));
 }
 
 export function handleReqNotifyCq({ core, req, resp }: CommandContext): void {

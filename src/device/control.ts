@@ -18,6 +18,9 @@ import type { DeviceCore } from './core.js';
 import { invalidArg, notSupported, statusOf } from './errors.js';
 import type { Datapath } from './datapath.js';
 
+/** The control queue is virtqueue 0 (§5.1). */
+const CONTROL_VQ = 0;
+
 /** What a command handler gets: the command struct (fixed part and tail), a zeroed response. */
 export interface CommandContext {
   readonly core: DeviceCore;
@@ -100,12 +103,16 @@ export class ControlQueue {
    */
   service(queue: DeviceQueue, log: WriteLog): boolean {
     let notify = false;
+    const later = this.core.publishLater;
     // Each round answers at least one chain; the ring holds at most `size` (no unbounded loop).
     for (let round = 0; round <= queue.size; round++) {
       const chains = queue.pop();
       if (chains.length === 0) break;
       for (const chain of chains) queue.addUsed(chain, this.execute(chain, log));
-      if (queue.flush()) notify = true;
+      // Deferred: the answers are published (and the driver notified) with the pass's other used
+      // entries, after the caller committed what the commands did.
+      if (later !== null) later(CONTROL_VQ);
+      else if (queue.flush()) notify = true;
     }
     return notify;
   }

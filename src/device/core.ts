@@ -111,6 +111,12 @@ export class DeviceCore {
   /** GID table of port 1; index 0 is the device-owned default GID. */
   readonly gids: (string | null)[];
   readonly inFlight = new Map<number, InFlight>();
+  /**
+   * With deferred publication (RdmaDevice option deferPublish): queues whose used entries a
+   * command added mark themselves here instead of flushing, and are published with the pass's
+   * others once the caller has committed. Null: publish at once.
+   */
+  publishLater: ((vq: number) => void) | null = null;
   private nextSeq = 1;
 
   constructor(

@@ -117,8 +117,11 @@ export class DeviceCq {
     this.backlog.length = 0;
   }
 
-  /** Give back every buffer still available on the queue, used with length 0 (DESTROY_CQ, §7.5). */
-  returnBuffers(queue: DeviceQueue): number {
+  /**
+   * Give back every buffer still available on the queue, used with length 0 (DESTROY_CQ, §7.5).
+   * With `publishLater` the used entries wait to be published with the pass's others.
+   */
+  returnBuffers(queue: DeviceQueue, publishLater: (() => void) | null = null): number {
     let n = 0;
     // Each round takes at least one chain and the ring holds at most `size`: bounded.
     for (let round = 0; round <= queue.size; round++) {
@@ -126,7 +129,8 @@ export class DeviceCq {
       if (chains.length === 0) break;
       for (const chain of chains) queue.addUsed(chain, 0);
       n += chains.length;
-      queue.flush();
+      if (publishLater !== null) publishLater();
+      else queue.flush();
     }
     return n;
   }

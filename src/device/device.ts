@@ -89,6 +89,7 @@ export class RdmaDevice {
     this.control = new ControlQueue(this.core, this.datapath, dm.guest.bytes);
     this.inline = options.inline ?? false;
     this.deferPublish = options.deferPublish ?? false;
+    if (this.deferPublish) this.core.publishLater = (vq) => this.datapath.markUnpublished(vq);
     this.transport.onReset = () => this.reset();
     this.transport.onQueueReset = (vq) => this.queueReset(vq);
     if (this.inline) this.transport.onKick = () => this.runInline();

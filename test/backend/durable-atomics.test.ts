@@ -8,8 +8,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { BackendPool } from '../../src/backend/backend-pool.js';
-import { CqeStatus, SendFlag, SendOpcode } from '../../src/device/abi.js';
+import { CqeStatus, QpTypeCode, SendFlag, SendOpcode } from '../../src/device/abi.js';
 import type { Cqe } from '../../src/device/cqe.js';
+import { runCheckedTraffic } from '../../src/demo/checked-traffic.js';
 import { DATA, IOVA, type DurableGuest, connectPair, durableGuest } from '../../src/demo/durable-pair.js';
 import { waitForCompletions } from '../../src/host/completions.js';
 import { gpa } from '../../src/memory/gpa.js';
@@ -125,3 +126,28 @@ function postFetchAdds(a: DurableGuest, b: DurableGuest, n: number, add: bigint)
     sgList: [{ addr: IOVA + OLDS + 8 * i, length: 8, lkey: a.lkey }],
   })));
 }
+
+describe('control commands through a backend\'s death', () => {
+  // A device that published the answer before committing would answer the command twice, and the
+  // guest's next commands wait for answers that went to the wrong chain: bounded here.
+  it('a command executed but not committed when the worker ended runs again on the restored device, and the guest gets one answer', { timeout: 60_000 }, async () => {
+    const pool = new BackendPool({ workers: 2, debugOps: true });
+    try {
+      const a = await durableGuest(pool, '127.0.35.24');
+      const b = await durableGuest(pool, '127.0.35.25');
+      a.device.crashAtNextCommit();
+      await a.device.counters(); // the op has reached the worker
+      // The device executes CREATE_QP, then its worker ends before the commit that would publish the answer.
+      const qp = await a.guest.createQp({ pd: a.pd, type: QpTypeCode.RC, sendCq: a.cq.cqn, recvCq: a.cq.cqn, cap: { maxSendWr: 16, maxRecvWr: 16, maxSendSge: 1, maxRecvSge: 1, maxInlineData: 0 } });
+      await a.device.settled();
+      assert.equal(a.device.restarts, 1);
+      // The QP the guest got is the one the restored device holds, and it works.
+      a.qps[0] = qp;
+      await connectPair(a, b);
+      await runCheckedTraffic(a, b, { ops: 20, bytes: 1024, window: 8 });
+      await Promise.all([a.device.close(), b.device.close()]);
+    } finally {
+      await pool.close();
+    }
+  });
+});

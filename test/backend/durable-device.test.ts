@@ -12,7 +12,10 @@ import { waitForCompletions } from '../../src/host/completions.js';
 import { gpa } from '../../src/memory/gpa.js';
 import { pattern } from '../e2e/pattern.js';
 import { runCheckedTraffic } from '../../src/demo/checked-traffic.js';
-import { DATA, IOVA, connectPair, durableGuest } from '../../src/demo/durable-pair.js';
+import { ACCESS, DATA, IOVA, connectPair, durableGuest } from '../../src/demo/durable-pair.js';
+import { RdmaGuest } from '../../src/guest/rdma/device.js';
+import { GuestError, GuestErrorCode } from '../../src/guest/rdma/errors.js';
+import { Arena } from '../../src/memory/arena.js';
 
 const KiB = 1024;
 
@@ -174,6 +177,29 @@ describe('the pool\'s thread holding the sockets (socket: main)', () => {
       // Closed devices give their addresses back.
       const again = await pool.open({ ip: '127.0.35.50', socket: 'main' });
       await again.close();
+    } finally {
+      await pool.close();
+    }
+  });
+});
+
+describe('a durable device whose state outgrows its journal', () => {
+  it('is given up once, not restarted into the same failure: the driver sees NEEDS_RESET', async () => {
+    const pool = new BackendPool({ workers: 1 });
+    try {
+      // An 8 KiB slot holds an empty device, not one with a 2048-page MR (16 KiB of page list).
+      const d = await pool.open({ ip: '127.0.35.43', slotBytes: 8192 });
+      const guest = RdmaGuest.open(d.transport, d.dm.guest, new Arena(0x10000, DATA - 0x10000), { timeoutMs: 20_000 });
+      const pd = await guest.createPd();
+      const pages = Array.from({ length: 2048 }, (_, i) => DATA + i * 4096);
+      await assert.rejects(guest.regPhysMr(pd, ACCESS, { iova: IOVA, length: 8 << 20, pageShift: 12, pages }), (err: Error) => {
+        assert.ok(err instanceof GuestError && err.code === GuestErrorCode.NeedsReset, String(err));
+        return true;
+      });
+      assert.ok(d.lost instanceof BackendError && d.lost.code === BackendErrorCode.JournalFull, String(d.lost));
+      assert.equal(d.restarts, 0, 'no restart into the same failure');
+      assert.ok(d.transport.status.needsReset);
+      await d.close();
     } finally {
       await pool.close();
     }
