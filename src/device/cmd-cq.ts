@@ -31,8 +31,7 @@ export function handleDestroyCq({ core, req }: CommandContext): void {
   cq.fail();
   const vq = core.transport.map.cq(cq.index);
   const queue = core.transport.queue(vq);
-  const later = core.publishLater;
-  if (queue !== null) cq.returnBuffers(queue, later === null ? null : () => later(vq));
+  if (queue !== null) cq.returnBuffers(queue, () => core.publishLater(vq));
 }
 
 export function handleReqNotifyCq({ core, req, resp }: CommandContext): void {

@@ -98,23 +98,18 @@ export class ControlQueue {
   constructor(private readonly core: DeviceCore, private readonly datapath: Datapath, private readonly memory: Uint8Array) {}
 
   /**
-   * Run every available command on `queue`, in order. Returns true if the driver should be
-   * notified. Throws VirtioError if the ring is broken.
+   * Run every available command on `queue`, in order. The answers are published, and the driver
+   * notified, with the pass's other used entries (DeviceCore.publishLater). Throws VirtioError if
+   * the ring is broken.
    */
-  service(queue: DeviceQueue, log: WriteLog): boolean {
-    let notify = false;
-    const later = this.core.publishLater;
+  service(queue: DeviceQueue, log: WriteLog): void {
     // Each round answers at least one chain; the ring holds at most `size` (no unbounded loop).
     for (let round = 0; round <= queue.size; round++) {
       const chains = queue.pop();
       if (chains.length === 0) break;
       for (const chain of chains) queue.addUsed(chain, this.execute(chain, log));
-      // Deferred: the answers are published (and the driver notified) with the pass's other used
-      // entries, after the caller committed what the commands did.
-      if (later !== null) later(CONTROL_VQ);
-      else if (queue.flush()) notify = true;
+      this.core.publishLater(CONTROL_VQ);
     }
-    return notify;
   }
 
   /** Check, execute and answer one command; returns the used length (§6). */

@@ -112,11 +112,11 @@ export class DeviceCore {
   readonly gids: (string | null)[];
   readonly inFlight = new Map<number, InFlight>();
   /**
-   * With deferred publication (RdmaDevice option deferPublish): queues whose used entries a
-   * command added mark themselves here instead of flushing, and are published with the pass's
-   * others once the caller has committed. Null: publish at once.
+   * A command added used entries to queue `vq` (a control answer, CQ buffers given back): they are
+   * published with the pass's other used entries (Datapath.publish), not flushed on the spot —
+   * with deferred publication (RdmaDevice option deferPublish), only after the caller committed.
    */
-  publishLater: ((vq: number) => void) | null = null;
+  publishLater: (vq: number) => void = () => {};
   private nextSeq = 1;
 
   constructor(

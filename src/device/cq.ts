@@ -118,10 +118,10 @@ export class DeviceCq {
   }
 
   /**
-   * Give back every buffer still available on the queue, used with length 0 (DESTROY_CQ, §7.5).
-   * With `publishLater` the used entries wait to be published with the pass's others.
+   * Give back every buffer still available on the queue, used with length 0 (DESTROY_CQ, §7.5),
+   * to be published with the pass's other used entries (`publishLater`).
    */
-  returnBuffers(queue: DeviceQueue, publishLater: (() => void) | null = null): number {
+  returnBuffers(queue: DeviceQueue, publishLater: () => void): number {
     let n = 0;
     // Each round takes at least one chain and the ring holds at most `size`: bounded.
     for (let round = 0; round <= queue.size; round++) {
@@ -129,8 +129,7 @@ export class DeviceCq {
       if (chains.length === 0) break;
       for (const chain of chains) queue.addUsed(chain, 0);
       n += chains.length;
-      if (publishLater !== null) publishLater();
-      else queue.flush();
+      publishLater();
     }
     return n;
   }

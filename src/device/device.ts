@@ -89,7 +89,7 @@ export class RdmaDevice {
     this.control = new ControlQueue(this.core, this.datapath, dm.guest.bytes);
     this.inline = options.inline ?? false;
     this.deferPublish = options.deferPublish ?? false;
-    if (this.deferPublish) this.core.publishLater = (vq) => this.datapath.markUnpublished(vq);
+    this.core.publishLater = (vq) => this.datapath.markUnpublished(vq);
     this.transport.onReset = () => this.reset();
     this.transport.onQueueReset = (vq) => this.queueReset(vq);
     if (this.inline) this.transport.onKick = () => this.runInline();
@@ -161,7 +161,7 @@ export class RdmaDevice {
     let reading = true;
     switch (role.kind) {
       case 'control':
-        if (this.control.service(queue, this.datapath.sink.log)) transport.call(vq);
+        this.control.service(queue, this.datapath.sink.log);
         break;
       case 'cq': {
         const cq = core.cqs[role.index];
