@@ -2,8 +2,8 @@
 // (virtio 1.2 §4.1.4.3): device and driver features, the device status, config space reads,
 // per-queue setup (size, ring addresses, enable, reset), kick doorbells (driver -> device) and call
 // doorbells (device -> driver). The guest library drives it directly; a vhost-user front end
-// drives it through the same calls. Doorbells are words in the device arena (doorbell.ts), so a
-// device loop in another thread can sleep on them.
+// drives it through the same calls. Doorbells are words in the device arena (doorbell-block.ts),
+// so a device loop in another thread can sleep on them.
 import type { DeviceMemory } from '../memory/device-memory.js';
 import type { Doorbell } from '../virtio/doorbell.js';
 import { DoorbellBlock } from './doorbell-block.js';
