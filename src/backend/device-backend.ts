@@ -101,6 +101,8 @@ export interface StartTimings {
 export class DeviceBackend {
   readonly counters: BackendCounters = { commits: 0, entryBytes: 0, commitMs: 0 };
   timings: StartTimings = { restoreMs: 0, bindMs: 0, bindAttempts: 0 };
+  /** The device status the last commit held (a change is committed before the mirror shows it). */
+  private committedStatus = -1;
   /** QPs this backend moved to ERR at its start: an atomic of theirs was in doubt. */
   readonly inDoubt: number[] = [];
   /** The atomic its journal entry was committed before, and how it was settled. */
@@ -225,6 +227,7 @@ export class DeviceBackend {
     }
     const chunks = journalEntryChunks({ deviceState: encodeDeviceState(captureDevice(device)), unpublished, intent });
     this.journal.commit(...chunks);
+    this.committedStatus = this.device.transport.status.status;
     this.counters.commits++;
     this.counters.entryBytes = chunks.reduce((n, c) => n + c.length, 0);
     this.counters.commitMs += performance.now() - started;
@@ -365,7 +368,9 @@ export class DeviceBackend {
 
   private endTurn(): void {
     if (this.stopped) return;
-    if (this.device.datapath.unpublished().size > 0 || this.gate.holding) this.commit();
+    // What the guest or a peer could see next: used entries, packets, a new device status (NEEDS_RESET).
+    const status = this.device.transport.status.status;
+    if (this.device.datapath.unpublished().size > 0 || this.gate.holding || status !== this.committedStatus) this.commit();
     this.device.publish();
     this.gate.release();
     this.mirrorStatus();

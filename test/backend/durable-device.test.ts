@@ -205,3 +205,35 @@ describe('a durable device whose state outgrows its journal', () => {
     }
   });
 });
+
+describe('a durable device the guest broke', () => {
+  it('NEEDS_RESET is committed before the driver sees it, and holds across a backend restart; the other device serves on', async () => {
+    const pool = new BackendPool({ workers: 2 });
+    try {
+      const d = await pool.open({ ip: '127.0.35.44' });
+      const guest = RdmaGuest.open(d.transport, d.dm.guest, new Arena(0x10000, DATA - 0x10000), { timeoutMs: 2000 });
+      await guest.createPd();
+      // The driver makes its available index jump past the queue size (§13.2).
+      d.dm.guest.writeU16(gpa(guest.controlRing.config.driverGpa + 2), 1000);
+      d.transport.kick(0);
+      const deadline = Date.now() + 10_000;
+      while (!d.transport.status.needsReset) {
+        assert.ok(Date.now() < deadline, 'NEEDS_RESET within 10 s');
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      await pool.terminateWorkerOf(d);
+      await new Promise((resolve) => setImmediate(resolve));
+      await d.settled();
+      assert.equal(d.restarts, 1);
+      assert.ok(d.transport.status.needsReset, 'the restored device still needs reset');
+      await assert.rejects(guest.createPd(), (err: Error) => err instanceof GuestError && err.code === GuestErrorCode.NeedsReset);
+      const a = await durableGuest(pool, '127.0.35.45');
+      const b = await durableGuest(pool, '127.0.35.46');
+      await connectPair(a, b);
+      assert.equal((await runCheckedTraffic(a, b, { ops: 10, bytes: 512, window: 4 })).sendCompletions, 10);
+      await Promise.all([d.close(), a.device.close(), b.device.close()]);
+    } finally {
+      await pool.close();
+    }
+  });
+});
