@@ -4,6 +4,8 @@
 // rejects the task; a worker that dies takes its tasks with it. Either way the main thread starts
 // the device again, from its journal, on a worker that lives. Importing this module does nothing.
 import { type MessagePort, threadId } from 'node:worker_threads';
+import type { OpTable } from '../host/ipc.js';
+import { servePort } from '../host/pool/port-channel.js';
 import type { IntentOutcome } from './atomic-intent.js';
 import { type BackendSpec, DeviceBackend, type StartTimings } from './device-backend.js';
 
@@ -27,29 +29,38 @@ export interface BackendTaskReady {
   atomic: { qpn: number; outcome: IntentOutcome } | null;
 }
 
-/** What the port answers to `{ op: 'counters' }`. */
+/** What the `counters` op answers. */
 export interface BackendTaskCounters {
-  counters: { commits: number; entryBytes: number; commitMs: number; released: number; dropped: number };
+  commits: number;
+  entryBytes: number;
+  commitMs: number;
+  released: number;
+  dropped: number;
 }
 
 export default async function runBackendTask(input: BackendTaskInput): Promise<{ threadId: number }> {
   const { port } = input;
   const backend = await DeviceBackend.start(input.spec, input.mode);
-  port.on('message', (m: { op?: unknown; ms?: unknown; after?: unknown }) => {
-    if (m?.op === 'close') void backend.close();
+  const ops: OpTable = {
+    // The backend stops; the task ends and closes the port, which is what the caller waits for.
+    close: () => void backend.close(),
     // The pool's watchdog: answered from this thread's event loop, so a hung loop answers nothing.
-    else if (m?.op === 'ping') port.postMessage({ pong: true });
-    // Tests only (debugOps): an error nobody catches, as a bug in this thread would throw, and a
-    // loop that stops turning.
-    else if (m?.op === 'faultLater' && input.debugOps === true) setTimeout(() => { throw new Error('injected fault in a backend worker'); }, 0);
-    else if (m?.op === 'crashAtNextAtomic' && input.debugOps === true) backend.crash = m.after === true ? 'after-atomic' : 'before-atomic';
-    else if (m?.op === 'crashAtNextCommit' && input.debugOps === true) backend.crash = 'at-next-commit';
-    else if (m?.op === 'stall' && input.debugOps === true && typeof m.ms === 'number' && m.ms > 0 && m.ms <= 600_000) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, m.ms);
-    else if (m?.op === 'counters') {
-      const g = backend.gateCounters;
-      port.postMessage({ counters: { ...backend.counters, released: g.released, dropped: g.dropped } } satisfies BackendTaskCounters);
-    }
-  });
+    ping: () => true,
+    counters: (): BackendTaskCounters => ({ ...backend.counters, released: backend.gateCounters.released, dropped: backend.gateCounters.dropped }),
+  };
+  // Tests only: an error nobody catches (as a bug in this thread would throw), a loop that stops
+  // turning, and a thread that ends at a chosen point of a commit.
+  const debugOps: OpTable = {
+    faultLater: () => void setTimeout(() => { throw new Error('injected fault in a backend worker'); }, 0),
+    stall: (a) => {
+      const ms = Number(a.ms);
+      if (!(ms > 0 && ms <= 600_000)) throw new RangeError('ms must be in (0, 600000]');
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+    },
+    crashAtNextAtomic: (a) => void (backend.crash = a.after === true ? 'after-atomic' : 'before-atomic'),
+    crashAtNextCommit: () => void (backend.crash = 'at-next-commit'),
+  };
+  servePort(port, input.debugOps === true ? { ...ops, ...debugOps } : ops);
   // The main thread gone: nobody drives this device from here any more.
   port.on('close', () => void backend.close());
   port.postMessage({ ready: true, threadId, epoch: backend.epoch, timings: backend.timings, inDoubt: backend.inDoubt, atomic: backend.atomic } satisfies BackendTaskReady);

@@ -4,7 +4,7 @@
 // failed — starts the device again from its journal; a device that cannot be started, whose state
 // outgrew its journal, or whose backends keep dying (a crash loop) is given up (NEEDS_RESET).
 // move() takes the device to another worker through the journal.
-import type { MessagePort } from 'node:worker_threads';
+import { PortClient } from '../host/pool/port-channel.js';
 import type { DeviceMemory } from '../memory/device-memory.js';
 import { DeviceStatus } from '../virtio/status.js';
 import type { BackendPool } from './backend-pool.js';
@@ -42,7 +42,8 @@ export interface BackendRun {
 export class DurableDevice {
   /** Every backend run of this device, the current one last. */
   readonly runs: BackendRun[] = [];
-  private port: MessagePort | null = null;
+  /** Calls to the running backend's task (its port); null while none runs. */
+  private client: PortClient | null = null;
   private proxy: TransportProxy | null = null;
   private closing = false;
   private moving = false;
@@ -108,26 +109,13 @@ export class DurableDevice {
   }
 
   /** The backend's counters (commits, journal entry size, packets the commit gate held and released). */
-  async counters(): Promise<BackendTaskCounters['counters']> {
-    const port = this.port;
-    if (port === null) throw new BackendError(BackendErrorCode.Closed, 'no backend runs the device now');
-    return new Promise((resolve, reject) => {
-      const gone = () => reject(new BackendError(BackendErrorCode.Closed, 'the backend stopped before it answered'));
-      const take = (m: Partial<BackendTaskCounters>) => {
-        if (m.counters === undefined) return;
-        port.off('message', take);
-        port.off('close', gone);
-        resolve(m.counters);
-      };
-      port.on('message', take);
-      port.once('close', gone);
-      port.postMessage({ op: 'counters' });
-    });
+  counters(): Promise<BackendTaskCounters> {
+    return this.call<BackendTaskCounters>('counters');
   }
 
   /** Tests only (a pool made with debugOps): throw an uncaught error in the device's worker. */
   injectFault(): void {
-    this.port?.postMessage({ op: 'faultLater' });
+    this.debugCall('faultLater');
   }
 
   /**
@@ -135,38 +123,39 @@ export class DurableDevice {
    * the intent is committed (before the atomic runs), or `after` it ran (before its result is committed).
    */
   crashAtNextAtomic(after = false): void {
-    this.port?.postMessage({ op: 'crashAtNextAtomic', after });
+    this.debugCall('crashAtNextAtomic', { after });
   }
 
   /** Tests only (a pool made with debugOps): end the device's worker at its next commit, before it writes. */
   crashAtNextCommit(): void {
-    this.port?.postMessage({ op: 'crashAtNextCommit' });
+    this.debugCall('crashAtNextCommit');
   }
 
   /** Tests only (a pool made with debugOps): block the device's worker thread for `ms`. */
   stall(ms: number): void {
-    this.port?.postMessage({ op: 'stall', ms });
+    this.debugCall('stall', { ms });
+  }
+
+  /** A test op whose answer nobody waits for (the thread it asks to fail may never give one). */
+  private debugCall(op: string, args: Record<string, unknown> = {}): void {
+    this.client?.call(op, args).catch(() => {});
+  }
+
+  private call<T>(op: string): Promise<T> {
+    if (this.client === null) return Promise.reject(new BackendError(BackendErrorCode.Closed, 'no backend runs the device now'));
+    return this.client.call<T>(op);
   }
 
   /** Whether a backend runs the device now. */
   get serving(): boolean {
-    return this.port !== null;
+    return this.client !== null;
   }
 
   /** Resolves when the device's worker answers from its event loop (the watchdog's ping). */
-  ping(): Promise<void> {
-    const port = this.port;
-    if (port === null) return Promise.reject(new BackendError(BackendErrorCode.Closed, 'no backend runs the device now'));
-    return new Promise((resolve) => {
-      const take = (m: { pong?: unknown }) => {
-        if (m.pong !== true) return;
-        port.off('message', take);
-        resolve();
-      };
-      port.on('message', take);
-      port.postMessage({ op: 'ping' });
-    });
+  async ping(): Promise<void> {
+    await this.call('ping');
   }
+
 
   /**
    * Move the device to another worker: its backend stops cleanly (its last turn committed, the
@@ -175,7 +164,7 @@ export class DurableDevice {
    */
   async move(): Promise<void> {
     await this.settled();
-    if (this.closing || this.port === null) throw new BackendError(BackendErrorCode.Closed, 'the device does not run');
+    if (this.closing || this.client === null) throw new BackendError(BackendErrorCode.Closed, 'the device does not run');
     const from = this.threadId;
     this.moving = true;
     try {
@@ -192,12 +181,11 @@ export class DurableDevice {
 
   /** Ask the backend to stop and wait until its task has ended. */
   private async stopBackend(): Promise<void> {
-    const port = this.port;
-    if (port === null) return;
-    this.port = null;
-    const closed = new Promise<void>((resolve) => port.once('close', () => resolve()));
-    port.postMessage({ op: 'close' });
-    await closed;
+    const client = this.client;
+    if (client === null) return;
+    this.client = null;
+    await client.call('close').catch(() => {});
+    await client.closed;
   }
 
   /** @internal Start a backend for the device; a run that ends without close() starts another. */
@@ -206,7 +194,8 @@ export class DurableDevice {
     const { ready, port, done } = await this.owner.runTask(this.spec, mode, avoid);
     const run: BackendRun = { threadId: ready.threadId, epoch: ready.epoch, mode, startedAt, servingAt: performance.now(), timings: ready.timings, inDoubt: ready.inDoubt, atomic: ready.atomic, ended: null, endedAt: null };
     this.runs.push(run);
-    this.port = port;
+    const client = new PortClient(port, `device ${this.spec.ip}`);
+    this.client = client;
     done.then(
       () => {
         run.ended = 'closed';
@@ -215,8 +204,8 @@ export class DurableDevice {
       (err: unknown) => {
         run.ended = (err as Error)?.message ?? String(err);
         run.endedAt = performance.now();
-        port.close();
-        if (this.port === port) this.port = null;
+        client.fail(new BackendError(BackendErrorCode.Closed, `the backend stopped: ${run.ended}`));
+        if (this.client === client) this.client = null;
         // The dead thread cannot release the device itself.
         this.control.release(run.threadId);
         if (this.closing || this.moving) return;

@@ -19,11 +19,16 @@ export class PortClient {
   private readonly calls: CallTable;
   /** Why calls fail now (the task ended or its worker died); null while it serves. */
   private failure: Error | null = null;
+  /** Resolves when the port has closed (the serving side ended, or fail() closed it). */
+  readonly closed: Promise<void>;
 
   constructor(private readonly port: MessagePort, readonly name: string) {
     this.calls = new CallTable(name);
     port.on('message', (m: Parameters<CallTable['take']>[0]) => this.calls.take(m));
-    port.on('close', () => this.fail(new Error(`${name}: its port closed`)));
+    this.closed = new Promise((resolve) => port.once('close', () => {
+      this.fail(new Error(`${name}: its port closed`));
+      resolve();
+    }));
   }
 
   onEvent(handler: (event: Record<string, unknown>) => void): () => void {
