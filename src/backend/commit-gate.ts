@@ -7,11 +7,16 @@
 // comes is dropped, as a wire would drop it.
 import type { Link, LinkAddress, PacketHandler } from '../nic/link.js';
 
+/** A held packet: where its copy is in the arena, and where it goes. */
 interface Held {
-  bytes: Uint8Array;
+  off: number;
+  len: number;
   ip: string;
   port: number | undefined;
 }
+
+/** The arena's first size; it doubles when a turn holds more. */
+const ARENA_BYTES = 256 * 1024;
 
 export interface CommitGateCounters {
   /** Packets released after a commit. */
@@ -22,6 +27,9 @@ export interface CommitGateCounters {
 
 export class CommitGate implements Link {
   private held: Held[] = [];
+  /** The copies of the held packets, one after another; reused from the start once they left. */
+  private arena = new Uint8Array(ARENA_BYTES);
+  private used = 0;
   private halted = false;
   readonly counters: CommitGateCounters = { released: 0, dropped: 0 };
 
@@ -45,17 +53,25 @@ export class CommitGate implements Link {
       this.counters.dropped++;
       return;
     }
-    this.held.push({ bytes: packet.slice(), ip: dstIp, port: dstPort });
+    if (this.used + packet.length > this.arena.length) {
+      const grown = new Uint8Array(Math.max(2 * this.arena.length, this.used + packet.length));
+      grown.set(this.arena.subarray(0, this.used));
+      this.arena = grown;
+    }
+    this.arena.set(packet, this.used);
+    this.held.push({ off: this.used, len: packet.length, ip: dstIp, port: dstPort });
+    this.used += packet.length;
     if (this.held.length === 1) this.schedule();
   }
 
   /** Hand every held packet to the link below: call only after a commit that covers them. */
   release(): void {
     if (this.halted || this.held.length === 0) return;
-    const batch = this.held;
+    // The link below copies what it is handed (Link.send), so the arena is free once this returns.
+    for (const p of this.held) this.inner.send(this.arena.subarray(p.off, p.off + p.len), p.ip, p.port);
+    this.counters.released += this.held.length;
     this.held = [];
-    for (const p of batch) this.inner.send(p.bytes, p.ip, p.port);
-    this.counters.released += batch.length;
+    this.used = 0;
   }
 
   onPacket(handler: PacketHandler): void {
@@ -69,6 +85,7 @@ export class CommitGate implements Link {
     this.halted = true;
     this.counters.dropped += this.held.length;
     this.held = [];
+    this.used = 0;
   }
 
   /** Close the link below; held packets are dropped (release() them first to send them). */
