@@ -203,9 +203,14 @@ export class SplitQueue implements DeviceQueue {
     if (!Number.isInteger(writtenBytes) || writtenBytes < 0 || writtenBytes > chain.writeBytes) {
       throw new RangeError(`${this.name}: used length ${writtenBytes} is not within the chain's ${chain.writeBytes} writable bytes`);
     }
+    this.pushUsed(chain.id, writtenBytes);
+  }
+
+  /** Append one used element to the buffer flush() publishes. */
+  private pushUsed(id: number, len: number): void {
     const e = this.where.usedBufOff + this.pendingUsed * USED_ELEM_BYTES;
-    this.view.setUint32(e, chain.id, true);
-    this.view.setUint32(e + 4, writtenBytes, true);
+    this.view.setUint32(e, id, true);
+    this.view.setUint32(e + 4, len, true);
     this.pendingUsed++;
   }
 
@@ -235,12 +240,7 @@ export class SplitQueue implements DeviceQueue {
         throw new VirtioError(ST_OUT_OF_RANGE, `${this.name}: used element (${id}, ${len}) is not in the ring`);
       }
     }
-    for (const [id, len] of entries) {
-      const e = this.where.usedBufOff + this.pendingUsed * USED_ELEM_BYTES;
-      this.view.setUint32(e, id, true);
-      this.view.setUint32(e + 4, len, true);
-      this.pendingUsed++;
-    }
+    for (const [id, len] of entries) this.pushUsed(id, len);
   }
 
   flush(): boolean {
