@@ -113,7 +113,6 @@ export class DeviceBackend {
    */
   crash: 'before-atomic' | 'after-atomic' | 'at-next-commit' | null = null;
   private stopped = false;
-  private failure: unknown = null;
   private loop: Promise<void> = Promise.resolve();
   private served: Promise<void> = Promise.resolve();
   private failed!: (err: unknown) => void;
@@ -203,11 +202,6 @@ export class DeviceBackend {
   /** What the commit gate did: packets released and dropped. */
   get gateCounters(): Readonly<CommitGate['counters']> {
     return this.gate.counters;
-  }
-
-  /** The error that stopped the backend, if one did. */
-  get error(): unknown {
-    return this.failure;
   }
 
   /** Commit the device's state now (the device loop does at the end of every turn that publishes or sends). */
@@ -383,7 +377,6 @@ export class DeviceBackend {
   private async shutdown(err: unknown): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    this.failure = err;
     // A backend that failed sends nothing more: the journal, not this thread, has the device now.
     if (err !== null) this.gate.halt();
     this.server.stop();

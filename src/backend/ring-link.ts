@@ -4,8 +4,7 @@
 // while backends come and go; what arrives while none runs waits in the ring (or is dropped when
 // it is full, counted), and the next backend reads it.
 import type { Link, LinkAddress, PacketHandler } from '../nic/link.js';
-import { ipv4, ipv4Text } from '../nic/roce/icrc.js';
-import { PacketRing } from './packet-ring.js';
+import { AddressCache, PacketRing } from './packet-ring.js';
 
 /** Datagrams read per turn before the link lets the event loop run again. */
 const RX_BATCH = 256;
@@ -16,9 +15,8 @@ export class RingLink implements Link {
   private handler: PacketHandler | null = null;
   private closed = false;
   private loop: Promise<void> | null = null;
-  /** The last destination and its u32 (a QP sends to one peer). */
-  private lastIp = '';
-  private lastAddress = 0;
+  private readonly to = new AddressCache();
+  private readonly from = new AddressCache();
 
   constructor(readonly localIp: string, readonly localPort: number, rings: { tx: SharedArrayBuffer; rx: SharedArrayBuffer }) {
     this.tx = new PacketRing(rings.tx);
@@ -27,11 +25,7 @@ export class RingLink implements Link {
 
   send(packet: Uint8Array, dstIp: string, dstPort?: number): void {
     if (this.closed) return;
-    if (dstIp !== this.lastIp) {
-      this.lastAddress = ipv4(dstIp);
-      this.lastIp = dstIp;
-    }
-    if (this.tx.push(packet, this.lastAddress, dstPort ?? this.localPort)) this.tx.ring();
+    if (this.tx.push(packet, this.to.toU32(dstIp), dstPort ?? this.localPort)) this.tx.ring();
   }
 
   onPacket(handler: PacketHandler): void {
@@ -48,7 +42,7 @@ export class RingLink implements Link {
   private async receive(): Promise<void> {
     const from: LinkAddress = { ip: '', port: 0 };
     const deliver = (bytes: Uint8Array, ip: number, port: number) => {
-      from.ip = ipv4Text(ip);
+      from.ip = this.from.toText(ip);
       from.port = port;
       this.handler?.(bytes, from);
     };

@@ -6,8 +6,7 @@
 // in the ring for the next backend (ring-link.ts is the other end).
 import { UdpLink } from '../net/udp-link.js';
 import type { LinkAddress } from '../nic/link.js';
-import { ipv4, ipv4Text } from '../nic/roce/icrc.js';
-import { PacketRing } from './packet-ring.js';
+import { AddressCache, PacketRing } from './packet-ring.js';
 
 /** Datagrams sent per turn before the pump lets the event loop run again. */
 const TX_BATCH = 256;
@@ -18,19 +17,14 @@ export class SocketSide {
   private closed = false;
   private closing: Promise<void> | null = null;
   private readonly pump: Promise<void>;
-  /** The last source and destination addresses as text and u32 (a VM talks to few peers). */
-  private readonly memo = { inText: '', inU32: 0, outU32: -1, outText: '' };
+  private readonly from = new AddressCache();
+  private readonly to = new AddressCache();
 
   private constructor(private readonly link: UdpLink, ringBytes: number) {
     this.rx = PacketRing.create(ringBytes);
     this.tx = PacketRing.create(ringBytes);
-    const memo = this.memo;
     link.onPacket((bytes: Uint8Array, from: LinkAddress) => {
-      if (from.ip !== memo.inText) {
-        memo.inU32 = ipv4(from.ip);
-        memo.inText = from.ip;
-      }
-      if (this.rx.push(bytes, memo.inU32, from.port)) this.rx.ring();
+      if (this.rx.push(bytes, this.from.toU32(from.ip), from.port)) this.rx.ring();
     });
     this.pump = this.sendLoop();
   }
@@ -44,10 +38,6 @@ export class SocketSide {
   /** The rings, for the backend's RingLink: it sends into `tx` and reads `rx`. */
   get rings(): { tx: SharedArrayBuffer; rx: SharedArrayBuffer } {
     return { tx: this.tx.buffer, rx: this.rx.buffer };
-  }
-
-  get localPort(): number {
-    return this.link.localPort;
   }
 
   /** Datagrams dropped because a ring was full: arriving (rx) and leaving (tx). */
@@ -67,14 +57,7 @@ export class SocketSide {
   }
 
   private async sendLoop(): Promise<void> {
-    const memo = this.memo;
-    const send = (bytes: Uint8Array, ip: number, port: number) => {
-      if (ip !== memo.outU32) {
-        memo.outText = ipv4Text(ip);
-        memo.outU32 = ip;
-      }
-      this.link.send(bytes, memo.outText, port);
-    };
+    const send = (bytes: Uint8Array, ip: number, port: number) => this.link.send(bytes, this.to.toText(ip), port);
     while (!this.closed) {
       const seen = this.tx.bell;
       if (this.tx.pop(send, TX_BATCH) === TX_BATCH) {
