@@ -2,7 +2,7 @@
 // (src/backend), connected by RC QP pairs over real UDP: what the worker-crash demo and the
 // backend tests drive. Each guest registers one data area (a physical MR at an IOVA, R1).
 import { AccessFlag, QpTypeCode } from '../device/abi.js';
-import type { BackendPool, DurableDevice, OpenDeviceOptions } from '../backend/backend-pool.js';
+import { BackendPool, type BackendPoolOptions, type DurableDevice, type OpenDeviceOptions } from '../backend/backend-pool.js';
 import { RdmaGuest } from '../guest/rdma/device.js';
 import type { GuestCq, GuestQp } from '../guest/rdma/objects.js';
 import { connectRc } from '../host/connect.js';
@@ -24,6 +24,16 @@ export interface DurableGuest {
   qps: GuestQp[];
   lkey: number;
   rkey: number;
+}
+
+/** Run `fn` with a backend pool made with `options`, and close the pool however it ends. */
+export async function withPool<T>(options: BackendPoolOptions, fn: (pool: BackendPool) => Promise<T>): Promise<T> {
+  const pool = new BackendPool(options);
+  try {
+    return await fn(pool);
+  } finally {
+    await pool.close();
+  }
 }
 
 /** A device in `pool` and a guest driving it from this thread, with `qps` RC QPs on one CQ. */

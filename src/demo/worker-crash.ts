@@ -4,9 +4,8 @@
 // is terminated, then the other's, and so on: each time the pool starts the device again from its
 // journal on a worker that lives, and the traffic carries on. At the end every completion has
 // arrived once and in order on every QP and every byte is verified at the receiver.
-import { BackendPool } from '../backend/backend-pool.js';
 import { runCheckedTraffic } from './checked-traffic.js';
-import { connectPair, durableGuest } from './durable-pair.js';
+import { connectPair, durableGuest, withPool } from './durable-pair.js';
 
 export interface WorkerCrashOptions {
   workers: number;
@@ -41,8 +40,7 @@ export interface WorkerCrashReport {
 }
 
 export async function runWorkerCrash(o: WorkerCrashOptions, onEvent: (line: string) => void = () => {}): Promise<WorkerCrashReport> {
-  const pool = new BackendPool({ workers: o.workers });
-  try {
+  return withPool({ workers: o.workers }, async (pool) => {
     const a = await durableGuest(pool, o.ips[0], o.qps, { socket: o.socket });
     const b = await durableGuest(pool, o.ips[1], o.qps, { socket: o.socket });
     await connectPair(a, b);
@@ -71,7 +69,5 @@ export async function runWorkerCrash(o: WorkerCrashOptions, onEvent: (line: stri
       demo: 'worker-crash', verified: true, workers: o.workers, qps: o.qps, socket: o.socket, completions: traffic.sendCompletions, receives: traffic.recvCompletions,
       bytesVerified: traffic.bytesVerified, seconds: Number(traffic.seconds.toFixed(2)), kills, outages,
     };
-  } finally {
-    await pool.close();
-  }
+  });
 }

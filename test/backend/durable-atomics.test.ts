@@ -11,7 +11,7 @@ import { BackendPool } from '../../src/backend/backend-pool.js';
 import { CqeStatus, QpTypeCode, SendFlag, SendOpcode } from '../../src/device/abi.js';
 import type { Cqe } from '../../src/device/cqe.js';
 import { runCheckedTraffic } from '../../src/demo/checked-traffic.js';
-import { DATA, IOVA, type DurableGuest, connectPair, durableGuest } from '../../src/demo/durable-pair.js';
+import { DATA, IOVA, type DurableGuest, connectPair, durableGuest, withPool } from '../../src/demo/durable-pair.js';
 import { waitForCompletions } from '../../src/host/completions.js';
 import { gpa } from '../../src/memory/gpa.js';
 import { QpState } from '../../src/nic/qp-state.js';
@@ -131,8 +131,7 @@ describe('control commands through a backend\'s death', () => {
   // A device that published the answer before committing would answer the command twice, and the
   // guest's next commands wait for answers that went to the wrong chain: bounded here.
   it('a command executed but not committed when the worker ended runs again on the restored device, and the guest gets one answer', { timeout: 60_000 }, async () => {
-    const pool = new BackendPool({ workers: 2, debugOps: true });
-    try {
+    await withPool({ workers: 2, debugOps: true }, async (pool) => {
       const a = await durableGuest(pool, '127.0.35.24');
       const b = await durableGuest(pool, '127.0.35.25');
       a.device.crashAtNextCommit();
@@ -146,8 +145,6 @@ describe('control commands through a backend\'s death', () => {
       await connectPair(a, b);
       await runCheckedTraffic(a, b, { ops: 20, bytes: 1024, window: 8 });
       await Promise.all([a.device.close(), b.device.close()]);
-    } finally {
-      await pool.close();
-    }
+    });
   });
 });

@@ -12,7 +12,7 @@ import { waitForCompletions } from '../../src/host/completions.js';
 import { gpa } from '../../src/memory/gpa.js';
 import { pattern } from '../e2e/pattern.js';
 import { runCheckedTraffic } from '../../src/demo/checked-traffic.js';
-import { ACCESS, DATA, IOVA, connectPair, durableGuest } from '../../src/demo/durable-pair.js';
+import { ACCESS, DATA, IOVA, connectPair, durableGuest, withPool } from '../../src/demo/durable-pair.js';
 import { RdmaGuest } from '../../src/guest/rdma/device.js';
 import { GuestError, GuestErrorCode } from '../../src/guest/rdma/errors.js';
 import { Arena } from '../../src/memory/arena.js';
@@ -78,25 +78,21 @@ describe('durable device backends in a worker pool', () => {
 
 describe('a backend pool is bounded', () => {
   it('refuses a device past workers × devicesPerWorker at once, and takes one again once a device closed', async () => {
-    const pool = new BackendPool({ workers: 1, devicesPerWorker: 1 });
-    try {
+    await withPool({ workers: 1, devicesPerWorker: 1 }, async (pool) => {
       const first = await pool.open({ ip: '127.0.35.10' });
       await assert.rejects(pool.open({ ip: '127.0.35.11' }), (err: Error) => err instanceof BackendError && err.code === BackendErrorCode.Full);
       await first.close();
       const second = await pool.open({ ip: '127.0.35.11' });
       assert.notEqual(second.threadId, -1);
       await second.close();
-    } finally {
-      await pool.close();
-    }
+    });
   });
 });
 
 describe('durable backends with 1, 2 and 4 workers', () => {
   for (const [i, workers] of [1, 2, 4].entries()) {
     it(`${workers} worker${workers > 1 ? 's' : ''}: checked traffic through the death of the sender's worker`, async () => {
-      const pool = new BackendPool({ workers });
-      try {
+      await withPool({ workers }, async (pool) => {
         const a = await durableGuest(pool, `127.0.35.${30 + 2 * i}`, 4);
         const b = await durableGuest(pool, `127.0.35.${31 + 2 * i}`, 4);
         await connectPair(a, b);
@@ -111,17 +107,14 @@ describe('durable backends with 1, 2 and 4 workers', () => {
         await a.device.settled();
         assert.ok(killed >= 0 && a.device.threadId !== killed && a.device.restarts >= 1);
         await Promise.all([a.device.close(), b.device.close()]);
-      } finally {
-        await pool.close();
-      }
+      });
     });
   }
 });
 
 describe('hostile configuration calls to a durable backend', () => {
   it('answers each with an error and keeps serving: a guest then opens the device and moves data', async () => {
-    const pool = new BackendPool({ workers: 1 });
-    try {
+    await withPool({ workers: 1 }, async (pool) => {
       const d = await pool.open({ ip: '127.0.35.40' });
       const client = new CallClient(d.control, 5000);
       const refused: [string, unknown[], RegExp][] = [
@@ -142,16 +135,13 @@ describe('hostile configuration calls to a durable backend', () => {
       assert.equal(report.sendCompletions, 20);
       assert.equal(d.lost, null);
       await Promise.all([d.close(), a.device.close(), b.device.close()]);
-    } finally {
-      await pool.close();
-    }
+    });
   });
 });
 
 describe('the pool\'s thread holding the sockets (socket: main)', () => {
   it('packets move through shared-memory rings; both workers die mid-traffic and the addresses stay bound throughout', async () => {
-    const pool = new BackendPool({ workers: 2 });
-    try {
+    await withPool({ workers: 2 }, async (pool) => {
       const a = await durableGuest(pool, '127.0.35.50', 4, { socket: 'main' });
       const b = await durableGuest(pool, '127.0.35.51', 4, { socket: 'main' });
       await connectPair(a, b);
@@ -177,16 +167,13 @@ describe('the pool\'s thread holding the sockets (socket: main)', () => {
       // Closed devices give their addresses back.
       const again = await pool.open({ ip: '127.0.35.50', socket: 'main' });
       await again.close();
-    } finally {
-      await pool.close();
-    }
+    });
   });
 });
 
 describe('a durable device whose state outgrows its journal', () => {
   it('is given up once, not restarted into the same failure: the driver sees NEEDS_RESET', async () => {
-    const pool = new BackendPool({ workers: 1 });
-    try {
+    await withPool({ workers: 1 }, async (pool) => {
       // An 8 KiB slot holds an empty device, not one with a 2048-page MR (16 KiB of page list).
       const d = await pool.open({ ip: '127.0.35.43', slotBytes: 8192 });
       const guest = RdmaGuest.open(d.transport, d.dm.guest, new Arena(0x10000, DATA - 0x10000), { timeoutMs: 20_000 });
@@ -200,16 +187,13 @@ describe('a durable device whose state outgrows its journal', () => {
       assert.equal(d.restarts, 0, 'no restart into the same failure');
       assert.ok(d.transport.status.needsReset);
       await d.close();
-    } finally {
-      await pool.close();
-    }
+    });
   });
 });
 
 describe('a durable device the guest broke', () => {
   it('NEEDS_RESET is committed before the driver sees it, and holds across a backend restart; the other device serves on', async () => {
-    const pool = new BackendPool({ workers: 2 });
-    try {
+    await withPool({ workers: 2 }, async (pool) => {
       const d = await pool.open({ ip: '127.0.35.44' });
       const guest = RdmaGuest.open(d.transport, d.dm.guest, new Arena(0x10000, DATA - 0x10000), { timeoutMs: 2000 });
       await guest.createPd();
@@ -232,8 +216,6 @@ describe('a durable device the guest broke', () => {
       await connectPair(a, b);
       assert.equal((await runCheckedTraffic(a, b, { ops: 10, bytes: 512, window: 4 })).sendCompletions, 10);
       await Promise.all([d.close(), a.device.close(), b.device.close()]);
-    } finally {
-      await pool.close();
-    }
+    });
   });
 });
