@@ -10,54 +10,26 @@
 // backend committed, how large an entry was and what a commit cost. Then two streams of durable
 // devices over 1, 2 and 4 workers (durable-Nw), each against one worker.
 import { BackendPool, type DurableDevice } from '../src/backend/backend-pool.js';
-import { AccessFlag, QpTypeCode, SendFlag, SendOpcode } from '../src/device/abi.js';
 import { RdmaGuest } from '../src/guest/rdma/device.js';
-import type { GuestCq, GuestQp } from '../src/guest/rdma/objects.js';
-import { connectRc } from '../src/host/connect.js';
 import { Vm } from '../src/host/vm.js';
-import { keepWritesInFlight } from '../src/host/write-stream.js';
 import { Arena } from '../src/memory/arena.js';
-import { PathMtu } from '../src/nic/types.js';
 import type { BenchRow } from './harness.js';
+import { type StreamEnd, WINDOW, connectEnds, streamEnd, writes } from './rc-writes.js';
 
 const SUITE = 'durable';
-const WINDOW = 64;
 const MiB = 1024 * 1024;
 const RAM = 32 * MiB;
+/** Each guest's data buffer: above its driver area, inside its RAM. */
 const BUF = 16 * MiB;
-const ACCESS = AccessFlag.LOCAL_WRITE | AccessFlag.REMOTE_WRITE | AccessFlag.REMOTE_READ;
 const SIZES: [number, number][] = [[64, 10_000], [4096, 10_000], [65536, 1_000]];
 
-interface Side {
-  ip: string;
-  cq: GuestCq;
-  qp: GuestQp;
-  lkey: number;
-  rkey: number;
+/** A stream end, with the durable device behind it (null for an in-thread VM). */
+interface Side extends StreamEnd {
   device: DurableDevice | null;
 }
 
-async function objects(guest: RdmaGuest, ip: string, device: DurableDevice | null): Promise<Side> {
-  const pd = await guest.createPd();
-  const cq = await guest.createCq(1024);
-  const qp = await guest.createQp({ pd, type: QpTypeCode.RC, sendCq: cq.cqn, recvCq: cq.cqn, cap: { maxSendWr: 256, maxRecvWr: 16, maxSendSge: 1, maxRecvSge: 1, maxInlineData: 64 } });
-  const mr = await guest.getDmaMr(pd, ACCESS);
-  return { ip, cq, qp, lkey: mr.lkey, rkey: mr.rkey, device };
-}
-
-async function connect(a: Side, b: Side): Promise<void> {
-  const attrs = { pathMtu: PathMtu.Mtu4096, access: ACCESS };
-  await connectRc(a.qp, 1, { ip: b.ip, qpn: b.qp.qpn, psn: 2 }, attrs);
-  await connectRc(b.qp, 2, { ip: a.ip, qpn: a.qp.qpn, psn: 1 }, attrs);
-}
-
-async function writes(a: Side, b: Side, size: number, count: number): Promise<number> {
-  const started = performance.now();
-  await keepWritesInFlight(a.qp, a.cq, WINDOW, (i) => ({
-    wrId: BigInt(i), opcode: SendOpcode.RdmaWrite, flags: SendFlag.SIGNALED, sgList: [{ addr: BUF + (i % WINDOW) * size, length: size, lkey: a.lkey }],
-    remoteAddr: BUF + (i % WINDOW) * size, rkey: b.rkey,
-  }), (posted) => posted < count);
-  return (performance.now() - started) / 1000;
+async function side(guest: RdmaGuest, ip: string, device: DurableDevice | null): Promise<Side> {
+  return { ...(await streamEnd(guest, ip, BUF)), device };
 }
 
 async function measure(engine: string, a: Side, b: Side, rows: BenchRow[]): Promise<void> {
@@ -85,8 +57,8 @@ export default async function run(): Promise<BenchRow[]> {
   {
     const vms = await Promise.all(ips.map((ip) => Vm.open({ ip, ramBytes: RAM })));
     try {
-      const [a, b] = await Promise.all(vms.map((vm) => objects(vm.guest, vm.ip, null)));
-      await connect(a, b);
+      const [a, b] = await Promise.all(vms.map((vm) => side(vm.guest, vm.ip, null)));
+      await connectEnds(a, b);
       await measure('inline', a, b, rows);
     } finally {
       await Promise.all(vms.map((vm) => vm.close()));
@@ -99,9 +71,9 @@ export default async function run(): Promise<BenchRow[]> {
       const sides = await Promise.all(ips.map(async (ip) => {
         const device = await pool.open({ ip, ramBytes: RAM, journal, socket });
         const guest = RdmaGuest.open(device.transport, device.dm.guest, new Arena(0x10000, 4 * MiB));
-        return objects(guest, ip, device);
+        return side(guest, ip, device);
       }));
-      await connect(sides[0], sides[1]);
+      await connectEnds(sides[0], sides[1]);
       await measure(engine, sides[0], sides[1], rows);
     } finally {
       await pool.close();
@@ -131,11 +103,11 @@ async function scaling(): Promise<BenchRow[]> {
       for (const ip of [ips[0], ips[2], ips[1], ips[3]]) {
         const device = await pool.open({ ip, ramBytes: RAM });
         const guest = RdmaGuest.open(device.transport, device.dm.guest, new Arena(0x10000, 4 * MiB));
-        sides.push(await objects(guest, ip, device));
+        sides.push(await side(guest, ip, device));
       }
       const [a1, a2, b1, b2] = sides;
-      await connect(a1, b1);
-      await connect(a2, b2);
+      await connectEnds(a1, b1);
+      await connectEnds(a2, b2);
       for (const [size, count] of STREAM_SIZES) {
         await Promise.all([writes(a1, b1, size, 2000), writes(a2, b2, size, 2000)]); // warm up
         const started = performance.now();

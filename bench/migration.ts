@@ -5,15 +5,13 @@
 //   goodput   RDMA WRITE between two in-process VMs (loopback hub) with both dirty logs off vs
 //             on and harvested every 10 ms, as pre-copy would (target: drop <= 5%).
 // Each producer is exported so that other rows (switchover, blackout) can join the suite.
-import { connectRc } from '../src/host/connect.js';
 import { Vm } from '../src/host/vm.js';
 import { Arena } from '../src/memory/arena.js';
 import { DirtyLog } from '../src/migration/dirty-log.js';
 import { LoopbackHub } from '../src/net/loopback.js';
-import { PathMtu } from '../src/nic/types.js';
 import type { KernelEngine } from '../src/virtio/queue.js';
 import { type BenchRow, runTasks, withRatios } from './harness.js';
-import { ALL, WINDOW, end, writes } from './rc-writes.js';
+import { WINDOW, connectEnds, end, writes } from './rc-writes.js';
 
 export const SUITE = 'migration';
 const MiB = 1024 * 1024;
@@ -106,9 +104,7 @@ export async function goodputRows(sizes = [4096, 65536], runs = 5): Promise<Benc
   const bufBytes = 64 * 1024 * WINDOW;
   const vms = await Promise.all(['10.0.21.1', '10.0.21.2'].map((ip) => Vm.open({ ip, ramBytes: 16 * MiB + bufBytes, link: hub.attach(ip) })));
   const [a, b] = await Promise.all(vms.map((vm) => end(vm, bufBytes)));
-  const attrs = { pathMtu: PathMtu.Mtu4096, access: ALL };
-  await connectRc(a.qp, 1, { ip: b.vm.ip, qpn: b.qp.qpn, psn: 2 }, attrs);
-  await connectRc(b.qp, 2, { ip: a.vm.ip, qpn: a.qp.qpn, psn: 1 }, attrs);
+  await connectEnds(a, b);
   const logs = vms.flatMap((vm) => [vm.dirtyLog, vm.cpuLog]);
   const rows: BenchRow[] = [];
   try {

@@ -10,13 +10,11 @@
 import { type PerformanceEntry, PerformanceObserver, constants } from 'node:perf_hooks';
 import { CqeStatus, SendFlag, SendOpcode } from '../src/device/abi.js';
 import type { SendRequest } from '../src/guest/rdma/wqe.js';
-import { connectRc } from '../src/host/connect.js';
 import { Vm } from '../src/host/vm.js';
 import { LoopbackHub } from '../src/net/loopback.js';
 import { nativeStatus } from '../src/native/addon.js';
-import { PathMtu } from '../src/nic/types.js';
 import type { BenchRow } from './harness.js';
-import { ALL, type End, WINDOW, end, writes } from './rc-writes.js';
+import { type End, WINDOW, connectEnds, end, writes } from './rc-writes.js';
 
 const SUITE = 'roce-e2e';
 const BUF_BYTES = 64 * 1024 * WINDOW;
@@ -30,9 +28,7 @@ async function pair(transport: Transport): Promise<[End, End]> {
     ip, ramBytes: 16 * 1024 * 1024 + BUF_BYTES, link: transport === 'loopback-hub' ? hub.attach(ip) : undefined, pooledSends: transport !== 'udp-unpooled', batched: transport === 'udp',
   })));
   const [a, b] = await Promise.all(vms.map((vm) => end(vm, BUF_BYTES)));
-  const attrs = { pathMtu: PathMtu.Mtu4096, access: ALL };
-  await connectRc(a.qp, 1, { ip: b.vm.ip, qpn: b.qp.qpn, psn: 2 }, attrs);
-  await connectRc(b.qp, 2, { ip: a.vm.ip, qpn: a.qp.qpn, psn: 1 }, attrs);
+  await connectEnds(a, b);
   return [a, b];
 }
 
