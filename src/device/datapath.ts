@@ -348,28 +348,36 @@ export class Datapath {
     this.touched.add(vq);
   }
 
-  /** Publish used entries of every touched queue and send the notifications due (§5.5). */
+  /**
+   * Publish used entries of every touched queue and send the notifications due (§5.5). Work
+   * queues go before completion queues: a driver in another thread that sees a CQE must find its
+   * WQE's ring slot returned already, or a post in answer to the CQE would find the ring full.
+   */
   publish(): void {
     const { transport } = this.core;
-    for (const vq of this.touched) {
-      const queue = transport.queue(vq);
-      if (queue === null) continue;
-      const wants = queue.flush();
-      const role = transport.map.role(vq);
-      if (role?.kind === 'cq') {
-        const cq = this.core.cqs[role.index];
-        // Completion queues interrupt exactly for a CQE that triggered the arm (§5.5, §11.3):
-        // arming is their suppression, so the ring's own (used_event, which an unarmed CQE would
-        // use up) does not apply.
-        if (cq !== null && cq.notifyDue) {
-          cq.notifyDue = false;
-          transport.call(vq);
-        }
-      } else if (wants) {
+    for (const vq of this.touched) if (transport.map.role(vq)?.kind !== 'cq') this.publishQueue(vq);
+    for (const vq of this.touched) if (transport.map.role(vq)?.kind === 'cq') this.publishQueue(vq);
+    this.touched.clear();
+  }
+
+  private publishQueue(vq: number): void {
+    const { transport } = this.core;
+    const queue = transport.queue(vq);
+    if (queue === null) return;
+    const wants = queue.flush();
+    const role = transport.map.role(vq);
+    if (role?.kind === 'cq') {
+      const cq = this.core.cqs[role.index];
+      // Completion queues interrupt exactly for a CQE that triggered the arm (§5.5, §11.3):
+      // arming is their suppression, so the ring's own (used_event, which an unarmed CQE would
+      // use up) does not apply.
+      if (cq !== null && cq.notifyDue) {
+        cq.notifyDue = false;
         transport.call(vq);
       }
+    } else if (wants) {
+      transport.call(vq);
     }
-    this.touched.clear();
   }
 
   /** Forget everything (device reset). */
