@@ -8,7 +8,8 @@
 //
 // Layout (all in one memory, placed by create()):
 //   bitmap   coverBytes / 4096 bits, rounded up to whole 64-byte lines (8-aligned for atomics)
-//   cursor   one u32: the harvest kernel's resume point
+//   cursor   one u32: the harvest kernel's resume point, then two u32 flags (logging on, and
+//            overflowed), so every instance over the same placement, in any thread, shares them
 //   out      outCap u32 page numbers: the kernel's output, drained chunk by chunk
 import type { Arena } from '../memory/arena.js';
 import type { DeviceMemory } from '../memory/device-memory.js';
@@ -52,12 +53,6 @@ export class DirtyLog implements WriteLog {
   /** harvest() calls, and the pages they returned in all. */
   harvests = 0;
   pagesHarvested = 0;
-  /**
-   * A write reached past coverBytes (a region plugged above the covered range) or named no
-   * address: its pages could not be logged, so a migration must resend everything.
-   */
-  overflowed = false;
-  private on = false;
   private readonly words: Int32Array;
   private readonly u32: Uint32Array;
   private readonly kernels: DirtyKernels;
@@ -79,6 +74,38 @@ export class DirtyLog implements WriteLog {
     this.words = new Int32Array(memory.buffer);
     this.u32 = new Uint32Array(memory.buffer);
     this.kernels = dirtyKernels(engine, memory, kernels);
+    this.onWord = (p.cursorOff >>> 2) + 1;
+    this.overflowWord = (p.cursorOff >>> 2) + 2;
+  }
+
+  /** Word indexes of the shared flags, beside the cursor. */
+  private readonly onWord: number;
+  private readonly overflowWord: number;
+
+  /**
+   * The log another instance (in this or another thread) placed in `memory`: it shares that log's
+   * bitmap and its on and overflow flags, so writes this thread makes are logged while the
+   * creator's log is started. dispose() on it gives nothing back.
+   */
+  static attach(memory: WebAssembly.Memory, placement: DirtyLogPlacement, engine: KernelEngine = 'wasm'): DirtyLog {
+    const p = placement;
+    const inside = (off: number, len: number) => Number.isSafeInteger(off) && off >= 0 && off + len <= memory.buffer.byteLength;
+    if (!inside(p.bitmapOff, p.bitmapBytes) || !inside(p.cursorOff, 64) || !inside(p.outOff, 4 * p.outCap)) {
+      throw new RangeError('the dirty log placement reaches outside its memory');
+    }
+    return new DirtyLog(memory, placement, engine);
+  }
+
+  /**
+   * A write reached past coverBytes (a region plugged above the covered range) or named no
+   * address: its pages could not be logged, so a migration must resend everything.
+   */
+  get overflowed(): boolean {
+    return Atomics.load(this.words, this.overflowWord) !== 0;
+  }
+
+  set overflowed(v: boolean) {
+    Atomics.store(this.words, this.overflowWord, v ? 1 : 0);
   }
 
   /** A log covering guest-physical [0, coverBytes), its buffers taken from `arena` in `memory`. */
@@ -99,7 +126,11 @@ export class DirtyLog implements WriteLog {
     }
     new Uint8Array(memory.buffer, bitmapOff, bitmapBytes).fill(0);
     const placement = { bitmapOff, bitmapBytes, cursorOff: outOff, outOff: outOff + 64, outCap };
-    return new DirtyLog(memory, placement, options.engine, options.kernels, arena);
+    const log = new DirtyLog(memory, placement, options.engine, options.kernels, arena);
+    // The arena may hand out bytes another log used: start with the flags down.
+    log.stop();
+    log.overflowed = false;
+    return log;
   }
 
   /** A log for a device memory, in its arena, covering its regions (or options.coverBytes). */
@@ -108,8 +139,9 @@ export class DirtyLog implements WriteLog {
     return DirtyLog.create(dm.memory, dm.arena, options.coverBytes ?? Math.max(top, DIRTY_PAGE_BYTES), options);
   }
 
+  /** Whether writes are logged now. Sequentially consistent: a writer that reads it false wrote before start() returned. */
   get enabled(): boolean {
-    return this.on;
+    return Atomics.load(this.words, this.onWord) !== 0;
   }
 
   /** Pages the bitmap covers. */
@@ -123,12 +155,12 @@ export class DirtyLog implements WriteLog {
    */
   start(): void {
     this.clear();
-    this.on = true;
+    Atomics.store(this.words, this.onWord, 1);
   }
 
   /** Stop logging; bits already set stay until harvested or cleared. */
   stop(): void {
-    this.on = false;
+    Atomics.store(this.words, this.onWord, 0);
   }
 
   /** Forget every dirty bit and the overflow flag. */
@@ -140,7 +172,7 @@ export class DirtyLog implements WriteLog {
 
   /** Guest-physical [gpa, gpa+lenBytes) was written; nothing happens while logging is off. */
   mark(gpa: number, lenBytes: number): void {
-    if (!this.on) return;
+    if (Atomics.load(this.words, this.onWord) === 0) return;
     this.marks++;
     const end = gpa + lenBytes;
     if (gpa >= 0 && lenBytes > 0 && end <= this.coverBytes) {
@@ -214,7 +246,7 @@ export class DirtyLog implements WriteLog {
 
   /** Give the buffers back to the arena they came from (create()/forDevice()). */
   dispose(): void {
-    this.on = false;
+    if (this.arena !== undefined) this.stop();
     if (this.released || this.arena === undefined) return;
     this.released = true;
     this.arena.release(this.placement.bitmapOff);

@@ -74,3 +74,32 @@ describe('dirty log harvest racing a writer thread', () => {
     });
   }
 });
+
+describe('a dirty log attached over the same placement (another thread marks it)', () => {
+  it('shares the bitmap and the on and overflow flags with the log that placed it', () => {
+    const memory = new WebAssembly.Memory({ initial: 4, maximum: 4, shared: true });
+    const arena = new Arena(64 * 1024, 128 * 1024);
+    // A log released before: its flags were left up, and a new one over the same bytes starts down.
+    const old = DirtyLog.create(memory, arena, 64 * 4096, { outCap: 16 });
+    old.start();
+    old.overflowed = true;
+    old.dispose();
+    const log = DirtyLog.create(memory, arena, 64 * 4096, { outCap: 16 });
+    assert.equal(log.placement.bitmapOff, old.placement.bitmapOff);
+    assert.equal(log.enabled, false);
+    assert.equal(log.overflowed, false);
+    const other = DirtyLog.attach(memory, log.placement);
+    other.mark(5 * 4096, 10);
+    assert.deepEqual([...log.harvest()], [], 'nothing is logged while the placing log is stopped');
+    log.start();
+    assert.equal(other.enabled, true);
+    other.mark(5 * 4096, 10);
+    other.mark(9 * 4096 + 4000, 200);
+    assert.deepEqual([...log.harvest()], [5, 9, 10]);
+    other.mark(1 << 30, 8);
+    assert.equal(log.overflowed, true, 'a write the attached log could not mark is seen by the placing one');
+    log.stop();
+    assert.equal(other.enabled, false);
+    assert.throws(() => DirtyLog.attach(memory, { ...log.placement, bitmapOff: 4 * 65536 - 8 }), /outside its memory/);
+  });
+});
