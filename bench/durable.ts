@@ -8,11 +8,13 @@
 //     to and from the workers through shared-memory rings (socket: 'main').
 // Over batched UDP on loopback, in one process. The durable rows also say how often the sender's
 // backend committed, how large an entry was and what a commit cost. Then two streams of durable
-// devices over 1, 2 and 4 workers (durable-Nw), each against one worker.
+// devices over 1, 2 and 4 workers (durable-Nw), each against one worker; then live migration of a
+// durable VM against an in-thread one (durable-migration.ts).
 import { BackendPool, type DurableDevice } from '../src/backend/backend-pool.js';
 import { RdmaGuest } from '../src/guest/rdma/device.js';
 import { Vm } from '../src/host/vm.js';
 import { Arena } from '../src/memory/arena.js';
+import { migrationRows } from './durable-migration.js';
 import type { BenchRow } from './harness.js';
 import { type StreamEnd, WINDOW, connectEnds, streamEnd, writes } from './rc-writes.js';
 
@@ -83,7 +85,7 @@ export default async function run(): Promise<BenchRow[]> {
     const base = rows.find((x) => x.name === r.name && x.engine === 'backend');
     return base === undefined ? r : { ...r, vs_backend: Number((r.opsPerSec / base.opsPerSec).toFixed(2)) };
   });
-  return [...ratioed, ...(await scaling())];
+  return [...ratioed, ...(await scaling()), ...(await migrationRows())];
 }
 
 const STREAM_SIZES: [number, number][] = [[64, 10_000], [4096, 10_000]];

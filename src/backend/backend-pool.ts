@@ -18,8 +18,11 @@ import { HangWatchdog, type WatchedThread } from '../host/pool/watchdog.js';
 import type { BackendTaskInput, BackendTaskReady } from './backend-task.js';
 import { ControlBlock, DEFAULT_SLOT_BYTES } from './control-block.js';
 import type { BackendSpec } from './device-backend.js';
+import { DeviceLogs } from './device-logs.js';
 import { DurableDevice } from './durable-device.js';
 import { BackendError, BackendErrorCode } from './errors.js';
+import { Journal } from './journal.js';
+import { journalEntryChunks } from './journal-entry.js';
 import { SocketSide } from './socket-side.js';
 
 export { DurableDevice, type BackendRun } from './durable-device.js';
@@ -80,6 +83,14 @@ export interface OpenDeviceOptions {
    * from the backend through rings in shared memory and keeps the address bound across restarts.
    */
   socket?: 'worker' | 'main';
+  /**
+   * A device that migrated here (durable-vm.ts): its guest memory, the RAM already copied in, and
+   * its state (R9). The journal starts with that state and the backend takes it up as after a
+   * crash; its QPs come back as they were saved (SUSPENDED ones stay so until resumed).
+   */
+  restore?: { dm: DeviceMemory; deviceState: Uint8Array };
+  /** Bind the VM's address at the start (default); false leaves it for DurableDevice.bindAddress(). */
+  bindAddress?: boolean;
 }
 
 export class BackendPool {
@@ -164,20 +175,26 @@ export class BackendPool {
     if (this.devices.size + this.opening >= this.capacity) {
       throw new BackendError(BackendErrorCode.Full, `${this.capacity / this.perWorker} workers run ${this.perWorker} devices each already`);
     }
-    const ramBytes = o.ramBytes ?? DEFAULT_RAM_BYTES;
-    const dm = DeviceMemory.create({ ramBytes, arenaBytes: ARENA_BYTES });
-    dm.addRegion(0, ramBytes);
+    const dm = o.restore?.dm ?? newGuestMemory(o.ramBytes ?? DEFAULT_RAM_BYTES);
     const control = ControlBlock.create(o.slotBytes ?? DEFAULT_SLOT_BYTES);
+    if (o.restore !== undefined) {
+      if (o.journal === false) throw new BackendError(BackendErrorCode.BadJournal, 'a migrated device comes back through its journal: it cannot run without one');
+      new Journal(control).commit(...journalEntryChunks({ deviceState: o.restore.deviceState, unpublished: [], intent: null }));
+    }
+    const top = dm.guest.regions.list().reduce((end, r) => Math.max(end, r.gpa + r.size), 0);
+    const logs = DeviceLogs.create(Math.max(top, 4096));
+    const bind = o.bindAddress ?? true;
     this.opening++;
     let device: DurableDevice;
     try {
-      const side = o.socket === 'main' ? await SocketSide.open({ ip: o.ip, port: o.port, batched: o.batched, ringBytes: RING_BYTES }) : null;
+      const side = o.socket === 'main' ? await SocketSide.open({ ip: o.ip, port: o.port, batched: o.batched, ringBytes: RING_BYTES, bind }) : null;
       const spec: BackendSpec = {
         ip: o.ip, port: o.port, memory: dm.memory, layout: dm.layout, control: control.buffer, provider: o.provider, batched: o.batched, journal: o.journal, rings: side?.rings,
+        dirtyLog: logs.deviceSpec, unbound: !bind,
       };
-      device = new DurableDevice(this, dm, control, spec, side);
+      device = new DurableDevice(this, dm, control, spec, logs, side);
       try {
-        await device.start('fresh');
+        await device.start(o.restore === undefined ? 'fresh' : 'restore');
       } catch (err) {
         await side?.close();
         throw err;
@@ -267,4 +284,11 @@ export class BackendPool {
     await Promise.allSettled([...this.devices].map((d) => d.close()));
     await this.pool.destroy();
   }
+}
+
+/** Guest memory for a new device: one RAM region at GPA 0. */
+function newGuestMemory(ramBytes: number): DeviceMemory {
+  const dm = DeviceMemory.create({ ramBytes, arenaBytes: ARENA_BYTES });
+  dm.addRegion(0, ramBytes);
+  return dm;
 }

@@ -46,6 +46,8 @@ export default async function runBackendTask(input: BackendTaskInput): Promise<{
     close: () => void backend.close(),
     // The pool's watchdog: answered from this thread's event loop, so a hung loop answers nothing.
     ping: () => true,
+    releaseAddress: () => backend.releaseAddress(),
+    bindAddress: () => backend.bindAddress(),
     counters: (): BackendTaskCounters => ({ ...backend.counters, released: backend.gateCounters.released, dropped: backend.gateCounters.dropped }),
   };
   // Tests only: an error nobody catches (as a bug in this thread would throw), a loop that stops

@@ -28,7 +28,7 @@
 import { threadId } from 'node:worker_threads';
 import { EventType } from '../device/abi.js';
 import { RdmaDevice } from '../device/device.js';
-import { ringQueueFactory } from '../device/queue-factory.js';
+import { type RingFormat, ringQueueFactory } from '../device/queue-factory.js';
 import { captureDevice } from '../device/state/capture.js';
 import { decodeDeviceState, encodeDeviceState } from '../device/state/codec.js';
 import { DeviceMemory } from '../memory/device-memory.js';
@@ -41,6 +41,8 @@ import { canSuspend } from '../nic/qp-state.js';
 import { SoftRoce, type SoftRoceOptions } from '../nic/soft/index.js';
 import { decodeSoftRoceState } from '../nic/soft/state/codec.js';
 import { SplitQueue } from '../virtio/split-queue.js';
+import { DirtyLog } from '../migration/dirty-log.js';
+import type { SharedLogSpec } from './device-logs.js';
 import { type Call, CallServer } from './call-channel.js';
 import { CommitGate } from './commit-gate.js';
 import { ControlBlock, W } from './control-block.js';
@@ -73,7 +75,24 @@ export interface BackendSpec {
    * baseline that prices durability — and such a device cannot come back when its worker dies.
    */
   journal?: boolean;
+  /**
+   * The device's dirty log (R4), placed by the driver's thread (device-logs.ts): the backend marks
+   * every write it makes to guest RAM there while the driver's log is started.
+   */
+  dirtyLog?: SharedLogSpec;
+  /**
+   * Leave the VM's address unbound at the start (a socket of its own only): it was released for a
+   * migration, and another host may hold it now.
+   */
+  unbound?: boolean;
 }
+
+/**
+ * The ring formats a backend's device offers: split only. A packed ring's slots are reused by the
+ * driver as soon as it has seen a used descriptor, so publishing one again after a restore could
+ * overwrite a new available one.
+ */
+export const BACKEND_RINGS: readonly RingFormat[] = ['split'];
 
 /** How long a starting backend retries binding an address its dead predecessor's socket still held. */
 const BIND_RETRY_MS = 5000;
@@ -126,6 +145,8 @@ export class DeviceBackend {
     readonly verbs: SoftRoce,
     /** Where packets go below the gate: the VM's socket, or the rings to the thread that holds it. */
     private readonly link: Link,
+    /** The VM's address when this backend holds its socket (null: the driver's thread does). */
+    private readonly address: MovableLink | null,
     private readonly gate: CommitGate,
     private readonly server: CallServer,
     readonly epoch: number,
@@ -155,6 +176,7 @@ export class DeviceBackend {
       if (mode === 'fresh' && journal.generation !== 0) throw new BackendError(BackendErrorCode.BadJournal, 'a fresh device needs an empty journal');
       if (mode === 'restore' && entry === null) throw new BackendError(BackendErrorCode.BadJournal, 'the device has no journal entry to come back from (it ran without a journal)');
       const dm = DeviceMemory.attach(spec.memory, spec.layout);
+      if (spec.dirtyLog !== undefined) dm.dirtyLog = DirtyLog.attach(spec.dirtyLog.memory, spec.dirtyLog.placement);
       const address = spec.rings === undefined ? new MovableLink(spec.ip, () => UdpLink.open({ ip: spec.ip, port: spec.port, batched: spec.batched }), spec.port) : null;
       const below: Link = address ?? new RingLink(spec.ip, spec.port ?? ROCE_UDP_PORT, spec.rings!);
       link = below;
@@ -162,7 +184,7 @@ export class DeviceBackend {
       const gate = new CommitGate(below, () => self?.device.transport.wake.notify());
       const provider = journaled ? { ...spec.provider, beforeAtomic: (intent: AtomicIntent) => self!.commitIntent(intent) } : spec.provider;
       const verbs = new SoftRoce(dm, journaled ? gate : below, provider);
-      const device = new RdmaDevice({ verbs, dm, vmIp: spec.ip, queueFactory: ringQueueFactory('wasm', ['split']), deferPublish: true });
+      const device = new RdmaDevice({ verbs, dm, vmIp: spec.ip, queueFactory: ringQueueFactory('wasm', BACKEND_RINGS), deferPublish: true });
       const bells = device.transport.bells;
       const placed = block.doorbells;
       if (placed !== null && (placed.base !== bells.base || placed.numQueues !== bells.numQueues)) {
@@ -170,10 +192,10 @@ export class DeviceBackend {
       }
       block.setDoorbells(bells.base, bells.numQueues);
       const server = new CallServer(block, (call) => self!.call(call), () => self!.afterCall());
-      backend = self = new DeviceBackend(block, journal, device, verbs, below, gate, server, epoch, journaled);
+      backend = self = new DeviceBackend(block, journal, device, verbs, below, address, gate, server, epoch, journaled);
       const restored = entry === null ? null : backend.restore(entry.payload, spec.memory);
       const t1 = performance.now();
-      const bindAttempts = address === null ? 0 : await bindWithRetry(address);
+      const bindAttempts = address === null || spec.unbound === true ? 0 : await bindWithRetry(address);
       backend.timings = { restoreMs: t1 - t0, bindMs: performance.now() - t1, bindAttempts };
       for (const qpn of restored?.resume ?? []) verbs.resumeQp(qpn);
       if (restored?.inDoubt) backend.failInDoubt(restored.inDoubt);
@@ -318,6 +340,25 @@ export class DeviceBackend {
         return t.resetQueue(num(a[0]));
       case 'queueEnabled':
         return t.queueEnabled(num(a[0]));
+      // What a VMM needs of the device to migrate it (src/migration/source.ts, destination.ts).
+      case 'qpns':
+        return [...this.device.core.qps.keys()];
+      case 'queryQp':
+        return this.verbs.queryQp(num(a[0]));
+      case 'suspendQp': {
+        const policy = a[1];
+        if (policy !== 'rnr-nak' && policy !== 'drop') throw new BackendError(BackendErrorCode.BadCall, 'a suspend policy is rnr-nak or drop');
+        this.verbs.suspendQp(num(a[0]), policy);
+        return null;
+      }
+      case 'resumeQp':
+        this.verbs.resumeQp(num(a[0]));
+        return null;
+      case 'flush':
+        // Publish what the last turn left, so the entry committed after this call (the device's
+        // state as the driver may take it, DurableDevice.saveState) holds nothing unpublished.
+        this.endTurn();
+        return this.journal.generation;
       default:
         throw new BackendError(BackendErrorCode.BadCall, `no call ${JSON.stringify(c.method).slice(0, 40)}`);
     }
@@ -329,6 +370,23 @@ export class DeviceBackend {
     this.device.publish();
     this.gate.release();
     this.mirrorStatus();
+  }
+
+  /**
+   * R7: give up the VM's address (its socket closes once the sends already made have left), or
+   * bind it again. Only for a backend that holds the socket itself.
+   */
+  async releaseAddress(): Promise<void> {
+    await this.ownAddress().release();
+  }
+
+  async bindAddress(): Promise<void> {
+    await this.ownAddress().bind();
+  }
+
+  private ownAddress(): MovableLink {
+    if (this.address === null) throw new BackendError(BackendErrorCode.BadCall, "the device's socket is held by the driver's thread, not its backend");
+    return this.address;
   }
 
   private mirrorStatus(): void {

@@ -5,15 +5,22 @@
 // outgrew its journal, or whose backends keep dying (a crash loop) is given up (NEEDS_RESET).
 // move() takes the device to another worker through the journal.
 import { PortClient } from '../host/pool/port-channel.js';
+import type { QpAttributes } from '../nic/verbs.js';
 import type { DeviceMemory } from '../memory/device-memory.js';
 import { DeviceStatus } from '../virtio/status.js';
 import type { BackendPool } from './backend-pool.js';
 import type { BackendTaskCounters, BackendTaskReady } from './backend-task.js';
 import { type ControlBlock, W } from './control-block.js';
 import type { BackendSpec, StartTimings } from './device-backend.js';
+import type { DeviceLogs } from './device-logs.js';
 import { BackendError, BackendErrorCode } from './errors.js';
+import { Journal } from './journal.js';
+import { decodeJournalEntry } from './journal-entry.js';
 import type { SocketSide } from './socket-side.js';
 import { TransportProxy } from './transport-proxy.js';
+
+/** Flushes saveState() tries before it gives up on a device that keeps changing under it. */
+const SAVE_ATTEMPTS = 8;
 
 /** A device whose backends end this many times within CRASH_LOOP_MS is given up, not restarted again. */
 const CRASH_LOOP_RUNS = 10;
@@ -58,6 +65,8 @@ export class DurableDevice {
     readonly dm: DeviceMemory,
     readonly control: ControlBlock,
     private readonly spec: BackendSpec,
+    /** The device's dirty logs (R4): the backend marks `logs.device`, the guest's writes go to `logs.cpu`. */
+    readonly logs: DeviceLogs,
     /** The VM's socket, when this thread holds it (socket: 'main'). */
     readonly socketSide: SocketSide | null = null,
   ) {}
@@ -149,6 +158,70 @@ export class DurableDevice {
   /** Whether a backend runs the device now. */
   get serving(): boolean {
     return this.client !== null;
+  }
+
+  // ---- what a VMM needs to migrate the device (src/backend/durable-vm.ts) ----------------------
+
+  /** The device's QPNs. */
+  qpns(): number[] {
+    return this.transport.vmmCall('qpns') as number[];
+  }
+
+  queryQp(qpn: number): QpAttributes {
+    return this.transport.vmmCall('queryQp', [qpn]) as QpAttributes;
+  }
+
+  /** R6: the QP stops sending and answers requests by `policy`; its state stays as it is. */
+  suspendQp(qpn: number, policy: 'rnr-nak' | 'drop'): void {
+    this.transport.vmmCall('suspendQp', [qpn, policy]);
+  }
+
+  resumeQp(qpn: number): void {
+    this.transport.vmmCall('resumeQp', [qpn]);
+  }
+
+  /**
+   * The device's state (R9), as the backend committed it right after publishing everything it
+   * had done: the journal's entry, read here from shared memory. Synchronous, as a VMM takes it
+   * with the guest stopped; BackendError if the device runs without a journal, or kept changing
+   * through every attempt (an entry with used elements or an atomic not yet published).
+   */
+  saveState(): Uint8Array {
+    const journal = new Journal(this.control);
+    for (let attempt = 0; attempt < SAVE_ATTEMPTS; attempt++) {
+      this.transport.vmmCall('flush');
+      let latest: ReturnType<Journal['latest']>;
+      try {
+        latest = journal.latest();
+      } catch (err) {
+        // The backend committed twice while this thread read the slot: read again.
+        if (err instanceof BackendError && err.code === BackendErrorCode.BadJournal) continue;
+        throw err;
+      }
+      if (latest === null) throw new BackendError(BackendErrorCode.BadJournal, 'the device runs without a journal: its state cannot be taken');
+      const entry = decodeJournalEntry(latest.payload);
+      if (entry.unpublished.length === 0 && entry.intent === null) return entry.deviceState;
+    }
+    throw new BackendError(BackendErrorCode.Closed, `the device kept changing through ${SAVE_ATTEMPTS} attempts to take its state`);
+  }
+
+  /** Whether the VM's address is released (a migration gave it up); a restart leaves it so. */
+  get addressReleased(): boolean {
+    return this.spec.unbound === true;
+  }
+
+  /** R7, source side: give up the VM's address once the sends already made have left. */
+  async releaseAddress(): Promise<void> {
+    if (this.socketSide !== null) await this.socketSide.release();
+    else await this.call('releaseAddress');
+    this.spec.unbound = true;
+  }
+
+  /** R7: take the address (the destination after a restore, or the source again after a failed switchover). */
+  async bindAddress(): Promise<void> {
+    if (this.socketSide !== null) await this.socketSide.bind();
+    else await this.call('bindAddress');
+    this.spec.unbound = false;
   }
 
   /** Resolves when the device's worker answers from its event loop (the watchdog's ping). */

@@ -3,7 +3,9 @@
 // copied into the device's receive ring; datagrams the backend puts in its send ring leave through
 // the socket (batched, as every UdpLink sends). The address stays bound while the device's
 // backends die and come back, so nothing needs binding again, and what arrives meanwhile waits
-// in the ring for the next backend (ring-link.ts is the other end).
+// in the ring for the next backend (ring-link.ts is the other end). For a migration the address
+// is released here and bound on the destination (R7), as a VM's own MovableLink is.
+import { MovableLink } from '../net/movable-link.js';
 import { UdpLink } from '../net/udp-link.js';
 import type { LinkAddress } from '../nic/link.js';
 import { AddressCache, PacketRing } from './packet-ring.js';
@@ -20,7 +22,7 @@ export class SocketSide {
   private readonly from = new AddressCache();
   private readonly to = new AddressCache();
 
-  private constructor(private readonly link: UdpLink, ringBytes: number) {
+  private constructor(private readonly link: MovableLink, ringBytes: number) {
     this.rx = PacketRing.create(ringBytes);
     this.tx = PacketRing.create(ringBytes);
     link.onPacket((bytes: Uint8Array, from: LinkAddress) => {
@@ -29,10 +31,24 @@ export class SocketSide {
     this.pump = this.sendLoop();
   }
 
-  /** Bind the VM's address here. Rejects with NetError as UdpLink.open does (ADDRESS_IN_USE ...). */
-  static async open(options: { ip: string; port?: number; batched?: boolean; ringBytes: number }): Promise<SocketSide> {
-    const link = await UdpLink.open({ ip: options.ip, port: options.port, batched: options.batched });
+  /**
+   * Bind the VM's address here (unless `bind` is false: a migrated VM binds once restored).
+   * Rejects with NetError as UdpLink.open does (ADDRESS_IN_USE ...).
+   */
+  static async open(options: { ip: string; port?: number; batched?: boolean; ringBytes: number; bind?: boolean }): Promise<SocketSide> {
+    const link = new MovableLink(options.ip, () => UdpLink.open({ ip: options.ip, port: options.port, batched: options.batched }), options.port);
+    if (options.bind ?? true) await link.bind();
     return new SocketSide(link, options.ringBytes);
+  }
+
+  /** R7: give the address up (once the sends handed to the socket have left); packets sent meanwhile are dropped. */
+  release(): Promise<void> {
+    return this.link.release();
+  }
+
+  /** Take the address again (NetError ADDRESS_IN_USE while another host holds it). */
+  bind(): Promise<void> {
+    return this.link.bind();
   }
 
   /** The rings, for the backend's RingLink: it sends into `tx` and reads `rx`. */

@@ -77,6 +77,14 @@ export class TransportProxy implements DriverTransport {
     return this.client.call('queueEnabled', [vq]) as boolean;
   }
 
+  /**
+   * A call to the backend outside the virtio transport: what a VMM asks of the device to migrate
+   * it (device-backend.ts lists them). Synchronous, like every call here.
+   */
+  vmmCall(method: string, args: unknown[] = []): unknown {
+    return this.client.call(method, args);
+  }
+
   kick(vq: number): void {
     this.bells.kick(this.queue(vq));
   }

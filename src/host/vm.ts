@@ -14,9 +14,8 @@
 // Migration (src/migration) takes a VM apart on one host — saveGuestState() beside the device's
 // saveState(), releaseAddress() — and Vm.restore() puts it together on another.
 import { RdmaDevice } from '../device/device.js';
+import { type RingFormat, ringQueueFactory } from '../device/queue-factory.js';
 import { type OpenOptions, RdmaGuest } from '../guest/rdma/device.js';
-import { GuestError, GuestErrorCode } from '../guest/rdma/errors.js';
-import { decodeGuestState, encodeGuestState } from '../guest/rdma/state-codec.js';
 import { Arena } from '../memory/arena.js';
 import { DeviceMemory } from '../memory/device-memory.js';
 import { gpa } from '../memory/gpa.js';
@@ -29,21 +28,11 @@ import { NetError, NetErrorCode } from '../net/errors.js';
 import { UdpLink } from '../net/udp-link.js';
 import type { Link } from '../nic/link.js';
 import { SoftRoce, type SoftRoceOptions } from '../nic/soft/index.js';
+import { DEFAULT_DRIVER_BYTES, DRIVER_AREA_GPA, decodeVmGuestState, encodeVmGuestState } from './vm-guest-state.js';
 
 const MiB = 1024 * 1024;
-/** Guest-physical layout: rings and the driver's command buffers low, data buffers above. */
-const DRIVER_AREA_GPA = 0x10000;
 const DEFAULT_RAM_BYTES = 32 * MiB;
-const DEFAULT_DRIVER_BYTES = 4 * MiB;
 const ARENA_BYTES = 4 * MiB;
-const VM_GUEST_STATE_KIND = 'vrdma-vm-guest';
-
-/** The VM's guest state blob: the kind tag, then the driver's and the allocator's plain states. */
-function decodeVmGuestState(bytes: Uint8Array): { driver: unknown; data: unknown } {
-  const s = decodeGuestState(bytes) as { kind?: unknown; driver?: unknown; data?: unknown } | null;
-  if (typeof s !== 'object' || s === null || s.kind !== VM_GUEST_STATE_KIND) throw new GuestError(GuestErrorCode.BadState, 'not a VM guest state');
-  return { driver: s.driver, data: s.data };
-}
 
 export interface VmOptions {
   /** The VM's IPv4 address: its GID 0 and the address its link binds (127.0.1.x on one machine). */
@@ -70,6 +59,12 @@ export interface VmOptions {
   /** Make the network misbehave: drop, duplicate, reorder and delay a fraction of what is sent. */
   lossy?: LossyOptions;
   provider?: SoftRoceOptions;
+  /**
+   * Ring formats the device offers (default split and packed). A VM that is to migrate to or from
+   * a durable backend (src/backend/durable-vm.ts, split rings only) offers what it offers: a
+   * destination takes only a device with the features the source's offered.
+   */
+  rings?: readonly RingFormat[];
   open?: OpenOptions;
   /** Wrap the VM's link outermost (a host agent's counters, its own loss switch); applied once per VM built. */
   wrapLink?: (link: Link) => Link;
@@ -107,7 +102,7 @@ export class Vm {
     dm.addRegion(0, ramBytes);
     const { dirtyLog, cpuLog, cpuMemory } = Vm.logs(dm);
     const verbs = new SoftRoce(dm, link, options.provider);
-    const device = new RdmaDevice({ verbs, dm, vmIp: options.ip, inline: true });
+    const device = new RdmaDevice({ verbs, dm, vmIp: options.ip, inline: true, queueFactory: ringQueueFactory('wasm', options.rings) });
     const driver = new Arena(DRIVER_AREA_GPA, driverBytes);
     const guest = RdmaGuest.open(device.transport, cpuMemory, driver, options.open);
     const dataBase = DRIVER_AREA_GPA + driverBytes;
@@ -130,7 +125,7 @@ export class Vm {
     const { address, link } = await Vm.links({ ...options, ip });
     const { dirtyLog, cpuLog, cpuMemory } = Vm.logs(dm);
     const verbs = new SoftRoce(dm, link, options.provider);
-    const device = new RdmaDevice({ verbs, dm, vmIp: ip, inline: true });
+    const device = new RdmaDevice({ verbs, dm, vmIp: ip, inline: true, queueFactory: ringQueueFactory('wasm', options.rings) });
     try {
       device.restoreState(parts.deviceState);
       const guest = RdmaGuest.restore(device.transport, cpuMemory, saved.driver);
@@ -189,7 +184,7 @@ export class Vm {
    * the guest stopped, in the same turn as the device's state.
    */
   saveGuestState(): Uint8Array {
-    return encodeGuestState({ kind: VM_GUEST_STATE_KIND, driver: this.guest.saveState(), data: this.data.saveState() });
+    return encodeVmGuestState(this.guest.saveState(), this.data.saveState());
   }
 
   /** Whether a socket holds the VM's address here. */

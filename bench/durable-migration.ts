@@ -1,0 +1,113 @@
+// Live migration of a VM whose device is a durable backend (src/backend/durable-vm.ts), against
+// the same migration of a VM whose device runs in the guest's thread (src/host/vm.ts): 8 RC QPs
+// carrying checked traffic both ways with a peer VM (test/migration/rc-traffic.ts), the VM moved
+// to a second host in this process over the coordinator's TCP stream, its address moving over
+// real UDP. Durable: from one backend pool to another (a worker each). Rows (suite `durable`):
+// total time, downtime (guest paused to resumed), the device state's size and how long taking
+// it took (saveMs: for a durable device, the backend's flush and commit and this thread's read of
+// the journal), and the downtime's ratio to the in-thread VM's. Every run verifies its traffic.
+import { BackendPool } from '../src/backend/backend-pool.js';
+import { BACKEND_RINGS } from '../src/backend/device-backend.js';
+import { DurableVm } from '../src/backend/durable-vm.js';
+import { Vm } from '../src/host/vm.js';
+import { type DestinationVm, type MigrationReport, type SourceVm, listenForMigration, migrateOut } from '../src/migration/index.js';
+import type { RcTraffic, TrafficConfig, TrafficState } from '../test/migration/rc-traffic.js';
+import { type TrafficVm, connectTraffic, setUpTraffic, trafficOn } from '../test/backend/traffic-vms.js';
+import type { BenchRow } from './harness.js';
+
+const SUITE = 'durable';
+const QPS = 8;
+const OPS = 2000;
+const RUNS = 3;
+const HOST = '127.0.36.40';
+const config = (side: number): TrafficConfig => ({ side, messageBytes: 1024, window: 4, recvDepth: 8, slots: 4, ops: OPS });
+
+type AnyVm = TrafficVm & SourceVm & DestinationVm;
+
+interface Engine {
+  name: 'inline' | 'durable';
+  open(ip: string): Promise<AnyVm>;
+  restore(parts: Parameters<typeof Vm.restore>[0]): Promise<AnyVm>;
+  vet(parts: Parameters<typeof Vm.vet>[0]): Promise<void>;
+}
+
+async function migrateOnce(engine: Engine, run: number): Promise<MigrationReport> {
+  const [ipSrc, ipPeer] = [`127.0.36.${41 + 2 * run}`, `127.0.36.${42 + 2 * run}`];
+  const src = await engine.open(ipSrc);
+  const peer = await Vm.open({ ip: ipPeer });
+  const vms: AnyVm[] = [src, peer];
+  try {
+    const [sa, sb] = [await setUpTraffic(src, QPS, config(0)), await setUpTraffic(peer, QPS, config(1))];
+    const ta = await connectTraffic(src, sa, { ip: peer.ip, ...sb }, config(0), { timeout: 16 });
+    const tb = await connectTraffic(peer, sb, { ip: src.ip, ...sa }, config(1), { timeout: 16 });
+    ta.start();
+    tb.start();
+    while (ta.state.qps.some((q) => q.completed < OPS / 10)) await new Promise((resolve) => setTimeout(resolve, 2));
+    let resumed: RcTraffic | null = null;
+    const listener = listenForMigration<AnyVm>({ host: HOST, port: 0 }, {
+      vetVm: (parts) => engine.vet(parts),
+      restoreVm: async (parts) => {
+        const vm = await engine.restore(parts);
+        vms.push(vm);
+        return vm;
+      },
+      resumeGuest: (vm, app) => {
+        resumed = trafficOn(vm, JSON.parse(new TextDecoder().decode(app)) as TrafficState);
+        resumed.start();
+      },
+    });
+    try {
+      const { port } = await listener.ready;
+      const report = await migrateOut(src, { host: HOST, port }, {
+        pauseGuest: async () => new TextEncoder().encode(JSON.stringify(await ta.pause())),
+        resumeGuest: () => ta.start(),
+        blackoutWatchMs: 100,
+      });
+      const moved = resumed as RcTraffic | null;
+      if (moved === null) throw new Error('the traffic did not resume on the destination');
+      await Promise.all([moved.finished(60_000), tb.finished(60_000)]);
+      const violations = [...(await moved.pause()).violations, ...(await tb.pause()).violations];
+      if (violations.length > 0) throw new Error(`${engine.name} migration: ${violations[0]}`);
+      return report;
+    } finally {
+      await listener.close();
+    }
+  } finally {
+    for (const vm of vms) await vm.close();
+  }
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+export async function migrationRows(): Promise<BenchRow[]> {
+  const pools = [new BackendPool({ workers: 1 }), new BackendPool({ workers: 1 })];
+  const engines: Engine[] = [
+    {
+      name: 'inline',
+      open: (ip) => Vm.open({ ip, rings: BACKEND_RINGS }),
+      restore: (parts) => Vm.restore(parts, { rings: BACKEND_RINGS }),
+      vet: (parts) => Vm.vet(parts, { rings: BACKEND_RINGS }),
+    },
+    { name: 'durable', open: (ip) => DurableVm.open(pools[0], { ip }), restore: (parts) => DurableVm.restore(pools[1], parts), vet: (parts) => DurableVm.vet(parts) },
+  ];
+  const rows: BenchRow[] = [];
+  try {
+    for (const engine of engines) {
+      const reports: MigrationReport[] = [];
+      for (let run = 0; run < RUNS; run++) reports.push(await migrateOnce(engine, run));
+      const m = (f: (r: MigrationReport) => number) => Number(median(reports.map(f)).toFixed(2));
+      rows.push({
+        suite: SUITE, name: `live migration, ${QPS} RC QPs of checked traffic`, engine: engine.name, unit: 'migration', opsPerSec: Number((1000 / m((r) => r.totalMs)).toFixed(2)),
+        totalMs: m((r) => r.totalMs), downtimeMs: m((r) => r.downtimeMs), saveMs: m((r) => r.phases.saveMs), restoreMs: m((r) => r.phases.restoreMs),
+        deviceStateBytes: m((r) => r.deviceStateBytes), runs: RUNS, verified: true,
+      });
+    }
+  } finally {
+    await Promise.all(pools.map((p) => p.close()));
+  }
+  const inline = rows.find((r) => r.engine === 'inline') as BenchRow;
+  return rows.map((r) => ({ ...r, downtime_vs_inline: Number(((r.downtimeMs as number) / (inline.downtimeMs as number)).toFixed(2)) }));
+}

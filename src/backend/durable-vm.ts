@@ -1,0 +1,175 @@
+// A VM whose device is a durable backend (backend-pool.ts): guest RAM and the guest's driver on
+// this thread, the device in a pool worker, and what a VMM needs to migrate it — the two dirty
+// logs (the device's, marked from its worker, and the guest's own), the device's state taken from
+// its journal, its QPs suspended and resumed, its address released and bound (R7). It offers what
+// src/migration asks of a source and of a destination, with the guest RAM layout and guest state
+// of src/host/vm.ts, so a VM migrates between the two sorts in either direction: the device state
+// (R9) is one format whichever thread ran the device.
+//
+// On the destination the device is opened from the migrated state: its journal starts with it and
+// a backend takes it up as after a crash, its QPs still SUSPENDED until the coordinator resumes
+// them. A state preview is vetted by restoring it in this thread over scratch memory (vet()): the
+// same restore a backend runs, without starting one. A VM of the other sort that is to migrate to
+// or from here offers the same ring formats (VmOptions.rings = BACKEND_RINGS): split only.
+import { RdmaGuest, type OpenOptions } from '../guest/rdma/device.js';
+import { Arena } from '../memory/arena.js';
+import type { DeviceMemory } from '../memory/device-memory.js';
+import { gpa } from '../memory/gpa.js';
+import type { GuestMemory } from '../memory/guest-memory.js';
+import type { DestinationVm } from '../migration/destination.js';
+import type { DirtyLog } from '../migration/dirty-log.js';
+import type { SourceVm } from '../migration/source.js';
+import type { QpAttributes, WorkCompletion } from '../nic/verbs.js';
+import { DEFAULT_DRIVER_BYTES, DRIVER_AREA_GPA, decodeVmGuestState, encodeVmGuestState } from '../host/vm-guest-state.js';
+import { Vm } from '../host/vm.js';
+import type { BackendPool, DurableDevice, OpenDeviceOptions } from './backend-pool.js';
+import { BACKEND_RINGS } from './device-backend.js';
+
+export interface DurableVmOptions extends Omit<OpenDeviceOptions, 'restore' | 'bindAddress'> {
+  /** Guest RAM kept for rings and command buffers; the rest is for data buffers. Default 4 MiB. */
+  driverBytes?: number;
+  open?: OpenOptions;
+}
+
+/** The device's side of the VM, as the migration coordinator calls it (synchronous calls to the backend). */
+interface DurableVerbs {
+  queryQp(qpn: number): QpAttributes;
+  suspendQp(qpn: number, policy: 'rnr-nak' | 'drop'): void;
+  resumeQp(qpn: number): void;
+  /**
+   * The provider's completions are taken in the device's worker, not here: the destination's
+   * blackout watch, which listens on this, sees none, and reports each QP's first completion as
+   * not seen. The guest's own CQs are unaffected.
+   */
+  pollCq(cq: number, max: number): WorkCompletion[];
+}
+
+export class DurableVm implements SourceVm, DestinationVm {
+  readonly verbs: DurableVerbs;
+  readonly device: { saveState(): Uint8Array; readonly core: { readonly qps: ReadonlyMap<number, unknown> } };
+  private closed = false;
+
+  private constructor(
+    /** The device in its pool. */
+    readonly durable: DurableDevice,
+    readonly guest: RdmaGuest,
+    /** Allocator of data buffers in guest RAM (GPAs). */
+    private readonly data: Arena,
+    /** Guest RAM as the guest's vCPU writes it: every write is marked in cpuLog. */
+    readonly cpuMemory: GuestMemory,
+  ) {
+    const d = durable;
+    this.verbs = {
+      queryQp: (qpn) => d.queryQp(qpn),
+      suspendQp: (qpn, policy) => d.suspendQp(qpn, policy),
+      resumeQp: (qpn) => d.resumeQp(qpn),
+      pollCq: () => [],
+    };
+    this.device = {
+      saveState: () => d.saveState(),
+      get core() {
+        return { qps: new Map(d.qpns().map((qpn) => [qpn, qpn])) };
+      },
+    };
+  }
+
+  /** A new VM: RAM of `ramBytes` (default 32 MiB), its device started in `pool`, the guest driver opened on it. */
+  static async open(pool: BackendPool, options: DurableVmOptions): Promise<DurableVm> {
+    const driverBytes = options.driverBytes ?? DEFAULT_DRIVER_BYTES;
+    const durable = await pool.open(options);
+    try {
+      const ramBytes = durable.dm.layout.ramBytes;
+      if (DRIVER_AREA_GPA + driverBytes >= ramBytes) throw new RangeError(`ramBytes ${ramBytes} leaves no room for data past the driver area`);
+      const cpuMemory = durable.dm.guest.withLog(durable.logs.cpu);
+      const guest = RdmaGuest.open(durable.transport, cpuMemory, new Arena(DRIVER_AREA_GPA, driverBytes), options.open);
+      const dataBase = DRIVER_AREA_GPA + driverBytes;
+      return new DurableVm(durable, guest, new Arena(dataBase, ramBytes - dataBase), cpuMemory);
+    } catch (err) {
+      await durable.close();
+      throw err;
+    }
+  }
+
+  /**
+   * A migrated VM on this host (the coordinator's restoreVm): its device opened in `pool` from the
+   * saved state over `dm` (RAM already copied), the guest driver and data allocator from theirs,
+   * the address bound here. Its QPs come back SUSPENDED. Throws what a refused state throws;
+   * nothing is left running or bound then.
+   */
+  static async restore(pool: BackendPool, parts: { ip: string; dm: DeviceMemory; deviceState: Uint8Array; guestState: Uint8Array }, options: Omit<DurableVmOptions, 'ip' | 'ramBytes' | 'driverBytes' | 'open'> = {}): Promise<DurableVm> {
+    const saved = decodeVmGuestState(parts.guestState);
+    const data = Arena.fromState(saved.data);
+    const durable = await pool.open({ ...options, ip: parts.ip, restore: { dm: parts.dm, deviceState: parts.deviceState } });
+    try {
+      const cpuMemory = durable.dm.guest.withLog(durable.logs.cpu);
+      const guest = RdmaGuest.restore(durable.transport, cpuMemory, saved.driver);
+      return new DurableVm(durable, guest, data, cpuMemory);
+    } catch (err) {
+      await durable.close();
+      throw err;
+    }
+  }
+
+  /**
+   * Vet a state preview (the coordinator's vetVm): restore it over `scratch` in this thread, on a
+   * device offering what a backend's offers, unbound, and throw it away. Throws what restore() would.
+   */
+  static vet(parts: { ip: string; scratch: DeviceMemory; deviceState: Uint8Array; guestState: Uint8Array }, options: Pick<DurableVmOptions, 'provider'> = {}): Promise<void> {
+    return Vm.vet(parts, { provider: options.provider, rings: BACKEND_RINGS });
+  }
+
+  get ip(): string {
+    return this.durable.ip;
+  }
+
+  get dm(): DeviceMemory {
+    return this.durable.dm;
+  }
+
+  /** Writes of the device and its provider to guest RAM (marked in the device's worker). */
+  get dirtyLog(): DirtyLog {
+    return this.durable.logs.device;
+  }
+
+  /** Writes of the guest (this thread) to guest RAM. */
+  get cpuLog(): DirtyLog {
+    return this.durable.logs.cpu;
+  }
+
+  /** The driver library's state and the data allocator's: take it with the guest stopped, with the device's. */
+  saveGuestState(): Uint8Array {
+    return encodeVmGuestState(this.guest.saveState(), this.data.saveState());
+  }
+
+  releaseAddress(): Promise<void> {
+    return this.durable.releaseAddress();
+  }
+
+  bindAddress(): Promise<void> {
+    return this.durable.bindAddress();
+  }
+
+  /** A data buffer of `bytes` in guest RAM (zeroed), returned as its GPA. */
+  allocBuffer(bytes: number, align = 64): number {
+    const at = this.data.alloc(bytes, align);
+    this.cpuMemory.fill(gpa(at), bytes, 0);
+    return at;
+  }
+
+  /** The application writes `src` into guest RAM at `at` (marked in cpuLog). */
+  writeBuffer(at: number, src: Uint8Array): void {
+    this.cpuMemory.write(gpa(at), src);
+  }
+
+  /** A live view of guest RAM at `at`, for reading. */
+  bytes(at: number, len: number): Uint8Array {
+    return this.dm.guest.slice(gpa(at), len);
+  }
+
+  /** Stop the device's backend and release its address. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.durable.close();
+  }
+}

@@ -1,0 +1,195 @@
+// Live migration of VMs whose devices run as durable backends in a worker pool (durable-vm.ts),
+// over the real coordinator (TCP), real UDP and real worker threads, with checked RC traffic both
+// ways on every QP (SEND/RECV, WRITE with immediate, READ, fetch-add) while the VM moves. Every
+// work request must complete once, in order, with its bytes; every WRITE target and atomic
+// counter must end as the peer left it. The device's writes are logged from its worker into a
+// log this thread harvests; a VM of either sort (device in this thread, or in a pool) migrates
+// into the other; a destination that refuses the VM leaves it running at the source.
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import { BackendPool } from '../../src/backend/backend-pool.js';
+import { BACKEND_RINGS } from '../../src/backend/device-backend.js';
+import { DurableVm } from '../../src/backend/durable-vm.js';
+import { Vm } from '../../src/host/vm.js';
+import { type DestinationVm, type MigrationReport, type SourceVm, listenForMigration, migrateOut } from '../../src/migration/index.js';
+import { QpState } from '../../src/nic/qp-state.js';
+import type { RcTraffic, TrafficConfig, TrafficState } from '../migration/rc-traffic.js';
+import { receivesOf } from '../migration/rc-traffic.js';
+import { type TrafficVm, badWrites, connectTraffic, setUpTraffic, trafficOn } from './traffic-vms.js';
+
+const QPS = 4;
+const OPS = 400;
+const config = (side: number): TrafficConfig => ({ side, messageBytes: 2048, window: 8, recvDepth: 16, slots: 8, ops: OPS });
+// A local ACK timeout of 2^16 × 4.096 µs (0.27 s): guests, coordinator and backends share two cores.
+const ATTRS = { timeout: 16 };
+const HOST = '127.0.35.60';
+
+type AnyVm = TrafficVm & SourceVm & DestinationVm;
+
+const pools: BackendPool[] = [];
+function pool(): BackendPool {
+  const p = new BackendPool({ workers: 1 });
+  pools.push(p);
+  return p;
+}
+after(async () => {
+  await Promise.all(pools.map((p) => p.close()));
+});
+
+/** Two VMs with checked traffic between them, running. */
+async function pair(a: AnyVm, b: AnyVm): Promise<{ ta: RcTraffic; tb: RcTraffic }> {
+  const [sa, sb] = [await setUpTraffic(a, QPS, config(0)), await setUpTraffic(b, QPS, config(1))];
+  const ta = await connectTraffic(a, sa, { ip: b.ip, ...sb }, config(0), ATTRS);
+  const tb = await connectTraffic(b, sb, { ip: a.ip, ...sa }, config(1), ATTRS);
+  ta.start();
+  tb.start();
+  return { ta, tb };
+}
+
+async function progress(t: RcTraffic, completed: number): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while (t.state.qps.some((q) => q.completed < completed)) {
+    if (Date.now() > deadline) throw new Error(`no progress: ${JSON.stringify(t.state.qps.map((q) => q.completed))}`);
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}
+
+/**
+ * Move `src` (running traffic `t`) to a VM built by `restore` on this host; returns the VM and the
+ * traffic resumed on it, and the report.
+ */
+async function move<V extends AnyVm>(src: AnyVm, t: RcTraffic, restore: (parts: Parameters<typeof Vm.restore>[0]) => Promise<V>): Promise<{ vm: V; traffic: RcTraffic; report: MigrationReport }> {
+  let resumed: RcTraffic | null = null;
+  const listener = listenForMigration<V>({ host: HOST, port: 0 }, {
+    vetVm: (parts) => DurableVm.vet(parts),
+    restoreVm: (parts) => restore(parts),
+    resumeGuest: (vm, app) => {
+      resumed = trafficOn(vm, JSON.parse(new TextDecoder().decode(app)) as TrafficState);
+      resumed.start();
+    },
+  });
+  try {
+    const { port } = await listener.ready;
+    const report = await migrateOut(src, { host: HOST, port }, {
+      pauseGuest: async () => new TextEncoder().encode(JSON.stringify(await t.pause())),
+      resumeGuest: () => t.start(),
+      blackoutWatchMs: 300,
+    });
+    const { vm } = await listener.accepted;
+    assert.ok(resumed !== null);
+    return { vm, traffic: resumed, report };
+  } finally {
+    await listener.close();
+  }
+}
+
+/** Both sides finish and verify: every completion once, in order, with its bytes; targets as the peer left them. */
+async function finishAndVerify(a: AnyVm, ta: RcTraffic, b: AnyVm, tb: RcTraffic): Promise<void> {
+  await Promise.all([ta.finished(60_000), tb.finished(60_000)]);
+  const [sa, sb] = [await ta.pause(), await tb.pause()];
+  assert.deepEqual(sa.violations, [], 'the migrated VM saw every completion once, in order, with the right bytes');
+  assert.deepEqual(sb.violations, [], 'the peer saw every completion once, in order, with the right bytes');
+  for (const s of [sa, sb]) assert.ok(s.qps.every((q) => q.completed === OPS && q.received === receivesOf(OPS)));
+  assert.deepEqual(badWrites(a, sa, 1), [], 'WRITE targets and counters at the migrated VM');
+  assert.deepEqual(badWrites(b, sb, 0), [], 'WRITE targets and counters at the peer');
+  for (const vm of [a, b]) {
+    for (const qpn of vm.guest.qps.keys()) assert.equal(vm.verbs.queryQp(qpn).qpState, QpState.Rts, `${vm.ip} QP ${qpn}`);
+  }
+}
+
+describe('live migration of durable VMs', () => {
+  for (const socket of ['worker', 'main'] as const) {
+    it(`moves a durable VM to another pool mid-traffic (socket held by ${socket === 'main' ? "the pool's thread" : 'the worker'})`, async () => {
+      const base = socket === 'worker' ? 61 : 63;
+      const [ipSrc, ipPeer] = [`127.0.35.${base}`, `127.0.35.${base + 1}`];
+      const src = await DurableVm.open(pool(), { ip: ipSrc, socket });
+      const peer = await Vm.open({ ip: ipPeer });
+      const destPool = pool();
+      try {
+        const { ta, tb } = await pair(src, peer);
+        const qpns = [...src.guest.qps.keys()];
+        await progress(ta, 60);
+        const { vm: dst, traffic, report } = await move(src, ta, (parts) => DurableVm.restore(destPool, parts, { socket }));
+        try {
+          assert.ok(dst.durable.threadId !== src.durable.threadId, 'the device runs in the other pool now');
+          assert.deepEqual([...dst.guest.qps.keys()], qpns, 'the same QPs, by number');
+          assert.ok(report.rounds.length >= 2 && report.rounds.at(-1)!.final);
+          assert.ok(report.deviceStateBytes > 0 && report.guestStateBytes > 0);
+          assert.ok(report.rounds[0].pages > 0 && report.downtimeMs > 0);
+          await finishAndVerify(dst, traffic, peer, tb);
+        } finally {
+          await dst.close();
+        }
+      } finally {
+        await src.close();
+        await peer.close();
+      }
+    });
+  }
+
+  it('marks the pages its worker writes in a log this thread harvests', async () => {
+    const [ipA, ipB] = ['127.0.35.65', '127.0.35.66'];
+    const a = await DurableVm.open(pool(), { ip: ipA });
+    const b = await Vm.open({ ip: ipB });
+    try {
+      const { ta, tb } = await pair(a, b);
+      assert.equal(a.dirtyLog.enabled, false);
+      a.dirtyLog.start();
+      a.cpuLog.start();
+      await Promise.all([ta.finished(60_000), tb.finished(60_000)]);
+      const device = new Set(a.dirtyLog.harvest());
+      const cpu = new Set(a.cpuLog.harvest());
+      // Every peer WRITE lands in the write areas, and every receive in the receive buffers: the
+      // device wrote them, from its worker.
+      for (const q of ta.state.qps) {
+        for (const at of [q.writeArea, q.recvBase]) assert.ok(device.has(Math.floor(at / 4096)), `page of ${at.toString(16)} written by the device`);
+        assert.ok(cpu.has(Math.floor(q.sendBase / 4096)), 'the guest wrote its send buffers');
+      }
+      assert.equal(a.dirtyLog.overflowed, false);
+      a.dirtyLog.stop();
+      a.cpuLog.stop();
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it('moves a VM from this thread into a pool and back out, mid-traffic', async () => {
+    const [ipSrc, ipPeer] = ['127.0.35.67', '127.0.35.68'];
+    // It offers what a durable backend offers (split rings), as a VM to move between the two sorts must.
+    const src = await Vm.open({ ip: ipSrc, rings: BACKEND_RINGS });
+    const peer = await DurableVm.open(pool(), { ip: ipPeer });
+    const into = pool();
+    const vms: AnyVm[] = [src, peer];
+    try {
+      const { ta, tb } = await pair(src, peer);
+      await progress(ta, 40);
+      const first = await move(src, ta, (parts) => DurableVm.restore(into, parts));
+      vms.push(first.vm);
+      await progress(first.traffic, 150);
+      const back = await move(first.vm, first.traffic, (parts) => Vm.restore(parts, { rings: BACKEND_RINGS }));
+      vms.push(back.vm);
+      await finishAndVerify(back.vm, back.traffic, peer, tb);
+    } finally {
+      for (const vm of vms) await vm.close();
+    }
+  });
+
+  it('keeps the VM at the source when the destination refuses it: QPs resumed, address bound again', async () => {
+    const [ipSrc, ipPeer] = ['127.0.35.69', '127.0.35.70'];
+    const src = await DurableVm.open(pool(), { ip: ipSrc });
+    const peer = await Vm.open({ ip: ipPeer });
+    try {
+      const { ta, tb } = await pair(src, peer);
+      await progress(ta, 60);
+      await assert.rejects(move(src, ta, async () => {
+        throw new Error('no room here');
+      }), /no room here/);
+      assert.equal(src.durable.addressReleased, false);
+      await finishAndVerify(src, ta, peer, tb);
+    } finally {
+      await src.close();
+      await peer.close();
+    }
+  });
+});
