@@ -6,6 +6,7 @@
 import { type MessagePort, threadId } from 'node:worker_threads';
 import type { OpTable } from '../host/ipc.js';
 import { servePort } from '../host/pool/port-channel.js';
+import { firstCompletions } from '../migration/first-completion.js';
 import type { IntentOutcome } from './atomic-intent.js';
 import { type BackendSpec, DeviceBackend, type StartTimings } from './device-backend.js';
 
@@ -47,6 +48,14 @@ export default async function runBackendTask(input: BackendTaskInput): Promise<{
     // The pool's watchdog: answered from this thread's event loop, so a hung loop answers nothing.
     ping: () => true,
     releaseAddress: () => backend.releaseAddress(),
+    // A migrated device's QP blackouts end at their first completions, taken here (first-completion.ts).
+    firstCompletions: async (a) => {
+      const qpns = a.qpns;
+      const ms = Number(a.watchMs);
+      if (!Array.isArray(qpns) || qpns.length > 1 << 16 || !qpns.every((q) => Number.isInteger(q))) throw new TypeError('qpns must be a list of QPNs');
+      if (!(ms >= 0 && ms <= 600_000)) throw new RangeError('watchMs must be in [0, 600000]');
+      return [...(await firstCompletions(backend.verbs, qpns as number[], ms))];
+    },
     bindAddress: () => backend.bindAddress(),
     counters: (): BackendTaskCounters => ({ ...backend.counters, released: backend.gateCounters.released, dropped: backend.gateCounters.dropped }),
   };

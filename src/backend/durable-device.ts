@@ -150,9 +150,9 @@ export class DurableDevice {
     this.client?.call(op, args).catch(() => {});
   }
 
-  private call<T>(op: string): Promise<T> {
+  private call<T>(op: string, args: Record<string, unknown> = {}): Promise<T> {
     if (this.client === null) return Promise.reject(new BackendError(BackendErrorCode.Closed, 'no backend runs the device now'));
-    return this.client.call<T>(op);
+    return this.client.call<T>(op, args);
   }
 
   /** Whether a backend runs the device now. */
@@ -203,6 +203,14 @@ export class DurableDevice {
       if (entry.unpublished.length === 0 && entry.intent === null) return entry.deviceState;
     }
     throw new BackendError(BackendErrorCode.Closed, `the device kept changing through ${SAVE_ATTEMPTS} attempts to take its state`);
+  }
+
+  /**
+   * When each of `qpns` first completed something in the backend, watched for up to `watchMs`
+   * (the QP blackouts of a migrated device). Times are instant()s (src/migration/report.ts).
+   */
+  async firstCompletions(qpns: readonly number[], watchMs: number): Promise<Map<number, number>> {
+    return new Map(await this.call<[number, number][]>('firstCompletions', { qpns: [...qpns], watchMs }));
   }
 
   /** Whether the VM's address is released (a migration gave it up); a restart leaves it so. */

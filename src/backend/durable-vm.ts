@@ -19,11 +19,15 @@ import type { GuestMemory } from '../memory/guest-memory.js';
 import type { DestinationVm } from '../migration/destination.js';
 import type { DirtyLog } from '../migration/dirty-log.js';
 import type { SourceVm } from '../migration/source.js';
-import type { QpAttributes, WorkCompletion } from '../nic/verbs.js';
+import type { QpAttributes } from '../nic/verbs.js';
 import { DEFAULT_DRIVER_BYTES, DRIVER_AREA_GPA, decodeVmGuestState, encodeVmGuestState } from '../host/vm-guest-state.js';
 import { Vm } from '../host/vm.js';
 import type { BackendPool, DurableDevice, OpenDeviceOptions } from './backend-pool.js';
 import { BACKEND_RINGS } from './device-backend.js';
+import { BackendError, BackendErrorCode } from './errors.js';
+
+/** How long settle() waits for a backend to answer. */
+const SETTLE_MS = 10_000;
 
 export interface DurableVmOptions extends Omit<OpenDeviceOptions, 'restore' | 'bindAddress'> {
   /** Guest RAM kept for rings and command buffers; the rest is for data buffers. Default 4 MiB. */
@@ -36,12 +40,6 @@ interface DurableVerbs {
   queryQp(qpn: number): QpAttributes;
   suspendQp(qpn: number, policy: 'rnr-nak' | 'drop'): void;
   resumeQp(qpn: number): void;
-  /**
-   * The provider's completions are taken in the device's worker, not here: the destination's
-   * blackout watch, which listens on this, sees none, and reports each QP's first completion as
-   * not seen. The guest's own CQs are unaffected.
-   */
-  pollCq(cq: number, max: number): WorkCompletion[];
 }
 
 export class DurableVm implements SourceVm, DestinationVm {
@@ -63,7 +61,6 @@ export class DurableVm implements SourceVm, DestinationVm {
       queryQp: (qpn) => d.queryQp(qpn),
       suspendQp: (qpn, policy) => d.suspendQp(qpn, policy),
       resumeQp: (qpn) => d.resumeQp(qpn),
-      pollCq: () => [],
     };
     this.device = {
       saveState: () => d.saveState(),
@@ -118,6 +115,11 @@ export class DurableVm implements SourceVm, DestinationVm {
     return Vm.vet(parts, { provider: options.provider, rings: BACKEND_RINGS });
   }
 
+  /** The QP blackouts' ends, watched in the backend where the provider's completions are taken. */
+  firstCompletions(qpns: readonly number[], watchMs: number): Promise<Map<number, number>> {
+    return this.durable.firstCompletions(qpns, watchMs);
+  }
+
   get ip(): string {
     return this.durable.ip;
   }
@@ -143,6 +145,35 @@ export class DurableVm implements SourceVm, DestinationVm {
 
   releaseAddress(): Promise<void> {
     return this.durable.releaseAddress();
+  }
+
+  /**
+   * Wait until a backend serves the device: the coordinator's synchronous calls would otherwise
+   * block this thread, which a restart of the backend needs (piscina places the task from here).
+   * The backend must answer a ping from its event loop: one whose worker is dying, before this
+   * thread has learnt of it, fails the ping once the worker is gone, and then its restart is
+   * awaited. Throws if the device was given up, or no backend answered within `SETTLE_MS`.
+   */
+  async settle(): Promise<void> {
+    const deadline = performance.now() + SETTLE_MS;
+    for (;;) {
+      await this.durable.settled();
+      if (this.durable.lost !== null) throw this.durable.lost;
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new BackendError(BackendErrorCode.Timeout, `no backend of ${this.ip} answered within ${SETTLE_MS} ms`)), Math.max(0, deadline - performance.now()));
+      });
+      try {
+        await Promise.race([this.durable.ping(), late]);
+        return;
+      } catch (err) {
+        if (performance.now() > deadline) throw err;
+        // Its backend stopped: the restart begins once this thread hears of it.
+        await new Promise((resolve) => setTimeout(resolve, 2));
+      } finally {
+        clearTimeout(timer);
+      }
+    }
   }
 
   bindAddress(): Promise<void> {

@@ -7,7 +7,8 @@
 // when it came (the QP blackout).
 import { type AddressInfo, type Server, type Socket, createServer } from 'node:net';
 import { DeviceMemory } from '../memory/device-memory.js';
-import type { Verbs, WorkCompletion } from '../nic/verbs.js';
+import type { Verbs } from '../nic/verbs.js';
+import { firstCompletions } from './first-completion.js';
 import { Channel, DEFAULT_TIMEOUT_MS } from './channel.js';
 import { MigrationError, MigrationErrorCode, asMigrationError } from './errors.js';
 import { MessageType, encodeFrame } from './frame.js';
@@ -34,7 +35,14 @@ export interface RestoreParts {
 
 /** What the coordinator needs of the VM it builds. */
 export interface DestinationVm {
-  readonly verbs: Pick<Verbs, 'resumeQp' | 'pollCq'>;
+  /** resumeQp, and pollCq where the VM's provider runs in this thread (the blackout watch taps it). */
+  readonly verbs: Pick<Verbs, 'resumeQp'> & Partial<Pick<Verbs, 'pollCq'>>;
+  /**
+   * When each of `qpns` first completed something, watched for up to `watchMs` (the QP blackout's
+   * end): for a VM whose provider runs elsewhere (src/backend/durable-vm.ts). Without it the
+   * coordinator taps `verbs.pollCq` (first-completion.ts).
+   */
+  firstCompletions?(qpns: readonly number[], watchMs: number): Promise<Map<number, number>>;
   close(): Promise<void>;
 }
 
@@ -214,36 +222,15 @@ async function receiveRam(ch: Channel, dm: DeviceMemory, vet: (p: { deviceState:
   }
 }
 
-/**
- * Record each resumed QP's first completion (every completion the device takes from the
- * provider passes through pollCq), until all have one or the watch ends; then report them.
- */
+/** Watch each resumed QP for its first completion, until all have one or the watch ends; then report them. */
 async function watchBlackout(ch: Channel, vm: DestinationVm, qpns: readonly number[], resumed: QpInstant[], watchMs: number): Promise<void> {
-  const first = new Map<number, number>();
-  const waiting = new Set(qpns);
-  const verbs = vm.verbs as { pollCq: (cq: number, max: number) => WorkCompletion[] };
-  const original = verbs.pollCq;
-  const ownBefore = Object.prototype.hasOwnProperty.call(verbs, 'pollCq');
-  let done: () => void = () => {};
-  const allDone = new Promise<void>((resolve) => {
-    done = resolve;
-  });
-  verbs.pollCq = function tapped(this: unknown, cq: number, max: number): WorkCompletion[] {
-    const wcs = original.call(this, cq, max);
-    for (const wc of wcs) {
-      if (waiting.delete(wc.qpNum)) {
-        first.set(wc.qpNum, instant());
-        if (waiting.size === 0) done();
-      }
-    }
-    return wcs;
-  };
-  if (waiting.size === 0) done();
-  const timer = setTimeout(done, watchMs);
-  await allDone;
-  clearTimeout(timer);
-  if (ownBefore) verbs.pollCq = original;
-  else delete (verbs as { pollCq?: unknown }).pollCq;
+  let first = new Map<number, number>();
+  try {
+    if (vm.firstCompletions !== undefined) first = await vm.firstCompletions(qpns, watchMs);
+    else if (vm.verbs.pollCq !== undefined) first = await firstCompletions(vm.verbs as Pick<Verbs, 'pollCq'>, qpns, watchMs);
+  } catch {
+    // The VM could not be watched (closed meanwhile): its QPs read as not seen.
+  }
   try {
     await ch.send(encodeBlackout({ resumed, firstCompletion: qpns.map((qpn) => ({ qpn, at: first.get(qpn) ?? Number.NaN })) }));
     await ch.close();

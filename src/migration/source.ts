@@ -36,6 +36,12 @@ export interface SourceVm {
   releaseAddress(): Promise<void>;
   /** Bind the address again after a failed switchover. */
   bindAddress(): Promise<void>;
+  /**
+   * Resolves once the device answers synchronous calls (verbs, saveState) at once: one run by a
+   * backend that is being restarted in another thread waits for it here, since the coordinator's
+   * synchronous turn would block the thread the restart needs (src/backend/durable-vm.ts).
+   */
+  settle?(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -117,6 +123,7 @@ export async function migrateOut(vm: SourceVm, target: MigrationTarget, options:
     await runRound(0, allPages(regions));
     if (options.preview ?? true) {
       // Taken between turns, like the final state but with the guest running: a snapshot to vet.
+      await vm.settle?.();
       const t = instant();
       const frame = encodeStatePreview({ deviceState: vm.device.saveState(), guestState: vm.saveGuestState() });
       previewMs = instant() - t;
@@ -160,6 +167,7 @@ export async function migrateOut(vm: SourceVm, target: MigrationTarget, options:
     const appState = await options.pauseGuest();
     pausedAt = instant();
     paused = true;
+    await vm.settle?.();
     // One synchronous turn: nothing the event loop could deliver (an ACK, a completion, a timer)
     // runs between the device's state, the guest's state and the bytes of the last pages, so the
     // destination gets one consistent instant.
@@ -261,6 +269,11 @@ async function open(target: MigrationTarget, timeoutMs: number, maxFrameBytes?: 
 /** Give the VM back to the source: address, QPs, guest, in the reverse order of taking it. */
 async function rollBack(vm: SourceVm, options: MigrateOutOptions, done: { released: boolean; suspended: readonly QpInstant[]; paused: boolean }): Promise<void> {
   const problems: string[] = [];
+  try {
+    await vm.settle?.();
+  } catch (err) {
+    problems.push(`the device: ${(err as Error).message}`);
+  }
   if (done.released) {
     try {
       await vm.bindAddress();

@@ -11,7 +11,8 @@ import { BackendPool } from '../../src/backend/backend-pool.js';
 import { BACKEND_RINGS } from '../../src/backend/device-backend.js';
 import { DurableVm } from '../../src/backend/durable-vm.js';
 import { Vm } from '../../src/host/vm.js';
-import { type DestinationVm, type MigrationReport, type SourceVm, listenForMigration, migrateOut } from '../../src/migration/index.js';
+import { DeviceMemory } from '../../src/memory/device-memory.js';
+import { type DestinationVm, type MigrateOutOptions, type MigrationReport, type SourceVm, listenForMigration, migrateOut } from '../../src/migration/index.js';
 import { QpState } from '../../src/nic/qp-state.js';
 import type { RcTraffic, TrafficConfig, TrafficState } from '../migration/rc-traffic.js';
 import { receivesOf } from '../migration/rc-traffic.js';
@@ -27,8 +28,8 @@ const HOST = '127.0.35.60';
 type AnyVm = TrafficVm & SourceVm & DestinationVm;
 
 const pools: BackendPool[] = [];
-function pool(): BackendPool {
-  const p = new BackendPool({ workers: 1 });
+function pool(workers = 1): BackendPool {
+  const p = new BackendPool({ workers });
   pools.push(p);
   return p;
 }
@@ -58,7 +59,9 @@ async function progress(t: RcTraffic, completed: number): Promise<void> {
  * Move `src` (running traffic `t`) to a VM built by `restore` on this host; returns the VM and the
  * traffic resumed on it, and the report.
  */
-async function move<V extends AnyVm>(src: AnyVm, t: RcTraffic, restore: (parts: Parameters<typeof Vm.restore>[0]) => Promise<V>): Promise<{ vm: V; traffic: RcTraffic; report: MigrationReport }> {
+async function move<V extends AnyVm>(
+  src: AnyVm, t: RcTraffic, restore: (parts: Parameters<typeof Vm.restore>[0]) => Promise<V>, options: Pick<MigrateOutOptions, 'onProgress' | 'precopy'> = {},
+): Promise<{ vm: V; traffic: RcTraffic; report: MigrationReport }> {
   let resumed: RcTraffic | null = null;
   const listener = listenForMigration<V>({ host: HOST, port: 0 }, {
     vetVm: (parts) => DurableVm.vet(parts),
@@ -73,7 +76,8 @@ async function move<V extends AnyVm>(src: AnyVm, t: RcTraffic, restore: (parts: 
     const report = await migrateOut(src, { host: HOST, port }, {
       pauseGuest: async () => new TextEncoder().encode(JSON.stringify(await t.pause())),
       resumeGuest: () => t.start(),
-      blackoutWatchMs: 300,
+      blackoutWatchMs: 2000,
+      ...options,
     });
     const { vm } = await listener.accepted;
     assert.ok(resumed !== null);
@@ -116,6 +120,8 @@ describe('live migration of durable VMs', () => {
           assert.ok(report.rounds.length >= 2 && report.rounds.at(-1)!.final);
           assert.ok(report.deviceStateBytes > 0 && report.guestStateBytes > 0);
           assert.ok(report.rounds[0].pages > 0 && report.downtimeMs > 0);
+          assert.equal(report.blackout.perQp.length, QPS);
+          assert.ok(report.blackout.perQp.every((q) => q.ms !== null), `each QP's first completion, seen in the destination's worker: ${JSON.stringify(report.blackout)}`);
           await finishAndVerify(dst, traffic, peer, tb);
         } finally {
           await dst.close();
@@ -190,6 +196,77 @@ describe('live migration of durable VMs', () => {
     } finally {
       await src.close();
       await peer.close();
+    }
+  });
+
+  it("migrates through the death of the source's worker in pre-copy: the restored backend keeps logging", async () => {
+    const [ipSrc, ipPeer] = ['127.0.35.71', '127.0.35.72'];
+    // Two workers: the device comes back on the survivor while piscina boots the replacement.
+    const srcPool = pool(1);
+    const src = await DurableVm.open(srcPool, { ip: ipSrc });
+    const peer = await Vm.open({ ip: ipPeer });
+    const destPool = pool();
+    let killed: Promise<number> | null = null;
+    try {
+      const { ta, tb } = await pair(src, peer);
+      await progress(ta, 40);
+      const { vm: dst, traffic } = await move(src, ta, (parts) => DurableVm.restore(destPool, parts), {
+        // Rounds until the limit, whatever the traffic dirties: the kill lands between two of them.
+        precopy: { stopBelowPages: 0, maxRounds: 4 },
+        onProgress: (p) => {
+          if (p.phase === 'precopy' && p.round === 1 && killed === null) killed = srcPool.terminateWorkerOf(src.durable);
+        },
+      });
+      try {
+        assert.ok(killed !== null, 'the worker was terminated during pre-copy');
+        await killed;
+        assert.equal(src.durable.restarts, 1, 'the source device came back from its journal once');
+        await finishAndVerify(dst, traffic, peer, tb);
+      } finally {
+        await dst.close();
+      }
+    } finally {
+      await src.close();
+      await peer.close();
+    }
+  });
+
+  it('refuses a damaged migrated state: nothing is left running or bound, and the pool serves on', async () => {
+    const p = pool();
+    const ip = '127.0.35.73';
+    const scratch = () => {
+      const dm = DeviceMemory.create({ ramBytes: 32 << 20, arenaBytes: 8 << 20 });
+      dm.addRegion(0, 32 << 20);
+      return dm;
+    };
+    const donor = await DurableVm.open(p, { ip });
+    let deviceState: Uint8Array;
+    let guestState: Uint8Array;
+    try {
+      await setUpTraffic(donor, 2, config(0));
+      deviceState = donor.device.saveState();
+      guestState = donor.saveGuestState();
+    } finally {
+      await donor.close();
+    }
+    const flipped = deviceState.slice();
+    flipped[Math.floor(flipped.length / 2)] ^= 0x40;
+    const cases: [string, Uint8Array, Uint8Array][] = [
+      ['a flipped byte', flipped, guestState],
+      ['a truncated state', deviceState.subarray(0, deviceState.length - 100), guestState],
+      ['random bytes', Uint8Array.from({ length: 3000 }, (_, i) => (i * 7919) & 0xff), guestState],
+      ['a guest state of another kind', deviceState, new TextEncoder().encode('{"kind":"something-else"}')],
+    ];
+    for (const [what, ds, gs] of cases) {
+      await assert.rejects(DurableVm.restore(p, { ip, dm: scratch(), deviceState: ds, guestState: gs }), Error, what);
+    }
+    // The intact state restores, on the address the refused ones never kept.
+    const vm = await DurableVm.restore(p, { ip, dm: scratch(), deviceState, guestState });
+    try {
+      assert.deepEqual([...vm.guest.qps.keys()].length, 2);
+      for (const qpn of vm.guest.qps.keys()) assert.equal(vm.verbs.queryQp(qpn).qpState, QpState.Reset, 'as they were saved');
+    } finally {
+      await vm.close();
     }
   });
 });
