@@ -3,9 +3,11 @@
 // carrying checked traffic both ways with a peer VM (test/migration/rc-traffic.ts), the VM moved
 // to a second host in this process over the coordinator's TCP stream, its address moving over
 // real UDP. Durable: from one backend pool to another (a worker each). Rows (suite `durable`):
-// total time, downtime (guest paused to resumed), the device state's size and how long taking
-// it took (saveMs: for a durable device, the backend's flush and commit and this thread's read of
-// the journal), and the downtime's ratio to the in-thread VM's. Every run verifies its traffic.
+// total time, downtime (guest paused to resumed), the QP blackout's median, the switchover's steps
+// (pause: the guest stopped and, for a durable VM, a backend's ping; suspend; save: for a durable
+// device the backend's flush and commit and this thread's read of the journal; release of the
+// address; restore; resume), the device state's size, and the downtime's ratio to the in-thread
+// VM's. Medians of three runs; every run verifies its traffic.
 import { BackendPool } from '../src/backend/backend-pool.js';
 import { BACKEND_RINGS } from '../src/backend/device-backend.js';
 import { DurableVm } from '../src/backend/durable-vm.js';
@@ -101,7 +103,9 @@ export async function migrationRows(): Promise<BenchRow[]> {
       const m = (f: (r: MigrationReport) => number) => Number(median(reports.map(f)).toFixed(2));
       rows.push({
         suite: SUITE, name: `live migration, ${QPS} RC QPs of checked traffic`, engine: engine.name, unit: 'migration', opsPerSec: Number((1000 / m((r) => r.totalMs)).toFixed(2)),
-        totalMs: m((r) => r.totalMs), downtimeMs: m((r) => r.downtimeMs), saveMs: m((r) => r.phases.saveMs), restoreMs: m((r) => r.phases.restoreMs),
+        totalMs: m((r) => r.totalMs), downtimeMs: m((r) => r.downtimeMs), blackoutP50Ms: m((r) => r.blackout.p50Ms ?? Number.NaN),
+        pauseMs: m((r) => r.phases.pauseMs), suspendMs: m((r) => r.phases.suspendMs), saveMs: m((r) => r.phases.saveMs), releaseMs: m((r) => r.phases.releaseMs),
+        restoreMs: m((r) => r.phases.restoreMs), resumeMs: m((r) => r.phases.resumeMs),
         deviceStateBytes: m((r) => r.deviceStateBytes), runs: RUNS, verified: true,
       });
     }

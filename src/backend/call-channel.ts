@@ -119,7 +119,8 @@ function rebuildError(e: { name: string; code?: unknown; status?: unknown; messa
 
 /**
  * The backend's side: serve calls with `handle` until stop(). A call that throws is answered with
- * its error. `afterCall` runs after each call and before its answer (the backend commits there).
+ * its error. `afterCall` runs after each call (given it, or null for one that did not parse) and
+ * before its answer (the backend commits there).
  */
 export class CallServer {
   private stopped = false;
@@ -127,7 +128,7 @@ export class CallServer {
   constructor(
     private readonly block: ControlBlock,
     private readonly handle: (call: Call) => unknown,
-    private readonly afterCall: () => void = () => {},
+    private readonly afterCall: (call: Call | null) => void = () => {},
   ) {}
 
   /** Serve until stop(); resolves then. A call found RUNNING was its predecessor's: answered INTERRUPTED. */
@@ -153,18 +154,20 @@ export class CallServer {
   }
 
   private run(): Answer {
+    let parsed: Call | null = null;
     try {
       const call = take(this.block) as Call;
       if (typeof call !== 'object' || call === null || typeof call.method !== 'string' || !Array.isArray(call.args)) {
         throw new BackendError(BackendErrorCode.BadCall, 'a call is { method, args[] }');
       }
+      parsed = call;
       const value = this.handle(call);
-      this.afterCall();
+      this.afterCall(call);
       return { ok: true, value: value ?? null };
     } catch (err) {
       const e = err as { name?: unknown; code?: unknown; status?: unknown; message?: unknown };
       try {
-        this.afterCall();
+        this.afterCall(parsed);
       } catch {
         // The call failed anyway; its answer says why.
       }

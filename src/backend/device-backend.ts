@@ -94,6 +94,9 @@ export interface BackendSpec {
  */
 export const BACKEND_RINGS: readonly RingFormat[] = ['split'];
 
+/** Calls that change nothing in the device: answered without a commit. */
+const READ_ONLY_CALLS: ReadonlySet<string> = new Set(['describe', 'maxQueueSize', 'queueEnabled', 'qpns', 'queryQp']);
+
 /** How long a starting backend retries binding an address its dead predecessor's socket still held. */
 const BIND_RETRY_MS = 5000;
 /** Passes the device loop runs before it yields to the event loop (sockets, timers, calls). */
@@ -191,7 +194,7 @@ export class DeviceBackend {
         throw new BackendError(BackendErrorCode.BadJournal, `the driver rings doorbells at ${placed.base} (${placed.numQueues} queues); this device has them at ${bells.base} (${bells.numQueues})`);
       }
       block.setDoorbells(bells.base, bells.numQueues);
-      const server = new CallServer(block, (call) => self!.call(call), () => self!.afterCall());
+      const server = new CallServer(block, (call) => self!.call(call), (call) => self!.afterCall(call));
       backend = self = new DeviceBackend(block, journal, device, verbs, below, address, gate, server, epoch, journaled);
       const restored = entry === null ? null : backend.restore(entry.payload, spec.memory);
       const t1 = performance.now();
@@ -354,6 +357,14 @@ export class DeviceBackend {
       case 'resumeQp':
         this.verbs.resumeQp(num(a[0]));
         return null;
+      case 'suspendAll':
+        return this.suspendAll(a[0]);
+      case 'resumeAll': {
+        const qpns = a[0];
+        if (!Array.isArray(qpns) || qpns.length > this.device.core.qps.size) throw new BackendError(BackendErrorCode.BadCall, "a list of the device's QPNs");
+        for (const qpn of qpns) this.verbs.resumeQp(num(qpn));
+        return null;
+      }
       case 'flush':
         // Publish what the last turn left, so the entry committed after this call (the device's
         // state as the driver may take it, DurableDevice.saveState) holds nothing unpublished.
@@ -364,8 +375,29 @@ export class DeviceBackend {
     }
   }
 
-  /** After each configuration call: what it changed is committed before the driver hears back. */
-  private afterCall(): void {
+  /** Suspend every QP that can be, ascending; if one fails, resume those suspended and throw. */
+  private suspendAll(policy: unknown): number[] {
+    if (policy !== 'rnr-nak' && policy !== 'drop') throw new BackendError(BackendErrorCode.BadCall, 'a suspend policy is rnr-nak or drop');
+    const done: number[] = [];
+    try {
+      for (const qpn of [...this.device.core.qps.keys()].sort((x, y) => x - y)) {
+        if (!canSuspend(this.verbs.queryQp(qpn).qpState)) continue;
+        this.verbs.suspendQp(qpn, policy);
+        done.push(qpn);
+      }
+    } catch (err) {
+      for (const qpn of done) this.verbs.resumeQp(qpn);
+      throw err;
+    }
+    return done;
+  }
+
+  /**
+   * After each configuration call: what it changed is committed before the driver hears back. A
+   * call that only reads changes nothing to commit (what the loop did is committed at its turns).
+   */
+  private afterCall(call: Call | null): void {
+    if (call !== null && READ_ONLY_CALLS.has(call.method)) return;
     this.commit();
     this.device.publish();
     this.gate.release();

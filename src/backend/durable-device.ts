@@ -180,6 +180,15 @@ export class DurableDevice {
     this.transport.vmmCall('resumeQp', [qpn]);
   }
 
+  /** Suspend every QP that can be, in one call; their QPNs, ascending (none stays suspended if it throws). */
+  suspendAll(policy: 'rnr-nak' | 'drop'): number[] {
+    return this.transport.vmmCall('suspendAll', [policy]) as number[];
+  }
+
+  resumeAll(qpns: readonly number[]): void {
+    this.transport.vmmCall('resumeAll', [[...qpns]]);
+  }
+
   /**
    * The device's state (R9), as the backend committed it right after publishing everything it
    * had done: the journal's entry, read here from shared memory. Synchronous, as a VMM takes it

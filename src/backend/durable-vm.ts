@@ -115,6 +115,15 @@ export class DurableVm implements SourceVm, DestinationVm {
     return Vm.vet(parts, { provider: options.provider, rings: BACKEND_RINGS });
   }
 
+  /** One call to the backend for all QPs: each call is a round trip to another thread and a commit. */
+  suspendAll(policy: 'rnr-nak' | 'drop'): number[] {
+    return this.durable.suspendAll(policy);
+  }
+
+  resumeAll(qpns: readonly number[]): void {
+    this.durable.resumeAll(qpns);
+  }
+
   /** The QP blackouts' ends, watched in the backend where the provider's completions are taken. */
   firstCompletions(qpns: readonly number[], watchMs: number): Promise<Map<number, number>> {
     return this.durable.firstCompletions(qpns, watchMs);

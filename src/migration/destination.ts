@@ -43,6 +43,8 @@ export interface DestinationVm {
    * coordinator taps `verbs.pollCq` (first-completion.ts).
    */
   firstCompletions?(qpns: readonly number[], watchMs: number): Promise<Map<number, number>>;
+  /** Resume these QPs in one step (a device in another thread); without it, QP by QP. */
+  resumeAll?(qpns: readonly number[]): void;
   close(): Promise<void>;
 }
 
@@ -148,7 +150,16 @@ async function receive<V extends DestinationVm>(socket: Socket, options: ListenO
     // The source may have given up while we restored; then it is taking the VM back.
     ch.expectNothing('while the VM was restored');
     const resumeStart = instant();
-    for (const q of switchover.suspended) {
+    if (vm.resumeAll !== undefined) {
+      try {
+        vm.resumeAll(switchover.suspended.map((q) => q.qpn));
+      } catch (err) {
+        throw asMigrationError(err, MigrationErrorCode.Switchover, 'resuming the QPs');
+      }
+      const when = instant();
+      for (const q of switchover.suspended) resumed.push({ qpn: q.qpn, at: when });
+    }
+    for (const q of vm.resumeAll === undefined ? switchover.suspended : []) {
       try {
         vm.verbs.resumeQp(q.qpn);
       } catch (err) {

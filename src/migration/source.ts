@@ -42,6 +42,12 @@ export interface SourceVm {
    * synchronous turn would block the thread the restart needs (src/backend/durable-vm.ts).
    */
   settle?(): Promise<void>;
+  /**
+   * Suspend every QP that can be (canSuspend), in one step, and return their QPNs, ascending; on
+   * failure none stays suspended. For a device that answers from another thread, where one step
+   * per QP would cost a round trip each; without it the coordinator suspends QP by QP.
+   */
+  suspendAll?(policy: 'rnr-nak' | 'drop'): number[];
   close(): Promise<void>;
 }
 
@@ -172,10 +178,16 @@ export async function migrateOut(vm: SourceVm, target: MigrationTarget, options:
     // runs between the device's state, the guest's state and the bytes of the last pages, so the
     // destination gets one consistent instant.
     const policyName = options.suspendPolicy ?? 'rnr-nak';
-    for (const qpn of [...vm.device.core.qps.keys()].sort((a, b) => a - b)) {
-      if (!canSuspend(vm.verbs.queryQp(qpn).qpState)) continue;
-      vm.verbs.suspendQp(qpn, policyName);
-      suspended.push({ qpn, at: instant() });
+    if (vm.suspendAll !== undefined) {
+      const qpns = vm.suspendAll(policyName);
+      const when = instant();
+      for (const qpn of qpns) suspended.push({ qpn, at: when });
+    } else {
+      for (const qpn of [...vm.device.core.qps.keys()].sort((a, b) => a - b)) {
+        if (!canSuspend(vm.verbs.queryQp(qpn).qpState)) continue;
+        vm.verbs.suspendQp(qpn, policyName);
+        suspended.push({ qpn, at: instant() });
+      }
     }
     at.suspended = instant();
     const deviceState = vm.device.saveState();
