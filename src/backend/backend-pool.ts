@@ -67,8 +67,13 @@ export interface OpenDeviceOptions {
   ip: string;
   /** UDP port; default 4791. */
   port?: number;
-  /** Guest RAM, one region at GPA 0; default 32 MiB. */
+  /** The guest RAM window; default 32 MiB. */
   ramBytes?: number;
+  /**
+   * Guest RAM plugged at GPA 0 from the start; default all of the window. The rest is room for
+   * hotplug (DurableDevice.plugRegion).
+   */
+  regionBytes?: number;
   provider?: SoftRoceOptions;
   batched?: boolean;
   /** Capacity of each of the journal's two slots; default 4 MiB. */
@@ -175,7 +180,8 @@ export class BackendPool {
     if (this.devices.size + this.opening >= this.capacity) {
       throw new BackendError(BackendErrorCode.Full, `${this.capacity / this.perWorker} workers run ${this.perWorker} devices each already`);
     }
-    const dm = o.restore?.dm ?? newGuestMemory(o.ramBytes ?? DEFAULT_RAM_BYTES);
+    const ramBytes = o.ramBytes ?? DEFAULT_RAM_BYTES;
+    const dm = o.restore?.dm ?? newGuestMemory(ramBytes, o.regionBytes ?? ramBytes);
     const control = ControlBlock.create(o.slotBytes ?? DEFAULT_SLOT_BYTES);
     if (o.restore !== undefined) {
       if (o.journal === false) throw new BackendError(BackendErrorCode.BadJournal, 'a migrated device comes back through its journal: it cannot run without one');
@@ -286,9 +292,9 @@ export class BackendPool {
   }
 }
 
-/** Guest memory for a new device: one RAM region at GPA 0. */
-function newGuestMemory(ramBytes: number): DeviceMemory {
+/** Guest memory for a new device: a RAM window of `ramBytes`, `regionBytes` of it plugged at GPA 0. */
+function newGuestMemory(ramBytes: number, regionBytes: number): DeviceMemory {
   const dm = DeviceMemory.create({ ramBytes, arenaBytes: ARENA_BYTES });
-  dm.addRegion(0, ramBytes);
+  dm.addRegion(0, regionBytes);
   return dm;
 }

@@ -32,7 +32,9 @@ import { type RingFormat, ringQueueFactory } from '../device/queue-factory.js';
 import { captureDevice } from '../device/state/capture.js';
 import { decodeDeviceState, encodeDeviceState } from '../device/state/codec.js';
 import { DeviceMemory } from '../memory/device-memory.js';
+import type { Gpa } from '../memory/gpa.js';
 import type { MemoryLayout } from '../memory/layout.js';
+import type { Region } from '../memory/region-table.js';
 import { MovableLink } from '../net/movable-link.js';
 import { NetError, NetErrorCode } from '../net/errors.js';
 import { UdpLink } from '../net/udp-link.js';
@@ -144,6 +146,8 @@ export class DeviceBackend {
   private constructor(
     private readonly block: ControlBlock,
     private readonly journal: Journal,
+    /** The guest's memory, attached: its region table is shared with the driver's thread. */
+    private readonly dm: DeviceMemory,
     readonly device: RdmaDevice,
     readonly verbs: SoftRoce,
     /** Where packets go below the gate: the VM's socket, or the rings to the thread that holds it. */
@@ -195,7 +199,7 @@ export class DeviceBackend {
       }
       block.setDoorbells(bells.base, bells.numQueues);
       const server = new CallServer(block, (call) => self!.call(call), (call) => self!.afterCall(call));
-      backend = self = new DeviceBackend(block, journal, device, verbs, below, address, gate, server, epoch, journaled);
+      backend = self = new DeviceBackend(block, journal, dm, device, verbs, below, address, gate, server, epoch, journaled);
       const restored = entry === null ? null : backend.restore(entry.payload, spec.memory);
       const t1 = performance.now();
       const bindAttempts = address === null || spec.unbound === true ? 0 : await bindWithRetry(address);
@@ -357,6 +361,11 @@ export class DeviceBackend {
       case 'resumeQp':
         this.verbs.resumeQp(num(a[0]));
         return null;
+      // Hotplug (R2): the driver's thread reserved the backing; the table changes here, between passes.
+      case 'plugRegion':
+        return this.plugRegion(a[0]);
+      case 'unplugRegion':
+        return this.unplugRegion(num(a[0]));
       case 'suspendAll':
         return this.suspendAll(a[0]);
       case 'resumeAll': {
@@ -373,6 +382,34 @@ export class DeviceBackend {
       default:
         throw new BackendError(BackendErrorCode.BadCall, `no call ${JSON.stringify(c.method).slice(0, 40)}`);
     }
+  }
+
+  /**
+   * Put a region the driver's thread reserved (DeviceMemory.reserveRegion) into the shared region
+   * table and re-map the all-memory MRs (R2). Between passes, so no access of this thread straddles
+   * the change. Idempotent: a call its predecessor died in is made again.
+   */
+  private plugRegion(r: unknown): null {
+    const o = (typeof r === 'object' && r !== null ? r : {}) as Record<string, unknown>;
+    const region: Region = { gpa: num(o.gpa) as Gpa, size: num(o.size), hostOffset: num(o.hostOffset) };
+    const { ramBase, ramBytes } = this.dm.layout;
+    if (region.hostOffset % 4096 !== 0 || region.hostOffset < ramBase || region.size <= 0 || region.hostOffset + region.size > ramBase + ramBytes) {
+      throw new BackendError(BackendErrorCode.BadCall, `a region's backing must lie in the RAM window [${ramBase}, ${ramBase + ramBytes})`);
+    }
+    const table = this.dm.guest.regions;
+    const present = table.list().find((x) => x.gpa === region.gpa);
+    if (present === undefined) table.insert(region);
+    else if (present.size !== region.size || present.hostOffset !== region.hostOffset) throw new BackendError(BackendErrorCode.BadCall, `another region is plugged at ${region.gpa}`);
+    this.device.memoryChanged();
+    return null;
+  }
+
+  /** Take the region at `gpa` out of the table and re-map the all-memory MRs; the driver's thread then frees its backing. */
+  private unplugRegion(gpa: number): null {
+    const table = this.dm.guest.regions;
+    if (table.list().some((x) => x.gpa === gpa)) table.remove(gpa as Gpa);
+    this.device.memoryChanged();
+    return null;
   }
 
   /** Suspend every QP that can be, ascending; if one fails, resume those suspended and throw. */

@@ -7,6 +7,8 @@
 import { PortClient } from '../host/pool/port-channel.js';
 import type { QpAttributes } from '../nic/verbs.js';
 import type { DeviceMemory } from '../memory/device-memory.js';
+import { MemoryError, MemoryErrorCode } from '../memory/errors.js';
+import type { Region } from '../memory/region-table.js';
 import { DeviceStatus } from '../virtio/status.js';
 import type { BackendPool } from './backend-pool.js';
 import type { BackendTaskCounters, BackendTaskReady } from './backend-task.js';
@@ -14,10 +16,17 @@ import { type ControlBlock, W } from './control-block.js';
 import type { BackendSpec, StartTimings } from './device-backend.js';
 import type { DeviceLogs } from './device-logs.js';
 import { BackendError, BackendErrorCode } from './errors.js';
+import { registerErrorRebuilder } from './call-channel.js';
 import { Journal } from './journal.js';
 import { decodeJournalEntry } from './journal-entry.js';
 import type { SocketSide } from './socket-side.js';
 import { TransportProxy } from './transport-proxy.js';
+
+// The backend's memory errors (a region-table change it refused) arrive as what they were.
+registerErrorRebuilder((e) => (e.name === 'MemoryError' && Object.values(MemoryErrorCode).includes(e.code as MemoryErrorCode) ? new MemoryError(e.code as MemoryErrorCode, String(e.message).replace(/^[A-Z_]+: /, '')) : null));
+
+/** How long ready() waits for a backend to answer. */
+const READY_MS = 10_000;
 
 /** Flushes saveState() tries before it gives up on a device that keeps changing under it. */
 const SAVE_ATTEMPTS = 8;
@@ -220,6 +229,74 @@ export class DurableDevice {
    */
   async firstCompletions(qpns: readonly number[], watchMs: number): Promise<Map<number, number>> {
     return new Map(await this.call<[number, number][]>('firstCompletions', { qpns: [...qpns], watchMs }));
+  }
+
+  /**
+   * Resolves once a backend serves the device and answers a ping from its event loop. Await it
+   * before synchronous calls made outside the guest's own use (a migration's, hotplug): they block
+   * this thread in Atomics.wait, and a restart of the backend needs this thread (piscina places
+   * the task from here). A worker that is dying before this thread has heard of it fails the ping
+   * once it is gone, and then its restart is awaited. Throws if the device was given up, or no
+   * backend answered within 10 s.
+   */
+  async ready(): Promise<void> {
+    const deadline = performance.now() + READY_MS;
+    for (;;) {
+      await this.settled();
+      if (this.lost !== null) throw this.lost;
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new BackendError(BackendErrorCode.Timeout, `no backend of ${this.ip} answered within ${READY_MS} ms`)), Math.max(0, deadline - performance.now()));
+      });
+      try {
+        await Promise.race([this.ping(), late]);
+        return;
+      } catch (err) {
+        if (performance.now() > deadline) throw err;
+        // Its backend stopped: the restart begins once this thread hears of it.
+        await new Promise((resolve) => setTimeout(resolve, 2));
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+  }
+
+  /**
+   * Hotplug (R2): plug guest RAM at guest-physical `start`. This thread owns the memory map and
+   * reserves the backing; the backend puts the region into the shared table between its passes
+   * and re-maps the all-memory MRs, committed before it answers.
+   */
+  async plugRegion(start: number, size: number): Promise<Region> {
+    await this.ready();
+    const region = this.dm.reserveRegion(start, size);
+    try {
+      this.callAgainIfInterrupted('plugRegion', [{ ...region }]);
+    } catch (err) {
+      // Not in the table: the plug did not happen. In it: only the re-map failed, and the
+      // region is the guest's; the next plug or unplug re-maps again.
+      if (!this.dm.guest.regions.list().some((r) => r.gpa === region.gpa)) this.dm.unreserveRegion(region);
+      throw err;
+    }
+    return region;
+  }
+
+  /** Unplug the region at `start`: out of the table and the MRs first (in the backend), then its backing is zeroed and freed here. */
+  async unplugRegion(start: number): Promise<void> {
+    await this.ready();
+    const region = this.dm.guest.regions.list().find((r) => r.gpa === start);
+    if (region === undefined) throw new MemoryError(MemoryErrorCode.NoSuchRegion, `no region starts at ${start}`);
+    this.callAgainIfInterrupted('unplugRegion', [start]);
+    this.dm.releaseRegion(region);
+  }
+
+  /** A backend call that is idempotent: made again if the backend died during it (INTERRUPTED). */
+  private callAgainIfInterrupted(method: string, args: unknown[]): unknown {
+    try {
+      return this.transport.vmmCall(method, args);
+    } catch (err) {
+      if (err instanceof BackendError && err.code === BackendErrorCode.Interrupted) return this.transport.vmmCall(method, args);
+      throw err;
+    }
   }
 
   /** Whether the VM's address is released (a migration gave it up); a restart leaves it so. */

@@ -16,6 +16,7 @@ import { Arena } from '../memory/arena.js';
 import type { DeviceMemory } from '../memory/device-memory.js';
 import { gpa } from '../memory/gpa.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
+import type { Region } from '../memory/region-table.js';
 import type { DestinationVm } from '../migration/destination.js';
 import type { DirtyLog } from '../migration/dirty-log.js';
 import type { SourceVm } from '../migration/source.js';
@@ -24,10 +25,6 @@ import { DEFAULT_DRIVER_BYTES, DRIVER_AREA_GPA, decodeVmGuestState, encodeVmGues
 import { Vm } from '../host/vm.js';
 import type { BackendPool, DurableDevice, OpenDeviceOptions } from './backend-pool.js';
 import { BACKEND_RINGS } from './device-backend.js';
-import { BackendError, BackendErrorCode } from './errors.js';
-
-/** How long settle() waits for a backend to answer. */
-const SETTLE_MS = 10_000;
 
 export interface DurableVmOptions extends Omit<OpenDeviceOptions, 'restore' | 'bindAddress'> {
   /** Guest RAM kept for rings and command buffers; the rest is for data buffers. Default 4 MiB. */
@@ -75,7 +72,7 @@ export class DurableVm implements SourceVm, DestinationVm {
     const driverBytes = options.driverBytes ?? DEFAULT_DRIVER_BYTES;
     const durable = await pool.open(options);
     try {
-      const ramBytes = durable.dm.layout.ramBytes;
+      const ramBytes = options.regionBytes ?? durable.dm.layout.ramBytes;
       if (DRIVER_AREA_GPA + driverBytes >= ramBytes) throw new RangeError(`ramBytes ${ramBytes} leaves no room for data past the driver area`);
       const cpuMemory = durable.dm.guest.withLog(durable.logs.cpu);
       const guest = RdmaGuest.open(durable.transport, cpuMemory, new Arena(DRIVER_AREA_GPA, driverBytes), options.open);
@@ -156,33 +153,19 @@ export class DurableVm implements SourceVm, DestinationVm {
     return this.durable.releaseAddress();
   }
 
-  /**
-   * Wait until a backend serves the device: the coordinator's synchronous calls would otherwise
-   * block this thread, which a restart of the backend needs (piscina places the task from here).
-   * The backend must answer a ping from its event loop: one whose worker is dying, before this
-   * thread has learnt of it, fails the ping once the worker is gone, and then its restart is
-   * awaited. Throws if the device was given up, or no backend answered within `SETTLE_MS`.
-   */
-  async settle(): Promise<void> {
-    const deadline = performance.now() + SETTLE_MS;
-    for (;;) {
-      await this.durable.settled();
-      if (this.durable.lost !== null) throw this.durable.lost;
-      let timer: NodeJS.Timeout | undefined;
-      const late = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new BackendError(BackendErrorCode.Timeout, `no backend of ${this.ip} answered within ${SETTLE_MS} ms`)), Math.max(0, deadline - performance.now()));
-      });
-      try {
-        await Promise.race([this.durable.ping(), late]);
-        return;
-      } catch (err) {
-        if (performance.now() > deadline) throw err;
-        // Its backend stopped: the restart begins once this thread hears of it.
-        await new Promise((resolve) => setTimeout(resolve, 2));
-      } finally {
-        clearTimeout(timer);
-      }
-    }
+  /** Wait until a backend answers (DurableDevice.ready): the coordinator's synchronous steps come next. */
+  settle(): Promise<void> {
+    return this.durable.ready();
+  }
+
+  /** Hotplug (R2): plug guest RAM at `start`; the device's all-memory MRs reach it. */
+  plugRegion(start: number, size: number): Promise<Region> {
+    return this.durable.plugRegion(start, size);
+  }
+
+  /** Unplug the region at `start`: the all-memory MRs' pages there become the throw-away page. */
+  unplugRegion(start: number): Promise<void> {
+    return this.durable.unplugRegion(start);
   }
 
   bindAddress(): Promise<void> {

@@ -61,6 +61,31 @@ export class DeviceMemory {
    * window (2 MiB aligned) and reads as zeros. Returns the region with its host offset.
    */
   addRegion(start: number, size: number): Region {
+    const region = this.reserveRegion(start, size);
+    try {
+      this.guest.regions.insert(region);
+    } catch (err) {
+      this.unreserveRegion(region);
+      throw err;
+    }
+    return region;
+  }
+
+  /** Unplug the region that starts at `start`; its backing returns to the RAM window. */
+  removeRegion(start: number): Region {
+    this.owned('unplug');
+    const removed = this.guest.regions.remove(toGpa(start));
+    this.releaseRegion(removed);
+    return removed;
+  }
+
+  /**
+   * The first half of a plug whose region-table change another thread makes (the thread running
+   * the device, which then sees no access straddle it: src/backend): take the backing of a region
+   * at `start` from the RAM window, not yet in the region table. Give it back with
+   * unreserveRegion() if the plug does not happen.
+   */
+  reserveRegion(start: number, size: number): Region {
     this.owned('plug');
     const base = toGpa(start);
     if (!Number.isSafeInteger(size) || size <= 0 || size % 4096 !== 0) {
@@ -69,31 +94,32 @@ export class DeviceMemory {
     if (base % 4096 !== 0 || !Number.isSafeInteger(base + size)) {
       throw new MemoryError(MemoryErrorCode.Overflow, `region start must be 4 KiB aligned and end below 2^53`);
     }
+    if (this.regionOwned.has(base)) throw new MemoryError(MemoryErrorCode.RegionConflict, `a region at ${base} is plugged already`);
+    this.guest.regions.checkFree({ gpa: base, size });
     const hostOffset = this.ram.alloc(size, RAM_ALIGN_BYTES);
-    const region: Region = { gpa: base, size, hostOffset };
-    try {
-      this.guest.regions.insert(region);
-    } catch (err) {
-      this.ram.release(hostOffset);
-      throw err;
-    }
     this.regionOwned.set(base, hostOffset);
-    return region;
+    return { gpa: base, size, hostOffset };
   }
 
-  /** Unplug the region that starts at `start`; its backing returns to the RAM window. */
-  removeRegion(start: number): Region {
+  /** Give back a reserved region's backing (its plug did not happen); it never held data. */
+  unreserveRegion(region: Region): void {
+    this.ram.release(region.hostOffset);
+    this.regionOwned.delete(region.gpa);
+  }
+
+  /**
+   * The second half of an unplug: `region` is out of the region table (and no thread reaches it
+   * any more): zero its backing and return it to the RAM window.
+   */
+  releaseRegion(region: Region): void {
     this.owned('unplug');
-    const removed = this.guest.regions.remove(toGpa(start));
-    const hostOffset = this.regionOwned.get(removed.gpa);
-    if (hostOffset !== undefined) {
-      // The window starts zeroed and every released range is zeroed here, so a new region reads
-      // as zeros without touching (and so committing) its pages when it is plugged.
-      new Uint8Array(this.memory.buffer, hostOffset, removed.size).fill(0);
-      this.ram.release(hostOffset);
-      this.regionOwned.delete(removed.gpa);
-    }
-    return removed;
+    const hostOffset = this.regionOwned.get(region.gpa);
+    if (hostOffset === undefined) return;
+    // The window starts zeroed and every released range is zeroed here, so a new region reads
+    // as zeros without touching (and so committing) its pages when it is plugged.
+    new Uint8Array(this.memory.buffer, hostOffset, region.size).fill(0);
+    this.ram.release(hostOffset);
+    this.regionOwned.delete(region.gpa);
   }
 
   private owned(what: string): void {

@@ -51,17 +51,19 @@ export class RegionTable {
     if (regions.length >= REGION_TABLE_CAPACITY) {
       throw new MemoryError(MemoryErrorCode.RegionConflict, `region table full (${REGION_TABLE_CAPACITY} regions)`);
     }
-    for (const r of regions) {
-      if (region.gpa < r.gpa + r.size && r.gpa < region.gpa + region.size) {
-        throw new MemoryError(
-          MemoryErrorCode.RegionConflict,
-          `region ${gpaHex(region.gpa)}+${region.size} overlaps ${gpaHex(r.gpa)}+${r.size}`,
-        );
-      }
-    }
+    this.checkFree(region, regions);
     regions.push(region);
     regions.sort((a, b) => a.gpa - b.gpa);
     this.rewrite(regions);
+  }
+
+  /** MemoryError REGION_CONFLICT if `region` overlaps one in the table. */
+  checkFree(region: { gpa: Gpa; size: number }, regions: readonly Region[] = this.list()): void {
+    for (const r of regions) {
+      if (region.gpa < r.gpa + r.size && r.gpa < region.gpa + region.size) {
+        throw new MemoryError(MemoryErrorCode.RegionConflict, `region ${gpaHex(region.gpa)}+${region.size} overlaps ${gpaHex(r.gpa)}+${r.size}`);
+      }
+    }
   }
 
   /** Remove the region starting at `start`; returns it. */

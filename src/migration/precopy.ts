@@ -10,6 +10,8 @@ import { PAGES_PER_BATCH, PAGE_BYTES, PageBatch, PageKind, type DecodedPages, ty
 /** What the coordinator needs of a dirty log (src/migration/dirty-log.ts, vhost-user format). */
 export interface PageLog {
   readonly enabled: boolean;
+  /** A write could not be marked (past the covered range); the owner of the log clears it. */
+  overflowed?: boolean;
   start(): void;
   stop(): void;
   /** Dirty page numbers (4 KiB pages of GPA space) since the last harvest; clears them. */
@@ -74,9 +76,18 @@ export function unionPages(...sets: readonly Uint32Array[]): Uint32Array {
   return all.slice(0, n);
 }
 
-/** Harvest both logs: pages the device wrote ∪ pages the guest (vCPU) wrote. */
-export function harvestAll(logs: readonly PageLog[]): Uint32Array {
-  return unionPages(...logs.map((l) => l.harvest()));
+/**
+ * Harvest both logs: pages the device wrote ∪ pages the guest (vCPU) wrote. A log that lost a
+ * write (it reached past what the log covers, a region plugged above it: `overflowed`) can no
+ * longer vouch for any page, so then every page of `regions` is dirty, and the flag is cleared:
+ * a write lost after this harvest raises it again for the next.
+ */
+export function harvestAll(logs: readonly PageLog[], regions: readonly { gpa: number; size: number }[]): Uint32Array {
+  const harvested = unionPages(...logs.map((l) => l.harvest()));
+  const lost = logs.filter((l) => l.overflowed === true);
+  if (lost.length === 0) return harvested;
+  for (const l of lost) l.overflowed = false;
+  return allPages(regions);
 }
 
 export interface PagesSent {

@@ -139,7 +139,7 @@ export async function migrateOut(vm: SourceVm, target: MigrationTarget, options:
       await ch.receive([MessageType.PreviewAck], 'after STATE_PREVIEW');
     }
     for (let round = 1; ; round++) {
-      carry = harvestAll(logs);
+      carry = harvestAll(logs, ramRegions(vm.dm));
       progress.dirtyPages = carry.length;
       const decision = precopyDecision(policy, round, carry.length);
       if (decision !== null) {
@@ -193,7 +193,7 @@ export async function migrateOut(vm: SourceVm, target: MigrationTarget, options:
     const deviceState = vm.device.saveState();
     const guestState = vm.saveGuestState();
     at.saved = instant();
-    const last = unionPages(carry, harvestAll(logs));
+    const last = unionPages(carry, harvestAll(logs, ramRegions(vm.dm)));
     const frames: Uint8Array[] = [];
     const t = instant();
     const sent: PagesSent = readPages(vm.dm, finalRound, last, (f) => frames.push(f));

@@ -6,7 +6,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { listenForMigration } from '../../src/migration/destination.js';
-import { allPages, precopyDecision, unionPages } from '../../src/migration/precopy.js';
+import { Arena } from '../../src/memory/arena.js';
+import { DirtyLog } from '../../src/migration/dirty-log.js';
+import { allPages, harvestAll, precopyDecision, unionPages } from '../../src/migration/precopy.js';
 import { migrateOut, type MigrationProgress } from '../../src/migration/source.js';
 import type { WorkCompletion } from '../../src/nic/verbs.js';
 import { FakeDestinationVm, FakeSourceVm, snapshotRam } from './fake-vm.js';
@@ -36,6 +38,25 @@ describe('pre-copy decision', () => {
       { seed: 4 },
     );
     assert.deepEqual([...allPages([{ gpa: 3 * 4096, size: 8192 }, { gpa: 0, size: 4096 }])], [0, 3, 4]);
+  });
+
+  it('a log that lost a write (past what it covers) makes every page dirty once, then harvests as before', () => {
+    const memory = new WebAssembly.Memory({ initial: 4, maximum: 4, shared: true });
+    const arena = new Arena(64 * 1024, 128 * 1024);
+    const [device, cpu] = [DirtyLog.create(memory, arena, 16 * 4096, { outCap: 16 }), DirtyLog.create(memory, arena, 16 * 4096, { outCap: 16 })];
+    const regions = [{ gpa: 0, size: 16 * 4096 }, { gpa: 1024 * 4096, size: 2 * 4096 }];
+    device.start();
+    cpu.start();
+    device.mark(2 * 4096, 8);
+    cpu.mark(5 * 4096, 8);
+    assert.deepEqual([...harvestAll([device, cpu], regions)], [2, 5]);
+    // A region plugged above the logs' cover (512 pages: whole 64-byte lines): a write there cannot be marked.
+    device.mark(1024 * 4096 + 100, 8);
+    assert.equal(device.overflowed, true);
+    assert.deepEqual([...harvestAll([device, cpu], regions)], [...allPages(regions)]);
+    assert.equal(device.overflowed, false, 'the harvest that resent everything cleared it');
+    cpu.mark(7 * 4096, 1);
+    assert.deepEqual([...harvestAll([device, cpu], regions)], [7]);
   });
 });
 
