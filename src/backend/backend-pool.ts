@@ -13,6 +13,7 @@ import { availableParallelism } from 'node:os';
 import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { DeviceMemory } from '../memory/device-memory.js';
+import type { Link } from '../nic/link.js';
 import type { SoftRoceOptions } from '../nic/soft/index.js';
 import { HangWatchdog, type WatchedThread } from '../host/pool/watchdog.js';
 import type { BackendTaskInput, BackendTaskReady } from './backend-task.js';
@@ -96,6 +97,11 @@ export interface OpenDeviceOptions {
   restore?: { dm: DeviceMemory; deviceState: Uint8Array };
   /** Bind the VM's address at the start (default); false leaves it for DurableDevice.bindAddress(). */
   bindAddress?: boolean;
+  /**
+   * Wrap the VM's link on this thread (a host agent's per-QP counters, a loss switch): with
+   * `socket: 'main'` only, where the packets pass through this thread.
+   */
+  wrapLink?: (link: Link) => Link;
 }
 
 export class BackendPool {
@@ -180,6 +186,7 @@ export class BackendPool {
     if (this.devices.size + this.opening >= this.capacity) {
       throw new BackendError(BackendErrorCode.Full, `${this.capacity / this.perWorker} workers run ${this.perWorker} devices each already`);
     }
+    if (o.wrapLink !== undefined && o.socket !== 'main') throw new BackendError(BackendErrorCode.BadCall, "a link is wrapped on this thread only when it holds the socket (socket: 'main')");
     const ramBytes = o.ramBytes ?? DEFAULT_RAM_BYTES;
     const dm = o.restore?.dm ?? newGuestMemory(ramBytes, o.regionBytes ?? ramBytes);
     const control = ControlBlock.create(o.slotBytes ?? DEFAULT_SLOT_BYTES);
@@ -193,7 +200,7 @@ export class BackendPool {
     this.opening++;
     let device: DurableDevice;
     try {
-      const side = o.socket === 'main' ? await SocketSide.open({ ip: o.ip, port: o.port, batched: o.batched, ringBytes: RING_BYTES, bind }) : null;
+      const side = o.socket === 'main' ? await SocketSide.open({ ip: o.ip, port: o.port, batched: o.batched, ringBytes: RING_BYTES, bind, wrapLink: o.wrapLink }) : null;
       const spec: BackendSpec = {
         ip: o.ip, port: o.port, memory: dm.memory, layout: dm.layout, control: control.buffer, provider: o.provider, batched: o.batched, journal: o.journal, rings: side?.rings,
         dirtyLog: logs.deviceSpec, unbound: !bind,

@@ -48,6 +48,8 @@ export default async function runBackendTask(input: BackendTaskInput): Promise<{
     // The pool's watchdog: answered from this thread's event loop, so a hung loop answers nothing.
     ping: () => true,
     releaseAddress: () => backend.releaseAddress(),
+    providerCounters: () => backend.providerCounters(),
+    mrKeys: () => backend.mrKeys(),
     // A migrated device's QP blackouts end at their first completions, taken here (first-completion.ts).
     firstCompletions: async (a) => {
       const qpns = a.qpns;

@@ -99,6 +99,13 @@ export const BACKEND_RINGS: readonly RingFormat[] = ['split'];
 /** Calls that change nothing in the device: answered without a commit. */
 const READ_ONLY_CALLS: ReadonlySet<string> = new Set(['describe', 'maxQueueSize', 'queueEnabled', 'qpns', 'queryQp']);
 
+/** The provider's counters as the `providerCounters` op answers them (its maps as entry lists). */
+export interface ProviderCounters {
+  events: [string, number][];
+  dropped: [string, number][];
+  internalErrors: number;
+}
+
 /** How long a starting backend retries binding an address its dead predecessor's socket still held. */
 const BIND_RETRY_MS = 5000;
 /** Passes the device loop runs before it yields to the event loop (sockets, timers, calls). */
@@ -368,6 +375,7 @@ export class DeviceBackend {
         return this.unplugRegion(num(a[0]));
       case 'suspendAll':
         return this.suspendAll(a[0]);
+
       case 'resumeAll': {
         const qpns = a[0];
         if (!Array.isArray(qpns) || qpns.length > this.device.core.qps.size) throw new BackendError(BackendErrorCode.BadCall, "a list of the device's QPNs");
@@ -410,6 +418,17 @@ export class DeviceBackend {
     if (table.list().some((x) => x.gpa === gpa)) table.remove(gpa as Gpa);
     this.device.memoryChanged();
     return null;
+  }
+
+  /** The provider's counters, for a host's metrics (a port op: asked from the event loop, not a vCPU call). */
+  providerCounters(): ProviderCounters {
+    const c = this.verbs.counters;
+    return { events: [...c.events], dropped: [...c.dropped], internalErrors: c.internalErrors };
+  }
+
+  /** The keys of every MR the device holds, [lkey, rkey]. */
+  mrKeys(): [number, number][] {
+    return [...this.device.core.mrs.values()].map((mr) => [mr.lkey, mr.rkey]);
   }
 
   /** Suspend every QP that can be, ascending; if one fails, resume those suspended and throw. */

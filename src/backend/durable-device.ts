@@ -13,7 +13,7 @@ import { DeviceStatus } from '../virtio/status.js';
 import type { BackendPool } from './backend-pool.js';
 import type { BackendTaskCounters, BackendTaskReady } from './backend-task.js';
 import { type ControlBlock, W } from './control-block.js';
-import type { BackendSpec, StartTimings } from './device-backend.js';
+import type { BackendSpec, ProviderCounters, StartTimings } from './device-backend.js';
 import type { DeviceLogs } from './device-logs.js';
 import { BackendError, BackendErrorCode } from './errors.js';
 import { registerErrorRebuilder } from './call-channel.js';
@@ -187,6 +187,17 @@ export class DurableDevice {
 
   resumeQp(qpn: number): void {
     this.transport.vmmCall('resumeQp', [qpn]);
+  }
+
+  /** The provider's counters (events, drops by reason, internal errors contained), from its worker. */
+  async providerCounters(): Promise<{ events: Map<string, number>; dropped: Map<string, number>; internalErrors: number }> {
+    const c = await this.call<ProviderCounters>('providerCounters');
+    return { events: new Map(c.events), dropped: new Map(c.dropped), internalErrors: c.internalErrors };
+  }
+
+  /** The keys of every MR the device holds, [lkey, rkey]. */
+  mrKeys(): Promise<[number, number][]> {
+    return this.call<[number, number][]>('mrKeys');
   }
 
   /** Suspend every QP that can be, in one call; their QPNs, ascending (none stays suspended if it throws). */

@@ -7,7 +7,7 @@
 // is released here and bound on the destination (R7), as a VM's own MovableLink is.
 import { MovableLink } from '../net/movable-link.js';
 import { UdpLink } from '../net/udp-link.js';
-import type { LinkAddress } from '../nic/link.js';
+import type { Link, LinkAddress } from '../nic/link.js';
 import { AddressCache, PacketRing } from './packet-ring.js';
 
 /** Datagrams sent per turn before the pump lets the event loop run again. */
@@ -22,7 +22,13 @@ export class SocketSide {
   private readonly from = new AddressCache();
   private readonly to = new AddressCache();
 
-  private constructor(private readonly link: MovableLink, ringBytes: number) {
+  private constructor(
+    /** The VM's address: released and bound again as it migrates. */
+    private readonly address: MovableLink,
+    /** What packets go through: the address, under any wrapper (a host agent's counters, a loss switch). */
+    private readonly link: Link,
+    ringBytes: number,
+  ) {
     this.rx = PacketRing.create(ringBytes);
     this.tx = PacketRing.create(ringBytes);
     link.onPacket((bytes: Uint8Array, from: LinkAddress) => {
@@ -35,20 +41,20 @@ export class SocketSide {
    * Bind the VM's address here (unless `bind` is false: a migrated VM binds once restored).
    * Rejects with NetError as UdpLink.open does (ADDRESS_IN_USE ...).
    */
-  static async open(options: { ip: string; port?: number; batched?: boolean; ringBytes: number; bind?: boolean }): Promise<SocketSide> {
-    const link = new MovableLink(options.ip, () => UdpLink.open({ ip: options.ip, port: options.port, batched: options.batched }), options.port);
-    if (options.bind ?? true) await link.bind();
-    return new SocketSide(link, options.ringBytes);
+  static async open(options: { ip: string; port?: number; batched?: boolean; ringBytes: number; bind?: boolean; wrapLink?: (link: Link) => Link }): Promise<SocketSide> {
+    const address = new MovableLink(options.ip, () => UdpLink.open({ ip: options.ip, port: options.port, batched: options.batched }), options.port);
+    if (options.bind ?? true) await address.bind();
+    return new SocketSide(address, options.wrapLink?.(address) ?? address, options.ringBytes);
   }
 
   /** R7: give the address up (once the sends handed to the socket have left); packets sent meanwhile are dropped. */
   release(): Promise<void> {
-    return this.link.release();
+    return this.address.release();
   }
 
   /** Take the address again (NetError ADDRESS_IN_USE while another host holds it). */
   bind(): Promise<void> {
-    return this.link.bind();
+    return this.address.bind();
   }
 
   /** The rings, for the backend's RingLink: it sends into `tx` and reads `rx`. */

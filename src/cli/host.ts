@@ -3,11 +3,11 @@
 import { runAgent } from '../host/agent-main.js';
 import type { LogLevel } from '../observe/log.js';
 
-export function runHost(name: string, logLevel: LogLevel, workers: number): number {
+export function runHost(name: string, logLevel: LogLevel, workers: number, durable = false): number {
   if (process.send === undefined) {
     console.error('vrdma host: a host process takes its orders over an IPC channel; it is started by `vrdma demo` or an AgentClient (fork), not from a shell');
     return 2;
   }
-  runAgent(name, logLevel, workers);
+  runAgent(name, logLevel, workers, durable);
   return 0;
 }

@@ -77,7 +77,7 @@ function ipList(count: number) {
 }
 
 interface DemoFlags {
-  workers: number; mtu: number; loss: number; qps: number; messageSize: number; duration: number; capture?: string; logLevel: LogLevel;
+  workers: number; durable?: boolean; mtu: number; loss: number; qps: number; messageSize: number; duration: number; capture?: string; logLevel: LogLevel;
   metricsPort?: number; metricsHost: string; report?: string; json?: boolean; hostIps: string[]; vmIps: string[]; plain?: boolean;
 }
 
@@ -85,6 +85,7 @@ program
   .command('demo')
   .description('live migration of a VM with RDMA in flight: three host processes and two VMs on loopback, checked traffic both ways, VM1 moved from host A to host C')
   .option('--workers <n>', 'worker threads per host process, its VMs spread over them (0: on its main thread)', nonNegativeInt, DEMO_DEFAULTS.workers)
+  .option('--durable', "run every VM's device as a durable backend in a pool of --workers threads per host (a worker's death costs no traffic)")
   .option('--mtu <bytes>', 'path MTU of the RC connections', mtuBytes, DEMO_DEFAULTS.mtu)
   .option('--loss <rate>', 'fraction of packets each VM link drops', lossRate, DEMO_DEFAULTS.loss)
   .option('--qps <n>', 'RC QPs between the two VMs', positiveInt, DEMO_DEFAULTS.qps)
@@ -102,7 +103,7 @@ program
   .action(async (f: DemoFlags) => {
     try {
       process.exitCode = await runDemo({
-        workers: f.workers, mtu: f.mtu, loss: f.loss, qps: f.qps, messageBytes: f.messageSize, durationMs: Math.round(f.duration * 1000), capture: f.capture,
+        workers: f.workers, durable: f.durable ?? false, mtu: f.mtu, loss: f.loss, qps: f.qps, messageBytes: f.messageSize, durationMs: Math.round(f.duration * 1000), capture: f.capture,
         logLevel: f.logLevel, metricsPort: f.metricsPort, metricsHost: f.metricsHost, report: f.report, json: f.json ?? false,
         hostIps: f.hostIps as [string, string, string], vmIps: f.vmIps as [string, string], plainProgress: f.plain,
       });
@@ -118,8 +119,9 @@ program
   .argument('[name]', 'the host name used in logs and metrics', 'host')
   .option('--log-level <level>', `structured logs on stderr: ${LOG_LEVELS.join(', ')}`, logLevel, 'warn')
   .option('--workers <n>', 'worker threads the VMs are spread over; 0 runs them on the main thread', nonNegativeInt, availableParallelism())
-  .action((name: string, opts: { logLevel: LogLevel; workers: number }) => {
-    const status = runHost(name, opts.logLevel, opts.workers);
+  .option('--durable', "run each VM's device as a durable backend in a pool of --workers threads, the guests on the main thread")
+  .action((name: string, opts: { logLevel: LogLevel; workers: number; durable?: boolean }) => {
+    const status = runHost(name, opts.logLevel, opts.workers, opts.durable ?? false);
     if (status !== 0) process.exitCode = status;
   });
 

@@ -17,6 +17,11 @@ import { type DemoPhase, type DemoSummary, type PhaseSpan, type ThroughputSample
 export interface DemoOptions {
   /** Worker threads per host process, its VMs spread over them (0: on its main thread). */
   workers: number;
+  /**
+   * Run every VM's device as a durable backend in a pool of `workers` threads per host, the
+   * guests on the host's main thread (src/backend): a worker's death costs no traffic.
+   */
+  durable?: boolean;
   mtu: number;
   /** Fraction of packets each VM's link drops, in [0, 1). */
   loss: number;
@@ -58,7 +63,8 @@ export async function runLiveMigrationDemo(o: DemoOptions): Promise<DemoResult> 
   const t0 = Date.now();
   const progress = o.json ? null : new Progress({ plain: o.plainProgress });
   const say = (line: string) => progress?.note(line);
-  const hosts = HOST_NAMES.map((name) => new AgentClient(name, { logLevel: o.logLevel, workers: o.workers }));
+  if (o.durable === true && o.capture !== undefined) throw new Error('--capture needs VMs whose packets their host reads: not with --durable');
+  const hosts = HOST_NAMES.map((name) => new AgentClient(name, { logLevel: o.logLevel, workers: o.workers, durable: o.durable }));
   let metrics: MetricsServer | null = null;
   try {
     await Promise.all(hosts.map((h) => h.started));
@@ -75,7 +81,7 @@ export async function runLiveMigrationDemo(o: DemoOptions): Promise<DemoResult> 
 
     const where = new Map<string, AgentClient>([['vm1', A], ['vm2', B]]);
     // Which worker thread of its host each VM runs in (hosts with workers only).
-    const threadOf = async (host: AgentClient, vm: string): Promise<string[]> => (o.workers > 0 ? [`${host.host}/${(await host.placement()).vms[vm]}`] : []);
+    const threadOf = async (host: AgentClient, vm: string): Promise<string[]> => (o.workers > 0 && o.durable !== true ? [`${host.host}/${(await host.placement()).vms[vm]}`] : []);
     const threads = { vm1: await threadOf(A, 'vm1'), vm2: await threadOf(B, 'vm2') };
     if (o.metricsPort !== undefined) {
       metrics = await serveMetrics(o.metricsHost, o.metricsPort, async () => aggregateMetrics(await Promise.all(hosts.filter((h) => h.running).map((h) => h.metrics()))));
@@ -181,7 +187,7 @@ export async function runLiveMigrationDemo(o: DemoOptions): Promise<DemoResult> 
         { name: 'vm1', ip: o.vmIps[0], startedOn: 'A', endedOn: migration.figures !== null ? 'C' : 'A', qpns: v1.qpns, opsCompleted: s1.workload?.opsCompleted ?? 0, threads: threads.vm1 },
         { name: 'vm2', ip: o.vmIps[1], startedOn: 'B', endedOn: 'B', qpns: v2.qpns, opsCompleted: s2.workload?.opsCompleted ?? 0, threads: threads.vm2 },
       ],
-      settings: { qps: o.qps, messageBytes: o.messageBytes, mtu: o.mtu, loss: o.loss, workers: o.workers, durationMs: o.durationMs, window: config.window },
+      settings: { qps: o.qps, messageBytes: o.messageBytes, mtu: o.mtu, loss: o.loss, workers: o.workers, durable: o.durable === true, durationMs: o.durationMs, window: config.window },
       throughputMBps: {
         before: meanThroughputMBps(samples, 0, phases[0].endMs),
         during: duringStart === null ? null : meanThroughputMBps(samples, duringStart, after.startMs),

@@ -49,7 +49,7 @@ export interface DemoSummary {
   hosts: { name: string; ip: string }[];
   /** `threads`: the host/worker thread id each VM ran in, in order (empty when the hosts ran no workers). */
   vms: { name: string; ip: string; startedOn: string; endedOn: string; qpns: number[]; opsCompleted: number; threads: string[] }[];
-  settings: { qps: number; messageBytes: number; mtu: number; loss: number; workers: number; durationMs: number; window: number };
+  settings: { qps: number; messageBytes: number; mtu: number; loss: number; workers: number; durable?: boolean; durationMs: number; window: number };
   throughputMBps: { before: number | null; during: number | null; after: number | null };
   /** null when no migration ran (why in migrationNote). */
   migration: MigrationFigures | null;
@@ -87,6 +87,7 @@ function switchoverSteps(p: SwitchoverPhases): string {
 
 /** Where the VMs ran: each host's worker count, and each VM's host/thread in order. */
 function workerThreads(s: DemoSummary): string {
+  if (s.settings.durable === true) return `${Math.max(1, s.settings.workers)} per host running the VMs' devices as durable backends (the guests on each host's main thread)`;
   if (s.settings.workers === 0) return 'none (each host runs its VMs on its main thread)';
   const where = s.vms.map((v) => `${v.name} in ${v.threads.map((t) => t.replace('/', ' thread ')).join(' then ')}`);
   return `${s.settings.workers} per host; ${where.join(', ')}`;

@@ -18,13 +18,18 @@ export interface AgentClientOptions {
   stdio?: 'inherit' | 'ignore' | 'pipe';
   /** Worker threads the host spreads its VMs over (pool/host-pool.ts); 0 (default) runs them on its main thread. */
   workers?: number;
+  /**
+   * Run each VM's device as a durable backend in a pool of `workers` threads (at least 1), the
+   * guests on the host's main thread (src/backend).
+   */
+  durable?: boolean;
 }
 
 export class AgentClient {
   private readonly child: IpcChild;
 
   constructor(readonly host: string, options: AgentClientOptions = {}) {
-    this.child = new IpcChild(AGENT_MAIN, { name: `host ${host}`, args: [host, options.logLevel ?? 'warn', String(options.workers ?? 0)], stdio: options.stdio });
+    this.child = new IpcChild(AGENT_MAIN, { name: `host ${host}`, args: [host, options.logLevel ?? 'warn', String(options.workers ?? 0), ...(options.durable === true ? ['durable'] : [])], stdio: options.stdio });
   }
 
   get started(): Promise<void> {
@@ -39,7 +44,7 @@ export class AgentClient {
     return this.child.proc.pid;
   }
 
-  ping(): Promise<{ host: string; pid: number; vms: string[]; workers?: number }> {
+  ping(): Promise<{ host: string; pid: number; vms: string[]; workers?: number; durable?: boolean }> {
     return this.child.call('ping');
   }
 
@@ -63,7 +68,10 @@ export class AgentClient {
     return this.child.call('drainHost');
   }
 
-  /** Stop the worker thread `vm` runs in, as a crash would (a host with workers only); resolves with its thread id. */
+  /**
+   * Stop the worker thread `vm` runs in (a host with workers), or the one running its device (a
+   * durable host), as a crash would; resolves with its thread id.
+   */
   terminateWorkerOf(vm: string): Promise<number> {
     return this.child.call('terminateWorkerOf', { vm });
   }

@@ -1,19 +1,31 @@
-// The entry script of a host process: `node agent-main.js <host-name> [log-level] [workers]`,
-// forked by an AgentClient (or by `vrdma host`). It serves the agent's operations over the IPC
-// channel and exits when the channel closes, after closing its VMs (their addresses are released).
-// With workers 0 the VMs run on this process's main thread (agent.ts); with N > 0 they are spread
-// over a pool of N worker threads (pool/host-pool.ts) and the main thread keeps the control path.
+// The entry script of a host process: `node agent-main.js <host-name> [log-level] [workers]
+// [durable]`, forked by an AgentClient (or by `vrdma host`). It serves the agent's operations over
+// the IPC channel and exits when the channel closes, after closing its VMs (their addresses are
+// released). With workers 0 the VMs run on this process's main thread (agent.ts); with N > 0 they
+// are spread over a pool of N worker threads (pool/host-pool.ts) and the main thread keeps the
+// control path. With `durable`, the agent and the VMs' guests run on the main thread and each VM's
+// device runs as a durable backend in a pool of N worker threads (src/backend): a worker that dies
+// costs its devices no traffic.
 import { pathToFileURL } from 'node:url';
 import { type LogLevel, createLogger, isLogLevel } from '../observe/log.js';
 import { HostAgent, agentOps } from './agent.js';
-import { type OpTable, serveIpc } from './ipc.js';
+import { type OpTable, sendEvent, serveIpc } from './ipc.js';
 import { HostPool, poolOps } from './pool/host-pool.js';
+import { BackendPool } from '../backend/backend-pool.js';
 
-export function runAgent(host: string, level: LogLevel, workers = 0): void {
+export function runAgent(host: string, level: LogLevel, workers = 0, durable = false): void {
   const log = createLogger(level, { host });
   let ops: OpTable;
   let close: () => Promise<void>;
-  if (workers > 0) {
+  if (durable) {
+    const backends = new BackendPool({ workers: Math.max(1, workers) });
+    const agent = new HostAgent(host, log, sendEvent, backends);
+    close = async () => {
+      await agent.close();
+      await backends.close();
+    };
+    ops = agentOps(agent, () => shutdown());
+  } else if (workers > 0) {
     const pool = new HostPool({ host, workers, logLevel: level, log });
     close = () => pool.close();
     ops = poolOps(pool, () => shutdown());
@@ -27,7 +39,7 @@ export function runAgent(host: string, level: LogLevel, workers = 0): void {
   serveIpc(ops, () => {
     void shutdown().then(() => process.exit(0));
   });
-  log.info({ workers }, 'host agent ready');
+  log.info({ workers, durable }, 'host agent ready');
 }
 
 /** The workers argument: an integer in [0, 256] (0 when absent); null if it is not one. */
@@ -43,5 +55,10 @@ if (process.send !== undefined && import.meta.url === pathToFileURL(process.argv
     console.error(`agent-main: workers must be an integer in [0, 256], got ${process.argv[4]}`);
     process.exit(2);
   }
-  runAgent(process.argv[2] ?? 'host', isLogLevel(level) ? level : 'warn', workers);
+  const engine = process.argv[5];
+  if (engine !== undefined && engine !== 'durable') {
+    console.error(`agent-main: the engine is 'durable' or nothing, got ${engine}`);
+    process.exit(2);
+  }
+  runAgent(process.argv[2] ?? 'host', isLogLevel(level) ? level : 'warn', workers, engine === 'durable');
 }

@@ -1,4 +1,5 @@
-// A host process's agent: it holds VMs (src/host/vm.ts), each with a checked workload
+// A host process's agent: it holds VMs (src/host/vm.ts; or, given a backend pool, DurableVms whose
+// devices run in the pool's workers, src/backend/durable-vm.ts), each with a checked workload
 // (src/workload) on RC QPs to a peer VM on another host, and does what it is asked over IPC
 // (agent-client.ts is the other end): open a VM, set up and connect its QPs, run and drain the
 // workload, report status and counters, verify memory against the reference model, close.
@@ -24,6 +25,8 @@ import { vmGuestAccess } from './guest-access.js';
 import { type AgentCarry, type QpBinding, decodeCarry, encodeCarry } from './agent-carry.js';
 import { type OpTable, sendEvent } from './ipc.js';
 import { Vm } from './vm.js';
+import type { BackendPool } from '../backend/backend-pool.js';
+import { DurableVm } from '../backend/durable-vm.js';
 import { type StreamEndpoint, type StreamRun, WriteStream } from './write-stream.js';
 import type client from 'prom-client';
 
@@ -129,9 +132,24 @@ export interface AgentVerifyResult extends VerifyResult {
   rkey: number;
 }
 
+/** A VM the agent holds: its device in this thread, or in a backend pool's worker. */
+type AgentVm = Vm | DurableVm;
+
+/** The provider's counters as the agent reports them. */
+interface ProviderCounterView {
+  readonly events: ReadonlyMap<string, number>;
+  readonly dropped: ReadonlyMap<string, number>;
+  readonly internalErrors: number;
+}
+
 interface HeldVm {
   name: string;
-  vm: Vm;
+  vm: AgentVm;
+  /**
+   * The provider's counters: a Vm's own (live), a DurableVm's as last fetched from its worker
+   * (refreshed before every status, verify and metrics answer).
+   */
+  counters: ProviderCounterView;
   link: ObservedLink;
   lossy: LossyLink | null;
   bindings: QpBinding[];
@@ -156,15 +174,64 @@ export class HostAgent {
   private readonly vms = new Map<string, HeldVm>();
   /** VMs that migrated away: kept for the metrics' phase (their counters went with them). */
   private readonly departed = new Map<string, { ip: string; dirtyPages: number }>();
-  private readonly listeners = new Map<number, { listener: MigrationListener<Vm>; accepted: Promise<AcceptedVm> }>();
+  private readonly listeners = new Map<number, { listener: MigrationListener<AgentVm>; accepted: Promise<AcceptedVm> }>();
   readonly registry: client.Registry;
 
   /**
    * `emit` tells the agent's parent something unasked (migration progress): the process's IPC
    * channel by default, a worker's port when the agent runs a VM task of a host pool.
    */
-  constructor(readonly host: string, private readonly log: Logger, private readonly emit: (event: Record<string, unknown>) => void = sendEvent) {
+  /**
+   * With `backends`, every VM's device runs as a durable backend in that pool (its socket and the
+   * agent's link wrappers on this thread, socket: 'main'); without, in this thread.
+   */
+  constructor(
+    readonly host: string,
+    private readonly log: Logger,
+    private readonly emit: (event: Record<string, unknown>) => void = sendEvent,
+    private readonly backends: BackendPool | null = null,
+  ) {
     this.registry = createHostRegistry(host, () => this.metricsSnapshot());
+  }
+
+  /** Whether this host's VMs run on durable backends. */
+  get durable(): boolean {
+    return this.backends !== null;
+  }
+
+  /** A new VM of this host's sort. */
+  private async newVm(a: OpenVmArgs, wrapLink: (link: Link) => Link): Promise<AgentVm> {
+    if (this.backends === null) return Vm.open({ ip: a.ip, ramBytes: a.ramBytes, capturePath: a.capturePath, provider: a.provider, wrapLink });
+    if (a.capturePath !== undefined) throw new Error(`host ${this.host} runs durable backends, whose packets it does not capture`);
+    return DurableVm.open(this.backends, { ip: a.ip, ramBytes: a.ramBytes, provider: a.provider, socket: 'main', wrapLink });
+  }
+
+  /**
+   * Terminate the worker thread running `name`'s device, as a crash would (a durable host only):
+   * the device comes back from its journal on a live worker and the workload carries on.
+   * Resolves with the dead thread's id.
+   */
+  async terminateBackendWorker(name: string): Promise<number> {
+    const h = this.held(name);
+    if (this.backends === null || !(h.vm instanceof DurableVm)) throw new Error(`host ${this.host} runs no durable backends`);
+    const id = await this.backends.terminateWorkerOf(h.vm.durable);
+    this.log.warn({ vm: name, thread: id }, "terminated the worker running the VM's device");
+    return id;
+  }
+
+  /** Fetch the provider counters of every durable VM (a Vm's are live). */
+  async refreshCounters(): Promise<void> {
+    await Promise.all([...this.vms.values()].map((h) => this.refresh(h)));
+  }
+
+  /** A durable VM's counters as its backend has them; while the backend restarts, the last ones fetched. */
+  private async refresh(h: HeldVm): Promise<void> {
+    if (!(h.vm instanceof DurableVm)) return;
+    try {
+      h.counters = await h.vm.durable.providerCounters();
+    } catch {
+      // No backend answers now (one is being started from the journal): the counters stay as they were.
+    }
   }
 
   private held(name: string): HeldVm {
@@ -182,12 +249,12 @@ export class HostAgent {
   async openVm(a: OpenVmArgs): Promise<{ name: string; ip: string }> {
     if (this.vms.has(a.name)) throw new Error(`host ${this.host} already holds a VM named ${a.name}`);
     const wrap = linkWrapper(a.lossy, a.lossEnabled ?? true);
-    const vm = await Vm.open({ ip: a.ip, ramBytes: a.ramBytes, capturePath: a.capturePath, provider: a.provider, wrapLink: wrap.wrapLink });
+    const vm = await this.newVm(a, wrap.wrapLink);
     const pd = await vm.guest.createPd();
     const mr = await vm.guest.getDmaMr(pd, ALL_ACCESS);
     this.departed.delete(a.name);
     this.vms.set(a.name, {
-      name: a.name, vm, link: wrap.observed(), lossy: wrap.lossy(), bindings: [], pd, cq: null, qps: [], lkey: mr.lkey, rkey: mr.rkey, workload: null, migrationPhase: 'none', dirtyPages: 0, stream: null,
+      name: a.name, vm, counters: await countersOf(vm), link: wrap.observed(), lossy: wrap.lossy(), bindings: [], pd, cq: null, qps: [], lkey: mr.lkey, rkey: mr.rkey, workload: null, migrationPhase: 'none', dirtyPages: 0, stream: null,
     });
     this.log.info({ vm: a.name, ip: a.ip, ramBytes: a.ramBytes }, 'VM opened');
     return { name: a.name, ip: a.ip };
@@ -296,17 +363,19 @@ export class HostAgent {
   async listen(a: ListenArgs): Promise<number> {
     // The VM restoreVm built and the carry it came with: resumeGuest runs the workload from it.
     let incoming: { held: HeldVm; carry: AgentCarry } | null = null;
-    const listener = listenForMigration<Vm>({ host: a.host, port: a.port }, {
-      vetVm: (parts) => Vm.vet(parts, { provider: a.provider }),
+    const listener = listenForMigration<AgentVm>({ host: a.host, port: a.port }, {
+      vetVm: (parts) => (this.backends === null ? Vm.vet(parts, { provider: a.provider }) : DurableVm.vet(parts, { provider: a.provider })),
       // Everything that can refuse the VM runs here, before its QPs resume (after that it has
       // answered its peers and must run here).
       restoreVm: async (parts) => {
         const carry = decodeCarry(parts.appState);
         if (this.vms.has(carry.name) || (a.heldElsewhere ?? []).includes(carry.name)) throw new Error(`host ${this.host} already holds a VM named ${carry.name}`);
         const wrap = linkWrapper(a.lossy, false);
-        const vm = await Vm.restore(parts, { provider: a.provider, wrapLink: wrap.wrapLink });
+        const vm = this.backends === null
+          ? await Vm.restore(parts, { provider: a.provider, wrapLink: wrap.wrapLink })
+          : await DurableVm.restore(this.backends, parts, { provider: a.provider, socket: 'main', wrapLink: wrap.wrapLink });
         try {
-          incoming = { held: this.adopt(vm, carry, wrap), carry };
+          incoming = { held: this.adopt(vm, carry, wrap, await countersOf(vm)), carry };
         } catch (err) {
           await vm.close();
           throw err;
@@ -322,7 +391,7 @@ export class HostAgent {
         this.log.info({ vm: h.name, ip: h.vm.ip, qps: h.qps.map((qp) => qp.qpn) }, 'migrated VM resumed here');
       },
     });
-    const accepted = listener.accepted.then((m: IncomingMigration<Vm>) => {
+    const accepted = listener.accepted.then((m: IncomingMigration<AgentVm>) => {
       const h = (incoming as unknown as { held: HeldVm }).held;
       return { name: h.name, ip: m.vm.ip, qpns: h.qps.map((qp) => qp.qpn), resumed: m.resumed.map((q) => q.qpn) };
     });
@@ -346,7 +415,7 @@ export class HostAgent {
   }
 
   /** The destination's half: a restored VM and the source agent's carry become a held VM (not yet running or registered). */
-  private adopt(vm: Vm, c: AgentCarry, wrap: ReturnType<typeof linkWrapper>): HeldVm {
+  private adopt(vm: AgentVm, c: AgentCarry, wrap: ReturnType<typeof linkWrapper>, counters: ProviderCounterView): HeldVm {
     const cq = vm.guest.cqs.get(c.cqn);
     if (cq === undefined) throw new Error(`the migrated VM ${c.name} has no CQ ${c.cqn}`);
     const qps = c.qpns.map((qpn) => {
@@ -359,7 +428,7 @@ export class HostAgent {
     for (const b of c.bindings) link.bindQp(b.qpn, b.peerIp, b.peerQpn);
     const lossy = wrap.lossy();
     if (lossy !== null) lossy.enabled = c.lossEnabled;
-    return { name: c.name, vm, link, lossy, bindings: c.bindings, pd: c.pd, cq, qps, lkey: c.lkey, rkey: c.rkey, workload: null, migrationPhase: 'incoming', dirtyPages: c.dirtyPages, stream: null };
+    return { name: c.name, vm, counters, link, lossy, bindings: c.bindings, pd: c.pd, cq, qps, lkey: c.lkey, rkey: c.rkey, workload: null, migrationPhase: 'incoming', dirtyPages: c.dirtyPages, stream: null };
   }
 
   /**
@@ -418,18 +487,22 @@ export class HostAgent {
     states.forEach((s, q) => {
       if (s === QpState.Err) result.problems.push(`QP ${q} (QPN ${h.qps[q].qpn}) is in ERR`);
     });
-    if (![...h.vm.device.core.mrs.values()].some((mr) => mr.lkey === h.lkey && mr.rkey === h.rkey)) {
+    if (h.vm instanceof DurableVm) await h.vm.durable.ready();
+    const keys = h.vm instanceof DurableVm ? await h.vm.durable.mrKeys() : [...h.vm.device.core.mrs.values()].map((mr) => [mr.lkey, mr.rkey]);
+    if (!keys.some(([lkey, rkey]) => lkey === h.lkey && rkey === h.rkey)) {
       result.problems.push(`the device holds no MR with lkey ${h.lkey} and rkey ${h.rkey}`);
     }
-    const internal = h.vm.verbs.counters.internalErrors;
+    await this.refresh(h);
+    const internal = h.counters.internalErrors;
     if (internal > 0) result.problems.push(`the provider contained ${internal} internal errors`);
     result.ok = result.problems.length === 0;
     this.log.info({ vm: name, ok: result.ok, problems: result.problems.slice(0, 5) }, 'verified');
     return { ...result, qpStates: states.map((s) => QP_STATE_NAMES[s] ?? String(s)), qpns: h.qps.map((qp) => qp.qpn), lkey: h.lkey, rkey: h.rkey };
   }
 
-  status(name: string): VmStatus {
+  async status(name: string): Promise<VmStatus> {
     const h = this.held(name);
+    await this.refresh(h);
     let retransmitted = 0;
     let rnrNaksReceived = 0;
     let rnrNaksSent = 0;
@@ -440,7 +513,7 @@ export class HostAgent {
     }
     return {
       name, ip: h.vm.ip, migrationPhase: h.migrationPhase, workload: h.workload?.status() ?? null, retransmitted, rnrNaksReceived, rnrNaksSent,
-      providerEvents: Object.fromEntries(h.vm.verbs.counters.events), qpns: h.qps.map((qp) => qp.qpn), lkey: h.lkey, rkey: h.rkey,
+      providerEvents: Object.fromEntries(h.counters.events), qpns: h.qps.map((qp) => qp.qpn), lkey: h.lkey, rkey: h.rkey,
     };
   }
 
@@ -470,7 +543,7 @@ export class HostAgent {
       const qps = h.qps.map((qp) => ({ qpn: qp.qpn, traffic: traffic.get(qp.qpn) ?? zeroTraffic(), byStatus: progress.get(qp.qpn) ?? {} }));
       return {
         vm: h.name, ip: h.vm.ip, qps, unattributed: traffic.get(0) ?? null,
-        providerEvents: Object.fromEntries(h.vm.verbs.counters.events), dropped: Object.fromEntries(h.vm.verbs.counters.dropped),
+        providerEvents: Object.fromEntries(h.counters.events), dropped: Object.fromEntries(h.counters.dropped),
         dirtyPages: h.dirtyPages, migrationPhase: h.migrationPhase,
       };
     }));
@@ -534,7 +607,7 @@ type A = Record<string, unknown>;
 /** The agent's IPC operations (see AgentClient for their typed form). */
 export function agentOps(agent: HostAgent, shutdown: () => Promise<void>): OpTable {
   return {
-    ping: () => ({ host: agent.host, pid: process.pid, vms: agent.vmNames() }),
+    ping: () => ({ host: agent.host, pid: process.pid, vms: agent.vmNames(), durable: agent.durable }),
     openVm: (a: A) => agent.openVm(a as unknown as OpenVmArgs),
     setupWorkload: (a: A) => agent.setupWorkload(a.vm as string, a.config as WorkloadConfig, a.side as number),
     connect: (a: A) => agent.connect(a.vm as string, a.mine as WorkloadEndpoint, a.peer as WorkloadEndpoint, a.mtu as number, a.rc as Partial<RcAttributes> | undefined),
@@ -552,10 +625,19 @@ export function agentOps(agent: HostAgent, shutdown: () => Promise<void>): OpTab
     migrate: (a: A) => agent.migrate(a as unknown as MigrateArgs),
     verify: (a: A) => agent.verify(a.vm as string, a.peerOps as number[]),
     status: (a: A) => agent.status(a.vm as string),
-    metrics: () => agent.registry.getMetricsAsJSON(),
+    metrics: async () => {
+      await agent.refreshCounters();
+      return agent.registry.getMetricsAsJSON();
+    },
     closeVm: (a: A) => agent.closeVm(a.vm as string),
+    terminateWorkerOf: (a: A) => agent.terminateBackendWorker(a.vm as string),
     shutdown: async () => {
       await shutdown();
     },
   };
+}
+
+/** A VM's provider counters: a Vm's own object (it stays live), a DurableVm's fetched from its worker. */
+async function countersOf(vm: AgentVm): Promise<ProviderCounterView> {
+  return vm instanceof DurableVm ? vm.durable.providerCounters() : vm.verbs.counters;
 }

@@ -9,7 +9,14 @@ import { CqeStatus, QpTypeCode, SendFlag, SendOpcode } from '../device/abi.js';
 import type { GuestCq, GuestQp } from '../guest/rdma/objects.js';
 import type { SendRequest } from '../guest/rdma/wqe.js';
 import { type RcAttributes, rcToInit, rcToRts } from './connect.js';
-import type { Vm } from './vm.js';
+import type { RdmaGuest } from '../guest/rdma/device.js';
+
+/** What a stream needs of its VM (a Vm, or a DurableVm whose device runs in a backend pool). */
+export interface StreamVm {
+  readonly ip: string;
+  readonly guest: RdmaGuest;
+  allocBuffer(bytes: number, align?: number): number;
+}
 
 /** Largest window the stream takes. */
 export const MAX_STREAM_WINDOW = 256;
@@ -38,10 +45,10 @@ export class WriteStream {
   private peer: StreamEndpoint | null = null;
   private running = false;
 
-  private constructor(readonly vm: Vm, private readonly cq: GuestCq, readonly qp: GuestQp, private readonly lkey: number, readonly mine: StreamEndpoint) {}
+  private constructor(readonly vm: StreamVm, private readonly cq: GuestCq, readonly qp: GuestQp, private readonly lkey: number, readonly mine: StreamEndpoint) {}
 
   /** A QP (to INIT) and a buffer of `bytes` in guest RAM, in `pd` with the MR's keys. */
-  static async create(vm: Vm, pd: number, keys: { lkey: number; rkey: number }, psn: number, rc: Partial<RcAttributes>, bytes = DEFAULT_STREAM_BYTES): Promise<WriteStream> {
+  static async create(vm: StreamVm, pd: number, keys: { lkey: number; rkey: number }, psn: number, rc: Partial<RcAttributes>, bytes = DEFAULT_STREAM_BYTES): Promise<WriteStream> {
     if (!Number.isSafeInteger(bytes) || bytes < 4096 || bytes > MAX_STREAM_BYTES) throw new RangeError(`stream buffer must be in [4096, ${MAX_STREAM_BYTES}] bytes`);
     const g = vm.guest;
     const cq = await g.createCq(2 * MAX_STREAM_WINDOW);

@@ -117,13 +117,29 @@ describe('vrdma demo', { timeout: 120_000 }, () => {
     assert.match(dom, /data verified yes/);
   });
 
+  it('runs on durable device backends with --durable: verified, migrated, and refuses a capture it cannot take', async () => {
+    const addrs = ['--host-ips', '127.0.27.81,127.0.27.82,127.0.27.83', '--vm-ips', '127.0.27.84,127.0.27.85'];
+    const { stdout } = await run(process.execPath, [cli, 'demo', '--durable', '--json', '--duration', '3', '--qps', '2', ...addrs], { timeout: 120_000 });
+    const summary = JSON.parse(stdout.trim()) as DemoSummary;
+    assert.equal(summary.verified, true, summary.problems.join('\n'));
+    assert.equal(summary.settings.durable, true);
+    assert.deepEqual(summary.vms.map((v) => v.endedOn), ['C', 'B']);
+    assert.ok(summary.migration !== null && summary.migration.downtimeMs > 0, summary.migrationNote);
+    assert.ok(summary.vms.every((v) => v.opsCompleted > 0));
+    await assert.rejects(run(process.execPath, [cli, 'demo', '--durable', '--capture', join(dir, 'x.pcap'), '--duration', '1', ...addrs]), (err: { code: number; stderr: string }) => {
+      assert.notEqual(err.code, 0);
+      assert.match(err.stderr, /--capture .*not with --durable/);
+      return true;
+    });
+  });
+
   it('has --help on every subcommand', async () => {
     for (const sub of ['demo', 'host', 'ring-pump', 'pingpong', 'pcap-check', 'bench']) {
       const { stdout } = await run(process.execPath, [cli, sub, '--help']);
       assert.match(stdout, new RegExp(`Usage: vrdma ${sub}`));
     }
     const { stdout } = await run(process.execPath, [cli, 'demo', '--help']);
-    for (const flag of ['--workers', '--mtu', '--loss', '--qps', '--message-size', '--duration', '--capture', '--log-level', '--metrics-port', '--report', '--json']) {
+    for (const flag of ['--workers', '--durable', '--mtu', '--loss', '--qps', '--message-size', '--duration', '--capture', '--log-level', '--metrics-port', '--report', '--json']) {
       assert.ok(stdout.includes(flag), flag);
     }
   });

@@ -19,6 +19,8 @@ export interface ClusterOptions {
   lossy?: LossyOptions;
   /** Worker threads of each host process (0, the default: VMs on its main thread). */
   workers?: number;
+  /** Each host runs its VMs' devices as durable backends in a pool of `workers` threads. */
+  durable?: boolean;
 }
 
 export class Cluster {
@@ -30,7 +32,7 @@ export class Cluster {
   readonly reports: MigrationReport[] = [];
 
   constructor(readonly o: ClusterOptions) {
-    const options = { workers: o.workers ?? 0 };
+    const options = { workers: o.workers ?? 0, durable: o.durable };
     this.hosts = [new AgentClient('A', options), new AgentClient('B', options), new AgentClient('C', options)];
   }
 
