@@ -12,9 +12,9 @@ import { BackendPool } from '../src/backend/backend-pool.js';
 import { BACKEND_RINGS } from '../src/backend/device-backend.js';
 import { DurableVm } from '../src/backend/durable-vm.js';
 import { Vm } from '../src/host/vm.js';
-import { type DestinationVm, type MigrationReport, type SourceVm, listenForMigration, migrateOut } from '../src/migration/index.js';
-import type { RcTraffic, TrafficConfig, TrafficState } from '../test/migration/rc-traffic.js';
-import { type TrafficVm, connectTraffic, setUpTraffic, trafficOn } from '../test/backend/traffic-vms.js';
+import type { DestinationVm, MigrationReport, SourceVm } from '../src/migration/index.js';
+import type { TrafficConfig } from '../test/migration/rc-traffic.js';
+import { type RestoreParts, type TrafficVm, connectTraffic, moveWithTraffic, setUpTraffic } from '../test/backend/traffic-vms.js';
 import type { BenchRow } from './harness.js';
 
 const SUITE = 'durable';
@@ -29,7 +29,7 @@ type AnyVm = TrafficVm & SourceVm & DestinationVm;
 interface Engine {
   name: 'inline' | 'durable';
   open(ip: string): Promise<AnyVm>;
-  restore(parts: Parameters<typeof Vm.restore>[0]): Promise<AnyVm>;
+  restore(parts: RestoreParts): Promise<AnyVm>;
   vet(parts: Parameters<typeof Vm.vet>[0]): Promise<void>;
 }
 
@@ -45,35 +45,19 @@ async function migrateOnce(engine: Engine, run: number): Promise<MigrationReport
     ta.start();
     tb.start();
     while (ta.state.qps.some((q) => q.completed < OPS / 10)) await new Promise((resolve) => setTimeout(resolve, 2));
-    let resumed: RcTraffic | null = null;
-    const listener = listenForMigration<AnyVm>({ host: HOST, port: 0 }, {
-      vetVm: (parts) => engine.vet(parts),
-      restoreVm: async (parts) => {
+    const { traffic: moved, report } = await moveWithTraffic(src, ta, {
+      host: HOST,
+      vet: (parts) => engine.vet(parts),
+      restore: async (parts) => {
         const vm = await engine.restore(parts);
         vms.push(vm);
         return vm;
       },
-      resumeGuest: (vm, app) => {
-        resumed = trafficOn(vm, JSON.parse(new TextDecoder().decode(app)) as TrafficState);
-        resumed.start();
-      },
-    });
-    try {
-      const { port } = await listener.ready;
-      const report = await migrateOut(src, { host: HOST, port }, {
-        pauseGuest: async () => new TextEncoder().encode(JSON.stringify(await ta.pause())),
-        resumeGuest: () => ta.start(),
-        blackoutWatchMs: 100,
-      });
-      const moved = resumed as RcTraffic | null;
-      if (moved === null) throw new Error('the traffic did not resume on the destination');
-      await Promise.all([moved.finished(60_000), tb.finished(60_000)]);
-      const violations = [...(await moved.pause()).violations, ...(await tb.pause()).violations];
-      if (violations.length > 0) throw new Error(`${engine.name} migration: ${violations[0]}`);
-      return report;
-    } finally {
-      await listener.close();
-    }
+    }, { blackoutWatchMs: 100 });
+    await Promise.all([moved.finished(60_000), tb.finished(60_000)]);
+    const violations = [...(await moved.pause()).violations, ...(await tb.pause()).violations];
+    if (violations.length > 0) throw new Error(`${engine.name} migration: ${violations[0]}`);
+    return report;
   } finally {
     for (const vm of vms) await vm.close();
   }

@@ -14,14 +14,13 @@
 import { RdmaGuest, type OpenOptions } from '../guest/rdma/device.js';
 import { Arena } from '../memory/arena.js';
 import type { DeviceMemory } from '../memory/device-memory.js';
-import { gpa } from '../memory/gpa.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import type { Region } from '../memory/region-table.js';
 import type { DestinationVm } from '../migration/destination.js';
 import type { DirtyLog } from '../migration/dirty-log.js';
 import type { SourceVm } from '../migration/source.js';
 import type { QpAttributes } from '../nic/verbs.js';
-import { DEFAULT_DRIVER_BYTES, DRIVER_AREA_GPA, decodeVmGuestState, encodeVmGuestState } from '../host/vm-guest-state.js';
+import { DEFAULT_DRIVER_BYTES, DRIVER_AREA_GPA, GuestVm, decodeVmGuestState } from '../host/guest-vm.js';
 import { Vm } from '../host/vm.js';
 import type { BackendPool, DurableDevice, OpenDeviceOptions } from './backend-pool.js';
 import { BACKEND_RINGS } from './device-backend.js';
@@ -39,7 +38,7 @@ interface DurableVerbs {
   resumeQp(qpn: number): void;
 }
 
-export class DurableVm implements SourceVm, DestinationVm {
+export class DurableVm extends GuestVm implements SourceVm, DestinationVm {
   readonly verbs: DurableVerbs;
   readonly device: { saveState(): Uint8Array; readonly core: { readonly qps: ReadonlyMap<number, unknown> } };
   private closed = false;
@@ -47,12 +46,11 @@ export class DurableVm implements SourceVm, DestinationVm {
   private constructor(
     /** The device in its pool. */
     readonly durable: DurableDevice,
-    readonly guest: RdmaGuest,
-    /** Allocator of data buffers in guest RAM (GPAs). */
-    private readonly data: Arena,
-    /** Guest RAM as the guest's vCPU writes it: every write is marked in cpuLog. */
-    readonly cpuMemory: GuestMemory,
+    guest: RdmaGuest,
+    data: Arena,
+    cpuMemory: GuestMemory,
   ) {
+    super(guest, data, cpuMemory);
     const d = durable;
     this.verbs = {
       queryQp: (qpn) => d.queryQp(qpn),
@@ -144,11 +142,6 @@ export class DurableVm implements SourceVm, DestinationVm {
     return this.durable.logs.cpu;
   }
 
-  /** The driver library's state and the data allocator's: take it with the guest stopped, with the device's. */
-  saveGuestState(): Uint8Array {
-    return encodeVmGuestState(this.guest.saveState(), this.data.saveState());
-  }
-
   releaseAddress(): Promise<void> {
     return this.durable.releaseAddress();
   }
@@ -170,23 +163,6 @@ export class DurableVm implements SourceVm, DestinationVm {
 
   bindAddress(): Promise<void> {
     return this.durable.bindAddress();
-  }
-
-  /** A data buffer of `bytes` in guest RAM (zeroed), returned as its GPA. */
-  allocBuffer(bytes: number, align = 64): number {
-    const at = this.data.alloc(bytes, align);
-    this.cpuMemory.fill(gpa(at), bytes, 0);
-    return at;
-  }
-
-  /** The application writes `src` into guest RAM at `at` (marked in cpuLog). */
-  writeBuffer(at: number, src: Uint8Array): void {
-    this.cpuMemory.write(gpa(at), src);
-  }
-
-  /** A live view of guest RAM at `at`, for reading. */
-  bytes(at: number, len: number): Uint8Array {
-    return this.dm.guest.slice(gpa(at), len);
   }
 
   /** Stop the device's backend and release its address. */

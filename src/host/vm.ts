@@ -18,7 +18,6 @@ import { type RingFormat, ringQueueFactory } from '../device/queue-factory.js';
 import { type OpenOptions, RdmaGuest } from '../guest/rdma/device.js';
 import { Arena } from '../memory/arena.js';
 import { DeviceMemory } from '../memory/device-memory.js';
-import { gpa } from '../memory/gpa.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import { DirtyLog } from '../migration/dirty-log.js';
 import { LossyLink, type LossyOptions } from '../net/lossy.js';
@@ -28,7 +27,7 @@ import { NetError, NetErrorCode } from '../net/errors.js';
 import { UdpLink } from '../net/udp-link.js';
 import type { Link } from '../nic/link.js';
 import { SoftRoce, type SoftRoceOptions } from '../nic/soft/index.js';
-import { DEFAULT_DRIVER_BYTES, DRIVER_AREA_GPA, decodeVmGuestState, encodeVmGuestState } from './vm-guest-state.js';
+import { DEFAULT_DRIVER_BYTES, DRIVER_AREA_GPA, GuestVm, decodeVmGuestState } from './guest-vm.js';
 
 const MiB = 1024 * 1024;
 const DEFAULT_RAM_BYTES = 32 * MiB;
@@ -70,7 +69,7 @@ export interface VmOptions {
   wrapLink?: (link: Link) => Link;
 }
 
-export class Vm {
+export class Vm extends GuestVm {
   private closed = false;
 
   private constructor(
@@ -81,16 +80,16 @@ export class Vm {
     private readonly address: MovableLink,
     readonly verbs: SoftRoce,
     readonly device: RdmaDevice,
-    readonly guest: RdmaGuest,
-    /** Allocator of data buffers in guest RAM (GPAs). */
-    private readonly data: Arena,
+    guest: RdmaGuest,
+    data: Arena,
     /** Writes of the device and its provider to guest RAM (also `dm.dirtyLog`). */
     readonly dirtyLog: DirtyLog,
     /** Writes of the simulated guest (its vCPU) to guest RAM. */
     readonly cpuLog: DirtyLog,
-    /** Guest RAM as the vCPU writes it: every write is marked in cpuLog. */
-    readonly cpuMemory: GuestMemory,
-  ) {}
+    cpuMemory: GuestMemory,
+  ) {
+    super(guest, data, cpuMemory);
+  }
 
   static async open(options: VmOptions): Promise<Vm> {
     const ramBytes = options.ramBytes ?? DEFAULT_RAM_BYTES;
@@ -178,15 +177,6 @@ export class Vm {
     return { dirtyLog, cpuLog, cpuMemory: dm.guest.withLog(cpuLog) };
   }
 
-  /**
-   * What the guest holds outside the device, for migration: the driver library's state and the
-   * VM's buffer allocator (a real guest keeps both in its own RAM and registers). Take it with
-   * the guest stopped, in the same turn as the device's state.
-   */
-  saveGuestState(): Uint8Array {
-    return encodeVmGuestState(this.guest.saveState(), this.data.saveState());
-  }
-
   /** Whether a socket holds the VM's address here. */
   get addressBound(): boolean {
     return this.address.isBound;
@@ -212,35 +202,6 @@ export class Vm {
    */
   bindAddress(): Promise<void> {
     return this.address.bind();
-  }
-
-  /** A data buffer of `bytes` in guest RAM (zeroed), returned as its GPA. */
-  allocBuffer(bytes: number, align = 64): number {
-    const at = this.data.alloc(bytes, align);
-    this.cpuMemory.fill(gpa(at), bytes, 0);
-    return at;
-  }
-
-  /** The application writes `src` into guest RAM at `at` (marked in cpuLog). */
-  writeBuffer(at: number, src: Uint8Array): void {
-    this.cpuMemory.write(gpa(at), src);
-  }
-
-  /** The application fills `len` bytes at `at` with `value` (marked in cpuLog). */
-  fillBuffer(at: number, len: number, value: number): void {
-    this.cpuMemory.fill(gpa(at), len, value);
-  }
-
-  releaseBuffer(at: number): void {
-    this.data.release(at);
-  }
-
-  /**
-   * A live view of guest RAM at `at` (the device writes into the same bytes), for reading: writes
-   * through it escape the dirty log; use writeBuffer/fillBuffer to write.
-   */
-  bytes(at: number, len: number): Uint8Array {
-    return this.dm.guest.slice(gpa(at), len);
   }
 
   /** Stop the provider's QPs and timers, then release the address (and finish any capture). */

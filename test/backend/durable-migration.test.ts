@@ -6,17 +6,17 @@
 // log this thread harvests; a VM of either sort (device in this thread, or in a pool) migrates
 // into the other; a destination that refuses the VM leaves it running at the source.
 import assert from 'node:assert/strict';
-import { after, describe, it } from 'node:test';
+import { after, afterEach, describe, it } from 'node:test';
 import { BackendPool } from '../../src/backend/backend-pool.js';
 import { BACKEND_RINGS } from '../../src/backend/device-backend.js';
 import { DurableVm } from '../../src/backend/durable-vm.js';
 import { Vm } from '../../src/host/vm.js';
 import { DeviceMemory } from '../../src/memory/device-memory.js';
-import { type DestinationVm, type MigrateOutOptions, type MigrationReport, type SourceVm, listenForMigration, migrateOut } from '../../src/migration/index.js';
+import type { DestinationVm, MigrateOutOptions, SourceVm } from '../../src/migration/index.js';
 import { QpState } from '../../src/nic/qp-state.js';
-import type { RcTraffic, TrafficConfig, TrafficState } from '../migration/rc-traffic.js';
+import type { RcTraffic, TrafficConfig } from '../migration/rc-traffic.js';
 import { receivesOf } from '../migration/rc-traffic.js';
-import { type TrafficVm, badWrites, connectTraffic, setUpTraffic, trafficOn } from './traffic-vms.js';
+import { type RestoreParts, type TrafficVm, badWrites, connectTraffic, moveWithTraffic, setUpTraffic } from './traffic-vms.js';
 
 const QPS = 4;
 const OPS = 400;
@@ -37,6 +37,16 @@ after(async () => {
   await Promise.all(pools.map((p) => p.close()));
 });
 
+/** VMs a test opened: closed after it, last first, however it ended. */
+const opened: { close(): Promise<void> }[] = [];
+function keep<V extends { close(): Promise<void> }>(vm: V): V {
+  opened.push(vm);
+  return vm;
+}
+afterEach(async () => {
+  for (const vm of opened.splice(0).reverse()) await vm.close();
+});
+
 /** Two VMs with checked traffic between them, running. */
 async function pair(a: AnyVm, b: AnyVm): Promise<{ ta: RcTraffic; tb: RcTraffic }> {
   const [sa, sb] = [await setUpTraffic(a, QPS, config(0)), await setUpTraffic(b, QPS, config(1))];
@@ -55,36 +65,9 @@ async function progress(t: RcTraffic, completed: number): Promise<void> {
   }
 }
 
-/**
- * Move `src` (running traffic `t`) to a VM built by `restore` on this host; returns the VM and the
- * traffic resumed on it, and the report.
- */
-async function move<V extends AnyVm>(
-  src: AnyVm, t: RcTraffic, restore: (parts: Parameters<typeof Vm.restore>[0]) => Promise<V>, options: Pick<MigrateOutOptions, 'onProgress' | 'precopy'> = {},
-): Promise<{ vm: V; traffic: RcTraffic; report: MigrationReport }> {
-  let resumed: RcTraffic | null = null;
-  const listener = listenForMigration<V>({ host: HOST, port: 0 }, {
-    vetVm: (parts) => DurableVm.vet(parts),
-    restoreVm: (parts) => restore(parts),
-    resumeGuest: (vm, app) => {
-      resumed = trafficOn(vm, JSON.parse(new TextDecoder().decode(app)) as TrafficState);
-      resumed.start();
-    },
-  });
-  try {
-    const { port } = await listener.ready;
-    const report = await migrateOut(src, { host: HOST, port }, {
-      pauseGuest: async () => new TextEncoder().encode(JSON.stringify(await t.pause())),
-      resumeGuest: () => t.start(),
-      blackoutWatchMs: 2000,
-      ...options,
-    });
-    const { vm } = await listener.accepted;
-    assert.ok(resumed !== null);
-    return { vm, traffic: resumed, report };
-  } finally {
-    await listener.close();
-  }
+/** Move `src` (running traffic `t`) to a VM built by `restore` on this host. */
+function move<V extends AnyVm>(src: AnyVm, t: RcTraffic, restore: (parts: RestoreParts) => Promise<V>, options: Pick<MigrateOutOptions, 'onProgress' | 'precopy'> = {}) {
+  return moveWithTraffic(src, t, { host: HOST, restore: async (parts) => keep(await restore(parts)), vet: (parts) => DurableVm.vet(parts) }, { blackoutWatchMs: 2000, ...options });
 }
 
 /** Both sides finish and verify: every completion once, in order, with its bytes; targets as the peer left them. */
@@ -106,129 +89,95 @@ describe('live migration of durable VMs', () => {
     it(`moves a durable VM to another pool mid-traffic (socket held by ${socket === 'main' ? "the pool's thread" : 'the worker'})`, async () => {
       const base = socket === 'worker' ? 61 : 63;
       const [ipSrc, ipPeer] = [`127.0.35.${base}`, `127.0.35.${base + 1}`];
-      const src = await DurableVm.open(pool(), { ip: ipSrc, socket });
-      const peer = await Vm.open({ ip: ipPeer });
+      const src = keep(await DurableVm.open(pool(), { ip: ipSrc, socket }));
+      const peer = keep(await Vm.open({ ip: ipPeer }));
       const destPool = pool();
-      try {
-        const { ta, tb } = await pair(src, peer);
-        const qpns = [...src.guest.qps.keys()];
-        await progress(ta, 60);
-        const { vm: dst, traffic, report } = await move(src, ta, (parts) => DurableVm.restore(destPool, parts, { socket }));
-        try {
-          assert.ok(dst.durable.threadId !== src.durable.threadId, 'the device runs in the other pool now');
-          assert.deepEqual([...dst.guest.qps.keys()], qpns, 'the same QPs, by number');
-          assert.ok(report.rounds.length >= 2 && report.rounds.at(-1)!.final);
-          assert.ok(report.deviceStateBytes > 0 && report.guestStateBytes > 0);
-          assert.ok(report.rounds[0].pages > 0 && report.downtimeMs > 0);
-          assert.equal(report.blackout.perQp.length, QPS);
-          assert.ok(report.blackout.perQp.every((q) => q.ms !== null), `each QP's first completion, seen in the destination's worker: ${JSON.stringify(report.blackout)}`);
-          await finishAndVerify(dst, traffic, peer, tb);
-        } finally {
-          await dst.close();
-        }
-      } finally {
-        await src.close();
-        await peer.close();
-      }
+      const { ta, tb } = await pair(src, peer);
+      const qpns = [...src.guest.qps.keys()];
+      await progress(ta, 60);
+      const { vm: dst, traffic, report } = await move(src, ta, (parts) => DurableVm.restore(destPool, parts, { socket }));
+      assert.ok(dst.durable.threadId !== src.durable.threadId, 'the device runs in the other pool now');
+      assert.deepEqual([...dst.guest.qps.keys()], qpns, 'the same QPs, by number');
+      assert.ok(report.rounds.length >= 2 && report.rounds.at(-1)!.final);
+      assert.ok(report.deviceStateBytes > 0 && report.guestStateBytes > 0);
+      assert.ok(report.rounds[0].pages > 0 && report.downtimeMs > 0);
+      assert.equal(report.blackout.perQp.length, QPS);
+      assert.ok(report.blackout.perQp.every((q) => q.ms !== null), `each QP's first completion, seen in the destination's worker: ${JSON.stringify(report.blackout)}`);
+      await finishAndVerify(dst, traffic, peer, tb);
     });
   }
 
   it('marks the pages its worker writes in a log this thread harvests', async () => {
     const [ipA, ipB] = ['127.0.35.65', '127.0.35.66'];
-    const a = await DurableVm.open(pool(), { ip: ipA });
-    const b = await Vm.open({ ip: ipB });
-    try {
-      const { ta, tb } = await pair(a, b);
-      assert.equal(a.dirtyLog.enabled, false);
-      a.dirtyLog.start();
-      a.cpuLog.start();
-      await Promise.all([ta.finished(60_000), tb.finished(60_000)]);
-      const device = new Set(a.dirtyLog.harvest());
-      const cpu = new Set(a.cpuLog.harvest());
-      // Every peer WRITE lands in the write areas, and every receive in the receive buffers: the
-      // device wrote them, from its worker.
-      for (const q of ta.state.qps) {
-        for (const at of [q.writeArea, q.recvBase]) assert.ok(device.has(Math.floor(at / 4096)), `page of ${at.toString(16)} written by the device`);
-        assert.ok(cpu.has(Math.floor(q.sendBase / 4096)), 'the guest wrote its send buffers');
-      }
-      assert.equal(a.dirtyLog.overflowed, false);
-      a.dirtyLog.stop();
-      a.cpuLog.stop();
-    } finally {
-      await a.close();
-      await b.close();
+    const a = keep(await DurableVm.open(pool(), { ip: ipA }));
+    const b = keep(await Vm.open({ ip: ipB }));
+    const { ta, tb } = await pair(a, b);
+    assert.equal(a.dirtyLog.enabled, false);
+    a.dirtyLog.start();
+    a.cpuLog.start();
+    await Promise.all([ta.finished(60_000), tb.finished(60_000)]);
+    const device = new Set(a.dirtyLog.harvest());
+    const cpu = new Set(a.cpuLog.harvest());
+    // Every peer WRITE lands in the write areas, and every receive in the receive buffers: the
+    // device wrote them, from its worker.
+    for (const q of ta.state.qps) {
+      for (const at of [q.writeArea, q.recvBase]) assert.ok(device.has(Math.floor(at / 4096)), `page of ${at.toString(16)} written by the device`);
+      assert.ok(cpu.has(Math.floor(q.sendBase / 4096)), 'the guest wrote its send buffers');
     }
+    assert.equal(a.dirtyLog.overflowed, false);
+    a.dirtyLog.stop();
+    a.cpuLog.stop();
   });
 
   it('moves a VM from this thread into a pool and back out, mid-traffic', async () => {
     const [ipSrc, ipPeer] = ['127.0.35.67', '127.0.35.68'];
     // It offers what a durable backend offers (split rings), as a VM to move between the two sorts must.
-    const src = await Vm.open({ ip: ipSrc, rings: BACKEND_RINGS });
-    const peer = await DurableVm.open(pool(), { ip: ipPeer });
+    const src = keep(await Vm.open({ ip: ipSrc, rings: BACKEND_RINGS }));
+    const peer = keep(await DurableVm.open(pool(), { ip: ipPeer }));
     const into = pool();
-    const vms: AnyVm[] = [src, peer];
-    try {
-      const { ta, tb } = await pair(src, peer);
-      await progress(ta, 40);
-      const first = await move(src, ta, (parts) => DurableVm.restore(into, parts));
-      vms.push(first.vm);
-      await progress(first.traffic, 150);
-      const back = await move(first.vm, first.traffic, (parts) => Vm.restore(parts, { rings: BACKEND_RINGS }));
-      vms.push(back.vm);
-      await finishAndVerify(back.vm, back.traffic, peer, tb);
-    } finally {
-      for (const vm of vms) await vm.close();
-    }
+    const { ta, tb } = await pair(src, peer);
+    await progress(ta, 40);
+    const first = await move(src, ta, (parts) => DurableVm.restore(into, parts));
+    await progress(first.traffic, 150);
+    const back = await move(first.vm, first.traffic, (parts) => Vm.restore(parts, { rings: BACKEND_RINGS }));
+    await finishAndVerify(back.vm, back.traffic, peer, tb);
   });
 
   it('keeps the VM at the source when the destination refuses it: QPs resumed, address bound again', async () => {
     const [ipSrc, ipPeer] = ['127.0.35.69', '127.0.35.70'];
-    const src = await DurableVm.open(pool(), { ip: ipSrc });
-    const peer = await Vm.open({ ip: ipPeer });
-    try {
-      const { ta, tb } = await pair(src, peer);
-      await progress(ta, 60);
-      await assert.rejects(move(src, ta, async () => {
-        throw new Error('no room here');
-      }), /no room here/);
-      assert.equal(src.durable.addressReleased, false);
-      await finishAndVerify(src, ta, peer, tb);
-    } finally {
-      await src.close();
-      await peer.close();
-    }
+    const src = keep(await DurableVm.open(pool(), { ip: ipSrc }));
+    const peer = keep(await Vm.open({ ip: ipPeer }));
+    const { ta, tb } = await pair(src, peer);
+    await progress(ta, 60);
+    await assert.rejects(move(src, ta, async () => {
+      throw new Error('no room here');
+    }), /no room here/);
+    assert.equal(src.durable.addressReleased, false);
+    await finishAndVerify(src, ta, peer, tb);
   });
 
   it("migrates through the death of the source's worker in pre-copy: the restored backend keeps logging", async () => {
     const [ipSrc, ipPeer] = ['127.0.35.71', '127.0.35.72'];
-    // Two workers: the device comes back on the survivor while piscina boots the replacement.
+    // Its only worker: the device comes back on the replacement piscina boots, while the
+    // coordinator waits for it (SourceVm.settle) before its synchronous steps.
     const srcPool = pool(1);
-    const src = await DurableVm.open(srcPool, { ip: ipSrc });
-    const peer = await Vm.open({ ip: ipPeer });
+    const src = keep(await DurableVm.open(srcPool, { ip: ipSrc }));
+    const peer = keep(await Vm.open({ ip: ipPeer }));
     const destPool = pool();
     let killed: Promise<number> | null = null;
-    try {
-      const { ta, tb } = await pair(src, peer);
-      await progress(ta, 40);
-      const { vm: dst, traffic } = await move(src, ta, (parts) => DurableVm.restore(destPool, parts), {
-        // Rounds until the limit, whatever the traffic dirties: the kill lands between two of them.
-        precopy: { stopBelowPages: 0, maxRounds: 4 },
-        onProgress: (p) => {
-          if (p.phase === 'precopy' && p.round === 1 && killed === null) killed = srcPool.terminateWorkerOf(src.durable);
-        },
-      });
-      try {
-        assert.ok(killed !== null, 'the worker was terminated during pre-copy');
-        await killed;
-        assert.equal(src.durable.restarts, 1, 'the source device came back from its journal once');
-        await finishAndVerify(dst, traffic, peer, tb);
-      } finally {
-        await dst.close();
-      }
-    } finally {
-      await src.close();
-      await peer.close();
-    }
+    const { ta, tb } = await pair(src, peer);
+    await progress(ta, 40);
+    const { vm: dst, traffic } = await move(src, ta, (parts) => DurableVm.restore(destPool, parts), {
+      // Rounds until the limit, whatever the traffic dirties: the kill lands between two of them.
+      precopy: { stopBelowPages: 0, maxRounds: 4 },
+      onProgress: (p) => {
+        if (p.phase === 'precopy' && p.round === 1 && killed === null) killed = srcPool.terminateWorkerOf(src.durable);
+      },
+    });
+    assert.ok(killed !== null, 'the worker was terminated during pre-copy');
+    await killed;
+    assert.equal(src.durable.restarts, 1, 'the source device came back from its journal once');
+    await finishAndVerify(dst, traffic, peer, tb);
   });
 
   it('refuses a damaged migrated state: nothing is left running or bound, and the pool serves on', async () => {
@@ -239,16 +188,11 @@ describe('live migration of durable VMs', () => {
       dm.addRegion(0, 32 << 20);
       return dm;
     };
-    const donor = await DurableVm.open(p, { ip });
-    let deviceState: Uint8Array;
-    let guestState: Uint8Array;
-    try {
-      await setUpTraffic(donor, 2, config(0));
-      deviceState = donor.device.saveState();
-      guestState = donor.saveGuestState();
-    } finally {
-      await donor.close();
-    }
+    const donor = keep(await DurableVm.open(p, { ip }));
+    await setUpTraffic(donor, 2, config(0));
+    const deviceState = donor.device.saveState();
+    const guestState = donor.saveGuestState();
+    await donor.close();
     const flipped = deviceState.slice();
     flipped[Math.floor(flipped.length / 2)] ^= 0x40;
     const cases: [string, Uint8Array, Uint8Array][] = [
@@ -261,12 +205,8 @@ describe('live migration of durable VMs', () => {
       await assert.rejects(DurableVm.restore(p, { ip, dm: scratch(), deviceState: ds, guestState: gs }), Error, what);
     }
     // The intact state restores, on the address the refused ones never kept.
-    const vm = await DurableVm.restore(p, { ip, dm: scratch(), deviceState, guestState });
-    try {
-      assert.deepEqual([...vm.guest.qps.keys()].length, 2);
-      for (const qpn of vm.guest.qps.keys()) assert.equal(vm.verbs.queryQp(qpn).qpState, QpState.Reset, 'as they were saved');
-    } finally {
-      await vm.close();
-    }
+    const vm = keep(await DurableVm.restore(p, { ip, dm: scratch(), deviceState, guestState }));
+    assert.deepEqual([...vm.guest.qps.keys()].length, 2);
+    for (const qpn of vm.guest.qps.keys()) assert.equal(vm.verbs.queryQp(qpn).qpState, QpState.Reset, 'as they were saved');
   });
 });

@@ -4,6 +4,8 @@
 import { AccessFlag, QpTypeCode } from '../../src/device/abi.js';
 import type { RdmaGuest } from '../../src/guest/rdma/device.js';
 import { connectRc } from '../../src/host/connect.js';
+import type { DeviceMemory } from '../../src/memory/device-memory.js';
+import { type DestinationVm, type MigrateOutOptions, type MigrationReport, type SourceVm, listenForMigration, migrateOut } from '../../src/migration/index.js';
 import { type QpLayout, RcTraffic, type TrafficConfig, type TrafficState, expectedCounter, expectedWrites, writeAreaBytes } from '../migration/rc-traffic.js';
 
 const ALL = AccessFlag.LOCAL_WRITE | AccessFlag.REMOTE_WRITE | AccessFlag.REMOTE_READ | AccessFlag.REMOTE_ATOMIC;
@@ -79,4 +81,40 @@ export function badWrites(vm: TrafficVm, state: TrafficState, peerSide: number):
     if (value !== expectedCounter(c.ops)) bad.push(`QP ${q.qpn} counter ${value}, expected ${expectedCounter(c.ops)}`);
   });
   return bad;
+}
+
+/** What a destination is told to restore: the VM's address, its RAM copied in, its states. */
+export type RestoreParts = { ip: string; dm: DeviceMemory; deviceState: Uint8Array; guestState: Uint8Array };
+
+/**
+ * Move `src`, running traffic `t`, to a listener on `host` that builds the VM with `restore` (and
+ * vets the preview with `vet`): the traffic pauses with the guest, travels as the application's
+ * state and resumes on the destination's guest objects. Returns the VM, its traffic and the report.
+ */
+export async function moveWithTraffic<V extends TrafficVm & DestinationVm>(
+  src: TrafficVm & SourceVm, t: RcTraffic, dest: { host: string; restore(parts: RestoreParts): Promise<V>; vet(parts: Omit<RestoreParts, 'dm'> & { scratch: DeviceMemory }): Promise<void> },
+  options: Pick<MigrateOutOptions, 'onProgress' | 'precopy' | 'blackoutWatchMs'> = {},
+): Promise<{ vm: V; traffic: RcTraffic; report: MigrationReport }> {
+  let resumed: RcTraffic | null = null;
+  const listener = listenForMigration<V>({ host: dest.host, port: 0 }, {
+    vetVm: (parts) => dest.vet(parts),
+    restoreVm: (parts) => dest.restore(parts),
+    resumeGuest: (vm, app) => {
+      resumed = trafficOn(vm, JSON.parse(new TextDecoder().decode(app)) as TrafficState);
+      resumed.start();
+    },
+  });
+  try {
+    const { port } = await listener.ready;
+    const report = await migrateOut(src, { host: dest.host, port }, {
+      pauseGuest: async () => new TextEncoder().encode(JSON.stringify(await t.pause())),
+      resumeGuest: () => t.start(),
+      ...options,
+    });
+    const { vm } = await listener.accepted;
+    if (resumed === null) throw new Error('the traffic did not resume on the destination');
+    return { vm, traffic: resumed, report };
+  } finally {
+    await listener.close();
+  }
 }

@@ -4,24 +4,19 @@
 // away (migrateOut) or take one in (listenForMigration) and carry on its traffic there.
 // Does nothing when imported.
 import { pathToFileURL } from 'node:url';
-import { AccessFlag, QpTypeCode } from '../../src/device/abi.js';
-import { connectRc } from '../../src/host/connect.js';
 import { serveIpc } from '../../src/host/ipc.js';
 import { Vm } from '../../src/host/vm.js';
 import { type IncomingMigration, type MigrationListener, listenForMigration, migrateOut } from '../../src/migration/index.js';
 import type { SoftRoceOptions } from '../../src/nic/soft/options.js';
 import { STATE_MAJOR, stateChecksum } from '../../src/state/header.js';
-import { type QpLayout, RcTraffic, type TrafficConfig, type TrafficState, expectedCounter, expectedWrites, writeAreaBytes } from './rc-traffic.js';
-
-const ALL = AccessFlag.LOCAL_WRITE | AccessFlag.REMOTE_WRITE | AccessFlag.REMOTE_READ | AccessFlag.REMOTE_ATOMIC;
+import type { RcTraffic, TrafficConfig, TrafficState } from './rc-traffic.js';
+import { type TrafficSetup, badWrites, connectTraffic, setUpTraffic, trafficOn } from '../backend/traffic-vms.js';
 
 let vm: Vm | null = null;
 let traffic: RcTraffic | null = null;
 /** How often a migration stopped this host's guest (a vetted refusal must not). */
 let guestPauses = 0;
 let listener: MigrationListener<Vm> | null = null;
-let lkey = 0;
-let rkey = 0;
 let provider: SoftRoceOptions | undefined;
 
 function need<T>(x: T | null, what: string): T {
@@ -29,55 +24,20 @@ function need<T>(x: T | null, what: string): T {
   return x;
 }
 
-function trafficOn(v: Vm, state: TrafficState): RcTraffic {
-  return new RcTraffic(v.guest, (at, bytes) => v.writeBuffer(at, bytes), (at, len) => v.bytes(at, len).slice(), state);
-}
-
 type Args = Record<string, unknown>;
 
 const ops: Record<string, (a: Args) => unknown> = {
   async open(a) {
-    const config = a.config as TrafficConfig;
     provider = a.provider as SoftRoceOptions | undefined;
     const v = await Vm.open({ ip: a.ip as string, ramBytes: (a.ramBytes as number | undefined) ?? 32 << 20, provider });
     vm = v;
-    const g = v.guest;
-    const pd = await g.createPd();
-    const n = a.qps as number;
-    const cq = await g.createCq(n * (config.window + config.recvDepth) + 16);
-    const mr = await g.getDmaMr(pd, ALL);
-    lkey = mr.lkey;
-    rkey = mr.rkey;
-    const layouts: Omit<QpLayout, 'peerWriteArea' | 'peerRkey'>[] = [];
-    for (let i = 0; i < n; i++) {
-      const cap = { maxSendWr: config.window, maxRecvWr: config.recvDepth, maxSendSge: 1, maxRecvSge: 1, maxInlineData: 0 };
-      const qp = await g.createQp({ pd, type: QpTypeCode.RC, sendCq: cq.cqn, recvCq: cq.cqn, cap });
-      layouts.push({
-        qpn: qp.qpn,
-        sendBase: v.allocBuffer(config.window * config.messageBytes),
-        recvBase: v.allocBuffer(config.recvDepth * config.messageBytes),
-        writeArea: v.allocBuffer(writeAreaBytes(config)),
-      });
-    }
+    const setup = await setUpTraffic(v, a.qps as number, a.config as TrafficConfig);
     traffic = null;
-    return { cqn: cq.cqn, lkey, rkey, layouts };
+    return setup;
   },
   /** Connect QP i to the peer's QP i and get the traffic ready (not started). */
   async connect(a) {
-    const v = need(vm, 'VM');
-    const own = a.own as { cqn: number; layouts: Omit<QpLayout, 'peerWriteArea' | 'peerRkey'>[] };
-    const peer = a.peer as { ip: string; rkey: number; layouts: { qpn: number; writeArea: number }[] };
-    for (const [i, l] of own.layouts.entries()) {
-      await connectRc(need(v.guest.qps.get(l.qpn) ?? null, `QP ${l.qpn}`), 1000 + i, { qpn: peer.layouts[i].qpn, ip: peer.ip, psn: 1000 + i }, a.attrs as object | undefined);
-    }
-    const state: TrafficState = {
-      config: a.config as TrafficConfig,
-      cqn: own.cqn,
-      lkey,
-      qps: own.layouts.map((l, i) => ({ ...l, peerWriteArea: peer.layouts[i].writeArea, peerRkey: peer.rkey, posted: 0, completed: 0, received: 0, recvPosted: 0 })),
-      violations: [],
-    };
-    traffic = trafficOn(v, state);
+    traffic = await connectTraffic(need(vm, 'VM'), a.own as TrafficSetup, a.peer as { ip: string } & TrafficSetup, a.config as TrafficConfig, (a.attrs as object | undefined) ?? {});
   },
   start() {
     need(traffic, 'traffic').start();
@@ -146,20 +106,7 @@ const ops: Record<string, (a: Args) => unknown> = {
   },
   /** Which of this VM's WRITE slots and counters differ from what the peer's WRITEs and fetch-adds left. */
   verifyWrites(a) {
-    const v = need(vm, 'VM');
-    const state = need(traffic, 'traffic').state;
-    const bad: string[] = [];
-    state.qps.forEach((q, i) => {
-      expectedWrites(state.config, a.peerSide as number, i).forEach((want, slot) => {
-        if (want === null) return;
-        const have = v.bytes(q.writeArea + slot * state.config.messageBytes, want.length);
-        if (!Buffer.from(have).equals(Buffer.from(want))) bad.push(`QP ${q.qpn} slot ${slot}`);
-      });
-      const counter = new DataView(v.bytes(q.writeArea + state.config.slots * state.config.messageBytes, 8).slice().buffer);
-      const value = counter.getUint32(0, true) + counter.getUint32(4, true) * 2 ** 32;
-      if (value !== expectedCounter(state.config.ops)) bad.push(`QP ${q.qpn} counter ${value}, expected ${expectedCounter(state.config.ops)}`);
-    });
-    return bad;
+    return badWrites(need(vm, 'VM'), need(traffic, 'traffic').state, a.peerSide as number);
   },
   /** QPNs and their provider states, and the MR keys, as the VM has them now. */
   identity() {
