@@ -84,9 +84,12 @@ export interface OpenDeviceOptions {
   /** Keep the journal (default); false prices durability and gives up the device with its worker. */
   journal?: boolean;
   /**
-   * Who holds the VM's UDP socket: the worker running the device (default; a restarted backend
-   * binds the address again), or `main`, this thread (socket-side.ts), which passes packets to and
-   * from the backend through rings in shared memory and keeps the address bound across restarts.
+   * Who holds the VM's UDP socket: `main`, this thread (default; socket-side.ts), which passes
+   * packets to and from the backend through rings in shared memory and keeps the address bound
+   * across restarts; or the worker running the device (a restarted backend binds the address
+   * again). Node 20 can abort the whole process when a worker is terminated while its UDP socket
+   * receives (UDPWrap::OnRecv during the worker's teardown, seen in this project's tests), which a
+   * device that is to survive its worker's death cannot have: hence the default.
    */
   socket?: 'worker' | 'main';
   /**
@@ -186,7 +189,8 @@ export class BackendPool {
     if (this.devices.size + this.opening >= this.capacity) {
       throw new BackendError(BackendErrorCode.Full, `${this.capacity / this.perWorker} workers run ${this.perWorker} devices each already`);
     }
-    if (o.wrapLink !== undefined && o.socket !== 'main') throw new BackendError(BackendErrorCode.BadCall, "a link is wrapped on this thread only when it holds the socket (socket: 'main')");
+    const socket = o.socket ?? 'main';
+    if (o.wrapLink !== undefined && socket !== 'main') throw new BackendError(BackendErrorCode.BadCall, "a link is wrapped on this thread only when it holds the socket (socket: 'main')");
     const ramBytes = o.ramBytes ?? DEFAULT_RAM_BYTES;
     const dm = o.restore?.dm ?? newGuestMemory(ramBytes, o.regionBytes ?? ramBytes);
     const control = ControlBlock.create(o.slotBytes ?? DEFAULT_SLOT_BYTES);
@@ -200,7 +204,7 @@ export class BackendPool {
     this.opening++;
     let device: DurableDevice;
     try {
-      const side = o.socket === 'main' ? await SocketSide.open({ ip: o.ip, port: o.port, batched: o.batched, ringBytes: RING_BYTES, bind, wrapLink: o.wrapLink }) : null;
+      const side = socket === 'main' ? await SocketSide.open({ ip: o.ip, port: o.port, batched: o.batched, ringBytes: RING_BYTES, bind, wrapLink: o.wrapLink }) : null;
       const spec: BackendSpec = {
         ip: o.ip, port: o.port, memory: dm.memory, layout: dm.layout, control: control.buffer, provider: o.provider, batched: o.batched, journal: o.journal, rings: side?.rings,
         dirtyLog: logs.deviceSpec, unbound: !bind,

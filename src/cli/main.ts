@@ -146,7 +146,7 @@ program
   .option('--message-size <bytes>', 'bytes per operation', positiveInt, WORKER_CRASH_DEFAULTS.bytes)
   .option('--kills <n>', 'worker threads to terminate during the traffic', nonNegativeInt, WORKER_CRASH_DEFAULTS.kills)
   .option('--vm-ips <a,b>', 'the two guests\' addresses', ipList(2), WORKER_CRASH_DEFAULTS.ips)
-  .option('--socket <side>', 'who holds the VMs\' UDP sockets: worker (each restart binds again) or main (packets through shared-memory rings)', socketSide, WORKER_CRASH_DEFAULTS.socket)
+  .option('--socket <side>', 'who holds the VMs\' UDP sockets: main (packets through shared-memory rings) or worker (each restart binds again)', socketSide, WORKER_CRASH_DEFAULTS.socket)
   .option('--json', 'print one JSON object')
   .action(async (f: { workers: number; qps: number; ops: number; messageSize: number; kills: number; vmIps: string[]; socket: 'worker' | 'main'; json?: boolean }) => {
     process.exitCode = await runWorkerCrashCli({

@@ -21,7 +21,7 @@ export interface WorkerCrashOptions {
   socket: 'worker' | 'main';
 }
 
-export const WORKER_CRASH_DEFAULTS: WorkerCrashOptions = { workers: 2, qps: 8, ops: 200, bytes: 2048, window: 16, kills: 4, ips: ['127.0.37.1', '127.0.37.2'], socket: 'worker' };
+export const WORKER_CRASH_DEFAULTS: WorkerCrashOptions = { workers: 2, qps: 8, ops: 200, bytes: 2048, window: 16, kills: 4, ips: ['127.0.37.1', '127.0.37.2'], socket: 'main' };
 
 export interface WorkerCrashReport {
   demo: 'worker-crash';

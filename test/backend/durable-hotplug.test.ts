@@ -43,7 +43,9 @@ describe('hotplug on a durable VM', () => {
   it('a plugged region is reachable through the all-memory MR, an unplugged one swallows writes, across a backend restart', async () => {
     const a = await Vm.open({ ip: IP_A });
     // A 64 MiB RAM window, 32 MiB of it plugged at GPA 0: room for more.
-    const b = await DurableVm.open(pool, { ip: IP_B, ramBytes: 64 * MiB, regionBytes: 32 * MiB });
+    // Its socket in its worker: the restart below binds the address again (terminated while no
+    // traffic flows: see BackendPool's `socket` option).
+    const b = await DurableVm.open(pool, { ip: IP_B, ramBytes: 64 * MiB, regionBytes: 32 * MiB, socket: 'worker' });
     try {
       const [ea, eb] = [await end(a), await end(b)];
       await connectRc(ea.qp, 100, { ip: IP_B, qpn: eb.qp.qpn, psn: 200 }, { access: ALL, timeout: 14 });

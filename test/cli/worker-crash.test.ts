@@ -15,6 +15,7 @@ describe('vrdma worker-crash', () => {
     const { stdout } = await run(process.execPath, [cli, 'worker-crash', '--json', '--qps', '4', '--ops', '100', '--kills', '2', '--vm-ips', '127.0.37.11,127.0.37.12'], { timeout: 120_000 });
     const r = JSON.parse(stdout.trim()) as WorkerCrashReport;
     assert.equal(r.verified, true);
+    assert.equal(r.socket, 'main', "the pool's thread holds the sockets by default");
     assert.equal(r.completions, 400);
     assert.equal(r.receives, 200);
     assert.equal(r.kills.length, 2);
@@ -22,13 +23,7 @@ describe('vrdma worker-crash', () => {
     // Each kill takes down the victim's device, and any other device sharing its worker.
     for (const ip of ['127.0.37.11', '127.0.37.12']) assert.ok(r.outages.some((o) => o.device === ip), `${ip} came back`);
     for (const o of r.outages) assert.notEqual(o.restoredOn, o.thread, 'restored on another thread');
-  });
-
-  it('with the main thread holding the sockets (--socket main), the same through a worker death', async () => {
-    const { stdout } = await run(process.execPath, [cli, 'worker-crash', '--json', '--qps', '2', '--ops', '60', '--kills', '1', '--socket', 'main', '--vm-ips', '127.0.37.13,127.0.37.14'], { timeout: 120_000 });
-    const r = JSON.parse(stdout.trim()) as WorkerCrashReport;
-    assert.deepEqual([r.verified, r.socket, r.completions, r.kills.length], [true, 'main', 120, 1]);
-    assert.ok(r.outages.length >= 1 && r.outages.every((o) => o.bindMs < 1), 'nothing was bound again');
+    assert.ok(r.outages.every((o) => o.bindMs < 1), 'nothing was bound again');
   });
 
   it('refuses bad options with a clear message and a non-zero status', async () => {
