@@ -43,6 +43,12 @@ const ARENA_BYTES = 8 * MiB;
 const DEFAULT_DEVICES_PER_WORKER = 16;
 const DEFAULT_MAX_RESTARTS = 3;
 const DEFAULT_HANG_MS = 30_000;
+/**
+ * Guest-physical space the dirty logs cover at least, so memory hotplugged below it is logged
+ * (a 128 KiB bitmap; a harvest scans it in microseconds). A write above it is not, and makes the
+ * next pre-copy round resend everything.
+ */
+const LOGGED_GPA_BYTES = 4 * 1024 * MiB;
 /** Each direction's packet ring when this thread holds the socket (socket: 'main'). */
 const RING_BYTES = 4 * MiB;
 
@@ -199,7 +205,7 @@ export class BackendPool {
       new Journal(control).commit(...journalEntryChunks({ deviceState: o.restore.deviceState, unpublished: [], intent: null }));
     }
     const top = dm.guest.regions.list().reduce((end, r) => Math.max(end, r.gpa + r.size), 0);
-    const logs = DeviceLogs.create(Math.max(top, 4096));
+    const logs = DeviceLogs.create(Math.max(top, LOGGED_GPA_BYTES));
     const bind = o.bindAddress ?? true;
     this.opening++;
     let device: DurableDevice;

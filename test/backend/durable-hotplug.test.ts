@@ -65,7 +65,12 @@ describe('hotplug on a durable VM', () => {
 
       const region = await b.plugRegion(HOT, 2 * MiB);
       assert.ok(region.hostOffset >= b.dm.layout.ramBase + 32 * MiB, 'backed from the free part of the window');
+      // The device's dirty log covers the plugged region too: a migration would carry the write.
+      b.dirtyLog.start();
       landed(await write(1));
+      assert.ok(b.dirtyLog.harvest().includes((HOT + 4096) / 4096), "the WRITE's page is in the device's log");
+      assert.equal(b.dirtyLog.overflowed, false);
+      b.dirtyLog.stop();
 
       await assert.rejects(b.plugRegion(HOT + MiB, 2 * MiB), (err: unknown) => err instanceof MemoryError && err.code === MemoryErrorCode.RegionConflict);
       // The refused plug gave its backing back: the rest of the window still fits 30 MiB.
