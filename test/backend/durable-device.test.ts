@@ -218,4 +218,27 @@ describe('a durable device the guest broke', () => {
       await Promise.all([d.close(), a.device.close(), b.device.close()]);
     });
   });
+
+  it("keeps its provider's counters through a backend restart: they are device state, restored from the journal, not counted twice", async () => {
+    await withPool({ workers: 2 }, async (pool) => {
+      const a = await durableGuest(pool, '127.0.35.47', 2);
+      const b = await durableGuest(pool, '127.0.35.48', 2);
+      await connectPair(a, b);
+      const qpns = a.qps.map((qp) => qp.qpn).sort((x, y) => x - y);
+      for (let i = 0; i < 3; i++) {
+        assert.deepEqual(a.device.suspendAll('rnr-nak'), qpns);
+        a.device.resumeAll(qpns);
+      }
+      const before = await a.device.providerCounters();
+      assert.deepEqual([before.events.get('suspend'), before.events.get('resume')], [6, 6]);
+      await pool.terminateWorkerOf(a.device);
+      await a.device.ready();
+      // The new backend took the counters up with the rest of the device (its restore resumes the
+      // QPs the journal has running: two more resumes, no more suspends).
+      const after = await a.device.providerCounters();
+      for (const [event, n] of before.events) assert.ok((after.events.get(event) ?? 0) >= n, `${event}: ${after.events.get(event)} after, ${n} before`);
+      assert.equal(after.events.get('suspend'), 6);
+      await Promise.all([a.device.close(), b.device.close()]);
+    });
+  });
 });
