@@ -179,10 +179,8 @@ export class HostAgent {
 
   /**
    * `emit` tells the agent's parent something unasked (migration progress): the process's IPC
-   * channel by default, a worker's port when the agent runs a VM task of a host pool.
-   */
-  /**
-   * With `backends`, every VM's device runs as a durable backend in that pool (its socket and the
+   * channel by default, a worker's port when the agent runs a VM task of a host pool. With
+   * `backends`, every VM's device runs as a durable backend in that pool (its socket and the
    * agent's link wrappers on this thread, socket: 'main'); without, in this thread.
    */
   constructor(
