@@ -359,12 +359,9 @@ export class DeviceBackend {
         return [...this.device.core.qps.keys()];
       case 'queryQp':
         return this.verbs.queryQp(num(a[0]));
-      case 'suspendQp': {
-        const policy = a[1];
-        if (policy !== 'rnr-nak' && policy !== 'drop') throw new BackendError(BackendErrorCode.BadCall, 'a suspend policy is rnr-nak or drop');
-        this.verbs.suspendQp(num(a[0]), policy);
+      case 'suspendQp':
+        this.verbs.suspendQp(num(a[0]), suspendPolicy(a[1]));
         return null;
-      }
       case 'resumeQp':
         this.verbs.resumeQp(num(a[0]));
         return null;
@@ -374,8 +371,7 @@ export class DeviceBackend {
       case 'unplugRegion':
         return this.unplugRegion(num(a[0]));
       case 'suspendAll':
-        return this.suspendAll(a[0]);
-
+        return this.suspendAll(suspendPolicy(a[0]));
       case 'resumeAll': {
         const qpns = a[0];
         if (!Array.isArray(qpns) || qpns.length > this.device.core.qps.size) throw new BackendError(BackendErrorCode.BadCall, "a list of the device's QPNs");
@@ -432,8 +428,7 @@ export class DeviceBackend {
   }
 
   /** Suspend every QP that can be, ascending; if one fails, resume those suspended and throw. */
-  private suspendAll(policy: unknown): number[] {
-    if (policy !== 'rnr-nak' && policy !== 'drop') throw new BackendError(BackendErrorCode.BadCall, 'a suspend policy is rnr-nak or drop');
+  private suspendAll(policy: 'rnr-nak' | 'drop'): number[] {
     const done: number[] = [];
     try {
       for (const qpn of [...this.device.core.qps.keys()].sort((x, y) => x - y)) {
@@ -544,6 +539,11 @@ export class DeviceBackend {
     if (!(err instanceof BackendError && err.code === BackendErrorCode.NotOwner)) this.block.release(threadId);
     this.failed(err);
   }
+}
+
+function suspendPolicy(v: unknown): 'rnr-nak' | 'drop' {
+  if (v !== 'rnr-nak' && v !== 'drop') throw new BackendError(BackendErrorCode.BadCall, 'a suspend policy is rnr-nak or drop');
+  return v;
 }
 
 function num(v: unknown): number {
