@@ -10,7 +10,9 @@ import type { GuestCq, GuestQp } from '../guest/rdma/objects.js';
 import { type IncomingMigration, type MigrationListener, type MigrationProgress, type MigrationReport, listenForMigration, migrateOut } from '../migration/index.js';
 import type { PrecopyPolicy } from '../migration/precopy.js';
 import { LossyLink, type LossyOptions } from '../net/lossy.js';
+import { CaptureLink } from '../net/capture.js';
 import { ObservedLink } from '../net/observed-link.js';
+import { PcapWriter } from '../net/pcap-writer.js';
 import type { Link } from '../nic/link.js';
 import { QP_STATE_NAMES, QpState } from '../nic/qp-state.js';
 import type { SoftRoceOptions } from '../nic/soft/options.js';
@@ -200,8 +202,15 @@ export class HostAgent {
   /** A new VM of this host's sort. */
   private async newVm(a: OpenVmArgs, wrapLink: (link: Link) => Link): Promise<AgentVm> {
     if (this.backends === null) return Vm.open({ ip: a.ip, ramBytes: a.ramBytes, capturePath: a.capturePath, provider: a.provider, wrapLink });
-    if (a.capturePath !== undefined) throw new Error(`host ${this.host} runs durable backends, whose packets it does not capture`);
-    return DurableVm.open(this.backends, { ip: a.ip, ramBytes: a.ramBytes, provider: a.provider, socket: 'main', wrapLink });
+    // The packets pass this thread (socket: 'main'): a capture sits over the socket side, under the agent's wrappers.
+    const writer = a.capturePath === undefined ? null : await PcapWriter.create(a.capturePath);
+    const wrap = writer === null ? wrapLink : (link: Link) => wrapLink(CaptureLink.over(link, writer));
+    try {
+      return await DurableVm.open(this.backends, { ip: a.ip, ramBytes: a.ramBytes, provider: a.provider, socket: 'main', wrapLink: wrap });
+    } catch (err) {
+      await writer?.close();
+      throw err;
+    }
   }
 
   /**

@@ -30,7 +30,12 @@ export class CaptureLink implements Link {
 
   /** Wrap `inner`, capturing to a new file at `path` (NetError CAPTURE_IO if it cannot be made). */
   static async open(inner: Link, path: string, opts: PcapWriterOptions = {}): Promise<CaptureLink> {
-    return new CaptureLink(inner, await PcapWriter.create(path, opts));
+    return CaptureLink.over(inner, await PcapWriter.create(path, opts));
+  }
+
+  /** Wrap `inner`, capturing to a file already made (where a link is wrapped synchronously); closing the link closes it. */
+  static over(inner: Link, writer: PcapWriter): CaptureLink {
+    return new CaptureLink(inner, writer);
   }
 
   get localIp(): string {
