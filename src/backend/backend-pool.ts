@@ -36,7 +36,8 @@ interface PiscinaWorker {
   readonly destroyed: boolean;
 }
 
-const BACKEND_TASK = new URL('./backend-task.js', import.meta.url).href;
+/** The task's CommonJS entry (backend-task-entry.cts: why not backend-task.js itself). */
+const BACKEND_TASK = new URL('./backend-task-entry.cjs', import.meta.url).href;
 const MiB = 1024 * 1024;
 const DEFAULT_RAM_BYTES = 32 * MiB;
 const ARENA_BYTES = 8 * MiB;

@@ -26,7 +26,8 @@ import { HangWatchdog, type WatchedThread } from './watchdog.js';
 import { TASK_FAULT_PREFIX } from './task-scope.js';
 import type { VmTaskInput, VmTaskReady, VmTaskResult } from './vm-task.js';
 
-const VM_TASK = new URL('./vm-task.js', import.meta.url).href;
+/** The task's CommonJS entry (vm-task-entry.cts: why not vm-task.js itself). */
+const VM_TASK = new URL('./vm-task-entry.cjs', import.meta.url).href;
 
 /** Where a VM moving between this host's workers is listened for. */
 const LOCAL_MIGRATION_HOST = '127.0.0.1';
