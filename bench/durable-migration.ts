@@ -12,9 +12,9 @@ import { BackendPool } from '../src/backend/backend-pool.js';
 import { BACKEND_RINGS } from '../src/backend/device-backend.js';
 import { DurableVm } from '../src/backend/durable-vm.js';
 import { Vm } from '../src/host/vm.js';
-import type { DestinationVm, MigrationReport, SourceVm } from '../src/migration/index.js';
+import type { DestinationVm, MigrationReport, RestoreParts, SourceVm } from '../src/migration/index.js';
 import type { TrafficConfig } from '../test/migration/rc-traffic.js';
-import { type RestoreParts, type TrafficVm, connectTraffic, moveWithTraffic, setUpTraffic } from '../test/backend/traffic-vms.js';
+import { type TrafficVm, connectTraffic, moveWithTraffic, setUpTraffic } from '../test/backend/traffic-vms.js';
 import type { BenchRow } from './harness.js';
 
 const SUITE = 'durable';

@@ -106,13 +106,23 @@ export function registerErrorRebuilder(fn: ErrorRebuilder): void {
   rebuilders = [...rebuilders, fn];
 }
 
+/** An error's message as it crossed, without the "CODE: " its class put in front (the class puts it back). */
+export function crossedMessage(e: { message: string }): string {
+  return String(e.message).replace(/^[A-Z_]+: /, '');
+}
+
+/** Rebuild errors of class `name` whose code is one of `codes` (an enum of string codes) with `make`. */
+export function registerCodedError<C extends string>(name: string, codes: Record<string, C>, make: (code: C, message: string) => Error): void {
+  const known = new Set<unknown>(Object.values(codes));
+  registerErrorRebuilder((e) => (e.name === name && known.has(e.code) ? make(e.code as C, crossedMessage(e)) : null));
+}
+
+registerCodedError('BackendError', BackendErrorCode, (code, message) => new BackendError(code, message));
+
 function rebuildError(e: { name: string; code?: unknown; status?: unknown; message: string }): Error {
   for (const fn of rebuilders) {
     const err = fn(e);
     if (err !== null) return err;
-  }
-  if (e.name === 'BackendError' && Object.values(BackendErrorCode).includes(e.code as BackendErrorCode)) {
-    return new BackendError(e.code as BackendErrorCode, String(e.message).replace(/^[A-Z_]+: /, ''));
   }
   return new Error(String(e.message));
 }

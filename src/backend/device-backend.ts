@@ -382,7 +382,7 @@ export class DeviceBackend {
         // Publish what the last turn left, so the entry committed after this call (the device's
         // state as the driver may take it, DurableDevice.saveState) holds nothing unpublished.
         this.endTurn();
-        return this.journal.generation;
+        return null;
       default:
         throw new BackendError(BackendErrorCode.BadCall, `no call ${JSON.stringify(c.method).slice(0, 40)}`);
     }

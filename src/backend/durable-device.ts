@@ -16,14 +16,14 @@ import { type ControlBlock, W } from './control-block.js';
 import type { BackendSpec, ProviderCounters, StartTimings } from './device-backend.js';
 import type { DeviceLogs } from './device-logs.js';
 import { BackendError, BackendErrorCode } from './errors.js';
-import { registerErrorRebuilder } from './call-channel.js';
+import { registerCodedError } from './call-channel.js';
 import { Journal } from './journal.js';
 import { decodeJournalEntry } from './journal-entry.js';
 import type { SocketSide } from './socket-side.js';
 import { TransportProxy } from './transport-proxy.js';
 
 // The backend's memory errors (a region-table change it refused) arrive as what they were.
-registerErrorRebuilder((e) => (e.name === 'MemoryError' && Object.values(MemoryErrorCode).includes(e.code as MemoryErrorCode) ? new MemoryError(e.code as MemoryErrorCode, String(e.message).replace(/^[A-Z_]+: /, '')) : null));
+registerCodedError('MemoryError', MemoryErrorCode, (code, message) => new MemoryError(code, message));
 
 /** How long ready() waits for a backend to answer. */
 const READY_MS = 10_000;

@@ -10,11 +10,11 @@ import type { QueueConfig } from '../device/queue-factory.js';
 import { QueueMap } from '../device/queue-map.js';
 import type { Doorbell } from '../virtio/doorbell.js';
 import { DeviceStatus } from '../virtio/status.js';
-import { CallClient, registerErrorRebuilder } from './call-channel.js';
+import { CallClient, crossedMessage, registerErrorRebuilder } from './call-channel.js';
 import { type ControlBlock, W } from './control-block.js';
 import { BackendError, BackendErrorCode } from './errors.js';
 
-registerErrorRebuilder((e) => (e.name === 'DeviceError' && typeof e.status === 'number' ? new DeviceError(e.status, String(e.message).replace(/^[A-Z_]+: /, '')) : null));
+registerErrorRebuilder((e) => (e.name === 'DeviceError' && typeof e.status === 'number' ? new DeviceError(e.status, crossedMessage(e)) : null));
 
 /** What `describe` answers: the fixed facts of the device. */
 export interface DeviceDescription {

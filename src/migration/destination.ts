@@ -158,14 +158,15 @@ async function receive<V extends DestinationVm>(socket: Socket, options: ListenO
       }
       const when = instant();
       for (const q of switchover.suspended) resumed.push({ qpn: q.qpn, at: when });
-    }
-    for (const q of vm.resumeAll === undefined ? switchover.suspended : []) {
-      try {
-        vm.verbs.resumeQp(q.qpn);
-      } catch (err) {
-        throw asMigrationError(err, MigrationErrorCode.Switchover, `resuming QP ${q.qpn}`);
+    } else {
+      for (const q of switchover.suspended) {
+        try {
+          vm.verbs.resumeQp(q.qpn);
+        } catch (err) {
+          throw asMigrationError(err, MigrationErrorCode.Switchover, `resuming QP ${q.qpn}`);
+        }
+        resumed.push({ qpn: q.qpn, at: instant() });
       }
-      resumed.push({ qpn: q.qpn, at: instant() });
     }
     resumedAt = instant();
     try {

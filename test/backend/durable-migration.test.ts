@@ -12,11 +12,11 @@ import { BACKEND_RINGS } from '../../src/backend/device-backend.js';
 import { DurableVm } from '../../src/backend/durable-vm.js';
 import { Vm } from '../../src/host/vm.js';
 import { DeviceMemory } from '../../src/memory/device-memory.js';
-import type { DestinationVm, MigrateOutOptions, SourceVm } from '../../src/migration/index.js';
+import type { DestinationVm, MigrateOutOptions, RestoreParts, SourceVm } from '../../src/migration/index.js';
 import { QpState } from '../../src/nic/qp-state.js';
 import type { RcTraffic, TrafficConfig } from '../migration/rc-traffic.js';
 import { receivesOf } from '../migration/rc-traffic.js';
-import { type RestoreParts, type TrafficVm, badWrites, connectTraffic, moveWithTraffic, setUpTraffic } from './traffic-vms.js';
+import { type TrafficVm, badWrites, connectTraffic, moveWithTraffic, setUpTraffic } from './traffic-vms.js';
 
 const QPS = 4;
 const OPS = 400;

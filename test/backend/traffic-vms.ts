@@ -4,8 +4,9 @@
 import { AccessFlag, QpTypeCode } from '../../src/device/abi.js';
 import type { RdmaGuest } from '../../src/guest/rdma/device.js';
 import { connectRc } from '../../src/host/connect.js';
-import type { DeviceMemory } from '../../src/memory/device-memory.js';
-import { type DestinationVm, type MigrateOutOptions, type MigrationReport, type SourceVm, listenForMigration, migrateOut } from '../../src/migration/index.js';
+import {
+  type DestinationVm, type ListenOptions, type MigrateOutOptions, type MigrationReport, type RestoreParts, type SourceVm, listenForMigration, migrateOut,
+} from '../../src/migration/index.js';
 import { type QpLayout, RcTraffic, type TrafficConfig, type TrafficState, expectedCounter, expectedWrites, writeAreaBytes } from '../migration/rc-traffic.js';
 
 const ALL = AccessFlag.LOCAL_WRITE | AccessFlag.REMOTE_WRITE | AccessFlag.REMOTE_READ | AccessFlag.REMOTE_ATOMIC;
@@ -83,16 +84,13 @@ export function badWrites(vm: TrafficVm, state: TrafficState, peerSide: number):
   return bad;
 }
 
-/** What a destination is told to restore: the VM's address, its RAM copied in, its states. */
-export type RestoreParts = { ip: string; dm: DeviceMemory; deviceState: Uint8Array; guestState: Uint8Array };
-
 /**
  * Move `src`, running traffic `t`, to a listener on `host` that builds the VM with `restore` (and
  * vets the preview with `vet`): the traffic pauses with the guest, travels as the application's
  * state and resumes on the destination's guest objects. Returns the VM, its traffic and the report.
  */
 export async function moveWithTraffic<V extends TrafficVm & DestinationVm>(
-  src: TrafficVm & SourceVm, t: RcTraffic, dest: { host: string; restore(parts: RestoreParts): Promise<V>; vet(parts: Omit<RestoreParts, 'dm'> & { scratch: DeviceMemory }): Promise<void> },
+  src: TrafficVm & SourceVm, t: RcTraffic, dest: { host: string; restore(parts: RestoreParts): Promise<V>; vet: NonNullable<ListenOptions<V>['vetVm']> },
   options: Pick<MigrateOutOptions, 'onProgress' | 'precopy' | 'blackoutWatchMs'> = {},
 ): Promise<{ vm: V; traffic: RcTraffic; report: MigrationReport }> {
   let resumed: RcTraffic | null = null;
