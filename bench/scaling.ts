@@ -3,11 +3,14 @@
 // real UDP on loopback, all four VMs' data paths in the same process:
 //
 //   inline    every VM on the main thread (a host agent, no pool): the baseline
-//   pool-N    the VMs spread over N worker threads, the main thread routing control calls only
+//   pool-N    the VMs spread over N worker threads, each VM's socket in its worker (the default),
+//             the main thread routing control calls only
+//   pool-N-main-socket   the same with the VMs' sockets held by the main thread (socket 'main':
+//             datagrams cross to the workers through packet rings in shared memory)
 //
 // Writers are opened first, so with 2 workers each worker holds one writer and one target. Rows
 // give the message rate and goodput summed over both streams, the CPU the process used (cores),
-// and the ratio to one worker. Then the pool's overhead on the control path (a status call
+// and the ratio to one worker with the same socket holder. Then the pool's overhead on the control path (a status call
 // answered through a worker's port against the same call made directly), and what moving a VM
 // between workers costs (moveVm: live migration inside the host, with checked traffic running).
 import type { BenchRow } from './harness.js';
@@ -25,7 +28,7 @@ const WARMUP_MS = 300;
 const RAM = 24 << 20;
 const STREAM_BYTES = 4 << 20;
 const SIZES = [64, 4096];
-const ENGINES = ['inline', 'pool-1', 'pool-2', 'pool-4'] as const;
+const ENGINES = ['inline', 'pool-1', 'pool-2', 'pool-4', 'pool-1-main-socket', 'pool-2-main-socket'] as const;
 const CALLS = 2000;
 
 type Engine = (typeof ENGINES)[number];
@@ -50,8 +53,8 @@ function inlineHost(): Host {
   };
 }
 
-function poolHost(workers: number): Host {
-  const pool = new HostPool({ host: 'bench', workers, logLevel: 'warn', log, emit: () => {} });
+function poolHost(workers: number, socket: 'main' | 'worker'): Host {
+  const pool = new HostPool({ host: 'bench', workers, socket, logLevel: 'warn', log, emit: () => {} });
   return {
     open: (name, ip) => pool.openVm({ name, ip, ramBytes: RAM }),
     call: <T>(vm: string, op: string, a: Record<string, unknown> = {}) => pool.call<T>(vm, op, { vm, ...a }),
@@ -80,7 +83,7 @@ async function runAll(host: Host, writers: string[], size: number, ms: number): 
 }
 
 async function measure(engine: Engine, base: number): Promise<BenchRow[]> {
-  const host = engine === 'inline' ? inlineHost() : poolHost(Number(engine.slice('pool-'.length)));
+  const host = engine === 'inline' ? inlineHost() : poolHost(Number(engine.split('-')[1]), engine.endsWith('-main-socket') ? 'main' : 'worker');
   const rows: BenchRow[] = [];
   try {
     const writers = await streams(host, base);
@@ -113,10 +116,11 @@ async function callOverhead(host: Host, engine: Engine): Promise<BenchRow> {
   return { suite: SUITE, name: 'control call (VM status)', engine, unit: 'call', opsPerSec: 1e6 / us, usPerCall: Number(us.toFixed(2)) };
 }
 
-/** Each row's rate over pool-1's for the same name. */
+/** Each row's rate over pool-1's for the same name and socket holder (inline: over pool-1). */
 function ratios(rows: BenchRow[]): BenchRow[] {
   return rows.map((row) => {
-    const base = rows.find((r) => r.name === row.name && r.engine === 'pool-1');
+    const one = row.engine.endsWith('-main-socket') ? 'pool-1-main-socket' : 'pool-1';
+    const base = rows.find((r) => r.name === row.name && r.engine === one);
     return base && base.opsPerSec > 0 && row.unit === 'message' ? { ...row, vs_pool1: Number((row.opsPerSec / base.opsPerSec).toFixed(2)) } : row;
   });
 }

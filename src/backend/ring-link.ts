@@ -28,6 +28,15 @@ export class RingLink implements Link {
     if (this.tx.push(packet, this.to.toU32(dstIp), dstPort ?? this.localPort)) this.tx.ring();
   }
 
+  /**
+   * Resolves once the socket's side has taken every datagram sent so far (the send ring is empty),
+   * or after `deadlineMs`: what a release waits for before the socket is given up.
+   */
+  async settled(deadlineMs = 1000): Promise<void> {
+    const until = Date.now() + deadlineMs;
+    while (this.tx.pending > 0 && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+
   onPacket(handler: PacketHandler): void {
     this.handler = handler;
     this.loop ??= this.receive();

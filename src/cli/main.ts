@@ -120,8 +120,9 @@ program
   .option('--log-level <level>', `structured logs on stderr: ${LOG_LEVELS.join(', ')}`, logLevel, 'warn')
   .option('--workers <n>', 'worker threads the VMs are spread over; 0 runs them on the main thread', nonNegativeInt, availableParallelism())
   .option('--durable', "run each VM's device as a durable backend in a pool of --workers threads, the guests on the main thread")
-  .action((name: string, opts: { logLevel: LogLevel; workers: number; durable?: boolean }) => {
-    const status = runHost(name, opts.logLevel, opts.workers, opts.durable ?? false);
+  .option('--main-sockets', "with --workers: the main thread holds the VMs' UDP sockets, packets crossing to the workers through shared-memory rings (a worker's death cannot abort the process; slower on few cores)")
+  .action((name: string, opts: { logLevel: LogLevel; workers: number; durable?: boolean; mainSockets?: boolean }) => {
+    const status = runHost(name, opts.logLevel, opts.workers, opts.durable === true ? 'durable' : opts.mainSockets === true ? 'main-sockets' : 'plain');
     if (status !== 0) process.exitCode = status;
   });
 

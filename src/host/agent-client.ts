@@ -23,13 +23,15 @@ export interface AgentClientOptions {
    * guests on the host's main thread (src/backend).
    */
   durable?: boolean;
+  /** With `workers`: the host's main thread holds the VMs' sockets (HostPoolOptions.socket 'main'). */
+  mainSockets?: boolean;
 }
 
 export class AgentClient {
   private readonly child: IpcChild;
 
   constructor(readonly host: string, options: AgentClientOptions = {}) {
-    this.child = new IpcChild(AGENT_MAIN, { name: `host ${host}`, args: [host, options.logLevel ?? 'warn', String(options.workers ?? 0), ...(options.durable === true ? ['durable'] : [])], stdio: options.stdio });
+    this.child = new IpcChild(AGENT_MAIN, { name: `host ${host}`, args: [host, options.logLevel ?? 'warn', String(options.workers ?? 0), ...(options.durable === true ? ['durable'] : options.mainSockets === true ? ['main-sockets'] : [])], stdio: options.stdio });
   }
 
   get started(): Promise<void> {

@@ -10,6 +10,7 @@ import type { GuestCq, GuestQp } from '../guest/rdma/objects.js';
 import { type IncomingMigration, type MigrationListener, type MigrationProgress, type MigrationReport, listenForMigration, migrateOut } from '../migration/index.js';
 import type { PrecopyPolicy } from '../migration/precopy.js';
 import { LossyLink, type LossyOptions } from '../net/lossy.js';
+import type { LinkOpener } from '../net/movable-link.js';
 import { CaptureLink } from '../net/capture.js';
 import { ObservedLink } from '../net/observed-link.js';
 import { PcapWriter } from '../net/pcap-writer.js';
@@ -183,13 +184,16 @@ export class HostAgent {
    * `emit` tells the agent's parent something unasked (migration progress): the process's IPC
    * channel by default, a worker's port when the agent runs a VM task of a host pool. With
    * `backends`, every VM's device runs as a durable backend in that pool (its socket and the
-   * agent's link wrappers on this thread, socket: 'main'); without, in this thread.
+   * agent's link wrappers on this thread, socket: 'main'); without, in this thread. With
+   * `socketOf`, a VM's address is bound by the socket it opens (a host pool's main thread holds
+   * it, pool/pool-sockets.ts) rather than by a UdpLink of this thread.
    */
   constructor(
     readonly host: string,
     private readonly log: Logger,
     private readonly emit: (event: Record<string, unknown>) => void = sendEvent,
     private readonly backends: BackendPool | null = null,
+    private readonly socketOf: ((ip: string) => LinkOpener) | null = null,
   ) {
     this.registry = createHostRegistry(host, () => this.metricsSnapshot());
   }
@@ -201,7 +205,7 @@ export class HostAgent {
 
   /** A new VM of this host's sort. */
   private async newVm(a: OpenVmArgs, wrapLink: (link: Link) => Link): Promise<AgentVm> {
-    if (this.backends === null) return Vm.open({ ip: a.ip, ramBytes: a.ramBytes, capturePath: a.capturePath, provider: a.provider, wrapLink });
+    if (this.backends === null) return Vm.open({ ip: a.ip, ramBytes: a.ramBytes, capturePath: a.capturePath, provider: a.provider, wrapLink, openSocket: this.socketOf?.(a.ip) });
     // The packets pass this thread (socket: 'main'): a capture sits over the socket side, under the agent's wrappers.
     const writer = a.capturePath === undefined ? null : await PcapWriter.create(a.capturePath);
     const wrap = writer === null ? wrapLink : (link: Link) => wrapLink(CaptureLink.over(link, writer));
@@ -379,7 +383,7 @@ export class HostAgent {
         if (this.vms.has(carry.name) || (a.heldElsewhere ?? []).includes(carry.name)) throw new Error(`host ${this.host} already holds a VM named ${carry.name}`);
         const wrap = linkWrapper(a.lossy, false);
         const vm = this.backends === null
-          ? await Vm.restore(parts, { provider: a.provider, wrapLink: wrap.wrapLink })
+          ? await Vm.restore(parts, { provider: a.provider, wrapLink: wrap.wrapLink, openSocket: this.socketOf?.(parts.ip) })
           : await DurableVm.restore(this.backends, parts, { provider: a.provider, socket: 'main', wrapLink: wrap.wrapLink });
         try {
           incoming = { held: this.adopt(vm, carry, wrap, await countersOf(vm)), carry };

@@ -22,7 +22,7 @@ import type { GuestMemory } from '../memory/guest-memory.js';
 import { DirtyLog } from '../migration/dirty-log.js';
 import { LossyLink, type LossyOptions } from '../net/lossy.js';
 import { CaptureLink } from '../net/capture.js';
-import { MovableLink, type MovableLinkCounters } from '../net/movable-link.js';
+import { type LinkOpener, MovableLink, type MovableLinkCounters } from '../net/movable-link.js';
 import { NetError, NetErrorCode } from '../net/errors.js';
 import { UdpLink } from '../net/udp-link.js';
 import type { Link } from '../nic/link.js';
@@ -47,6 +47,11 @@ export interface VmOptions {
    * destination restores the device first and then calls bindAddress().
    */
   bindAddress?: boolean;
+  /**
+   * Opens the socket that holds the VM's address, at each bind (a host pool's main thread holds it:
+   * pool/pool-sockets.ts); default a UdpLink bound to `ip` here. Not with `link`.
+   */
+  openSocket?: LinkOpener;
   /** UDP port to bind when no link is given; default 4791. */
   port?: number;
   /** The UDP link copies sends into pooled buffers (default); false is the baseline for benchmarks. */
@@ -157,6 +162,7 @@ export class Vm extends GuestVm {
     const given = options.link;
     let once = given;
     const address = new MovableLink(options.ip, async () => {
+      if (given === undefined && options.openSocket !== undefined) return options.openSocket();
       if (given === undefined) return UdpLink.open({ ip: options.ip, port: options.port, pooledSends: options.pooledSends, batched: options.batched });
       if (once === undefined) throw new NetError(NetErrorCode.Closed, `${options.ip}: a VM given its link cannot bind another`);
       once = undefined;

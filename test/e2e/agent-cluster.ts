@@ -21,6 +21,8 @@ export interface ClusterOptions {
   workers?: number;
   /** Each host runs its VMs' devices as durable backends in a pool of `workers` threads. */
   durable?: boolean;
+  /** Each host's pool keeps the VMs' sockets on its main thread. */
+  mainSockets?: boolean;
 }
 
 export class Cluster {
@@ -32,7 +34,7 @@ export class Cluster {
   readonly reports: MigrationReport[] = [];
 
   constructor(readonly o: ClusterOptions) {
-    const options = { workers: o.workers ?? 0, durable: o.durable };
+    const options = { workers: o.workers ?? 0, durable: o.durable, mainSockets: o.mainSockets };
     this.hosts = [new AgentClient('A', options), new AgentClient('B', options), new AgentClient('C', options)];
   }
 

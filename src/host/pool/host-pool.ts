@@ -13,7 +13,7 @@
 //     Every call to a lost VM fails with the reason; the rest of the host serves on.
 //   - Shutdown ends every task (each closes its VM, releasing its address), then the pool.
 import { availableParallelism } from 'node:os';
-import { MessageChannel, type Worker } from 'node:worker_threads';
+import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import type client from 'prom-client';
 import type { MigrationReport } from '../../migration/index.js';
@@ -22,6 +22,7 @@ import { type VmMetricsSnapshot, createHostRegistry, departedSnapshot } from '..
 import type { AcceptedVm, ListenArgs, MigrateArgs, OpenVmArgs } from '../agent.js';
 import { type OpTable, RemoteError, sendEvent } from '../ipc.js';
 import { PortClient } from './port-channel.js';
+import { PoolSockets } from './pool-sockets.js';
 import { HangWatchdog, type WatchedThread } from './watchdog.js';
 import { TASK_FAULT_PREFIX } from './task-scope.js';
 import type { VmTaskInput, VmTaskReady, VmTaskResult } from './vm-task.js';
@@ -46,6 +47,14 @@ export interface HostPoolOptions {
   emit?: (event: Record<string, unknown>) => void;
   /** A worker holding VMs that answers no ping for this long is terminated (watchdog.ts); 0: never. Default 30 s. */
   hangMs?: number;
+  /**
+   * Who holds each VM's UDP socket: the VM's worker ('worker', the default), or this thread
+   * ('main': packets cross to the VM's worker through rings in shared memory, pool-sockets.ts).
+   * 'main' keeps sockets out of the workers, so a worker that dies under traffic cannot abort
+   * Node 20 (docs/worker-pool.md, "Who holds the sockets"); on two cores it costs most of the
+   * two-worker throughput, as this thread becomes a third busy one.
+   */
+  socket?: 'main' | 'worker';
 }
 
 /** How long a worker may leave a ping unanswered before the watchdog ends it, unless told otherwise. */
@@ -61,6 +70,8 @@ interface VmTask {
   /** The VM it holds (null while it only listens). */
   vm: string | null;
   ip: string | null;
+  /** The port this thread serves the task's socket calls on (socket 'main'). */
+  sockets: MessagePort | null;
 }
 
 /** What rebalance() did: the VMs it moved, and those it could not. */
@@ -75,12 +86,19 @@ export interface PoolPlacement {
   threadIds: number[];
   vms: Record<string, number>;
   lost: Record<string, string>;
+  /** Who holds the VMs' sockets (HostPoolOptions.socket). */
+  socket: 'main' | 'worker';
+  /** The VM addresses whose sockets the main thread holds now (socket 'main'), sorted. */
+  mainSockets: string[];
 }
 
 export class HostPool {
   readonly workers: number;
   readonly vmsPerWorker: number;
+  readonly socket: 'main' | 'worker';
   readonly registry: client.Registry;
+  /** The VMs' sockets, when this thread holds them. */
+  private readonly sockets: PoolSockets | null;
   private readonly pool: Piscina;
   private readonly log: Logger;
   private readonly emit: (event: Record<string, unknown>) => void;
@@ -108,6 +126,9 @@ export class HostPool {
     for (const [name, v] of [['workers', this.workers], ['vmsPerWorker', this.vmsPerWorker]] as const) {
       if (!Number.isSafeInteger(v) || v < 1 || v > 256) throw new RangeError(`${name} must be an integer in [1, 256], got ${v}`);
     }
+    this.socket = options.socket ?? 'worker';
+    if (this.socket !== 'main' && this.socket !== 'worker') throw new RangeError(`socket must be 'main' or 'worker', got ${String(this.socket)}`);
+    this.sockets = this.socket === 'main' ? new PoolSockets() : null;
     this.log = options.log;
     this.emit = options.emit ?? sendEvent;
     this.pool = new Piscina({
@@ -167,19 +188,24 @@ export class HostPool {
     const { port1, port2 } = new MessageChannel();
     const client = new PortClient(port1, `host ${this.host} VM task ${id}`);
     const ready = new Promise<VmTaskReady>((resolve) => port1.once('message', resolve));
+    const sockets = this.sockets === null ? null : new MessageChannel();
+    if (sockets !== null) this.sockets?.serve(id, sockets.port1);
+    const input: VmTaskInput = { host: this.host, task: id, logLevel: this.options.logLevel, port: port2, sockets: sockets?.port2 };
     let done: Promise<VmTaskResult>;
     try {
-      done = this.pool.run({ host: this.host, task: id, logLevel: this.options.logLevel, port: port2 } satisfies VmTaskInput, { transferList: [port2] }) as Promise<VmTaskResult>;
+      done = this.pool.run(input, { transferList: sockets === null ? [port2] : [port2, sockets.port2] }) as Promise<VmTaskResult>;
     } catch (err) {
       port1.close();
+      sockets?.port1.close();
       throw err;
     }
     const started = await Promise.race([ready, done.then(() => null, (err: unknown) => err)]);
     if (started === null || started instanceof Error || (started as VmTaskReady).ready !== true) {
       client.fail(new Error('the VM task ended before it served'));
+      sockets?.port1.close();
       throw this.refusal(started);
     }
-    const task: VmTask = { id, client, threadId: (started as VmTaskReady).threadId, done, vm: null, ip: null };
+    const task: VmTask = { id, client, threadId: (started as VmTaskReady).threadId, done, vm: null, ip: null, sockets: sockets?.port1 ?? null };
     this.tasks.add(task);
     task.client.onEvent((e) => this.emit(e));
     done.then(
@@ -197,6 +223,9 @@ export class HostPool {
 
   private forget(task: VmTask): void {
     this.tasks.delete(task);
+    // A task that ended released its address itself; a lost one leaves it to this thread.
+    task.sockets?.close();
+    void this.sockets?.dropTask(task.id).catch((err: unknown) => this.log.error({ err, task: task.id }, "closing a lost VM task's sockets failed"));
     if (task.vm !== null && this.byVm.get(task.vm) === task) this.byVm.delete(task.vm);
     for (const [port, t] of this.byListenPort) if (t === task) this.byListenPort.delete(port);
     if (this.tasks.size === 0) this.draining?.resolve();
@@ -402,6 +431,8 @@ export class HostPool {
       threadIds: this.threads().map((w) => w.threadId),
       vms: Object.fromEntries([...this.byVm].map(([vm, t]) => [vm, t.threadId])),
       lost: Object.fromEntries(this.lost),
+      socket: this.socket,
+      mainSockets: this.sockets?.addresses() ?? [],
     };
   }
 
@@ -433,6 +464,7 @@ export class HostPool {
       this.watchdog?.stop();
       await Promise.all([...this.tasks].map((t) => this.endTask(t)));
       await this.pool.destroy();
+      await this.sockets?.close();
     })();
     return this.closing;
   }

@@ -1,8 +1,10 @@
 // One VM's life in a host pool's worker thread (host-pool.ts): a piscina task that holds a host
 // agent (../agent.ts) for the VM opened — or taken in by migration — through it, and serves the
 // agent's operations on the MessagePort it was given until the main thread ends it (the VM was
-// closed or migrated away) or its port closes. The VM's guest memory, device, RoCE engine and UDP
-// socket live in this thread: its whole data path runs here, and nothing of it crosses threads.
+// closed or migrated away) or its port closes. The VM's guest memory, device and RoCE engine live
+// in this thread, and its whole data path runs here. Its UDP socket is bound here too (socket
+// 'worker', the default), or held by the main thread (socket 'main'): datagrams then cross through
+// two packet rings in shared memory (pool-sockets.ts), not postMessage.
 // Several VM tasks may share one worker; each has its own agent. Importing this module does
 // nothing; piscina calls its default export.
 import { performance } from 'node:perf_hooks';
@@ -11,7 +13,8 @@ import { threadId } from 'node:worker_threads';
 import type { MessagePort } from 'node:worker_threads';
 import { type LogLevel, createLogger } from '../../observe/log.js';
 import { HostAgent, agentOps } from '../agent.js';
-import { servePort } from './port-channel.js';
+import { PortClient, servePort } from './port-channel.js';
+import { socketOpener } from './pool-sockets.js';
 import { TASK_FAULT_PREFIX, type TaskScope, inScope, installFaultRouting } from './task-scope.js';
 
 export interface VmTaskInput {
@@ -20,6 +23,8 @@ export interface VmTaskInput {
   task: number;
   logLevel: LogLevel;
   port: MessagePort;
+  /** With it, the VM's socket is held by the main thread, which serves its binds here (pool-sockets.ts). */
+  sockets?: MessagePort;
 }
 
 /** What a worker thread is doing: its heap, and how busy its event loop has been since it started. */
@@ -72,7 +77,8 @@ const FAULT_CLOSE_MS = 5000;
 export default function runVmTask(input: VmTaskInput): Promise<VmTaskResult> {
   const { port } = input;
   const log = createLogger(input.logLevel, { host: input.host, task: input.task, thread: threadId });
-  const agent = new HostAgent(input.host, log, (event) => port.postMessage({ event }));
+  const sockets = input.sockets === undefined ? null : new PortClient(input.sockets, `VM task ${input.task}'s sockets`);
+  const agent = new HostAgent(input.host, log, (event) => port.postMessage({ event }), null, sockets === null ? null : (ip) => socketOpener(sockets, ip));
   installFaultRouting();
   return new Promise((resolve, reject) => {
     let ending = false;
@@ -83,6 +89,7 @@ export default function runVmTask(input: VmTaskInput): Promise<VmTaskResult> {
       // The reply to endTask is posted before the port closes and the task returns.
       setImmediate(() => {
         port.close();
+        input.sockets?.close();
         resolve({ task: input.task, threadId });
       });
     };
@@ -98,6 +105,7 @@ export default function runVmTask(input: VmTaskInput): Promise<VmTaskResult> {
         const closed = agent.close().catch(() => {});
         void Promise.race([closed, new Promise((r) => setTimeout(r, FAULT_CLOSE_MS).unref())]).then(() => {
           port.close();
+          input.sockets?.close();
           reject(new Error(`${TASK_FAULT_PREFIX}${err.message}`));
         });
       },
