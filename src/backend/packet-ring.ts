@@ -9,8 +9,6 @@
 // A consumer that died leaves `tail` where its last pop finished; its successor carries on from
 // there, so datagrams still in the ring are not lost with the thread.
 
-import { ipv4, ipv4Text } from '../nic/roce/icrc.js';
-
 const HEAD = 0;
 const TAIL = 1;
 const BELL = 2;
@@ -128,32 +126,5 @@ export class PacketRing {
   async wait(seen: number, timeoutMs: number): Promise<void> {
     const r = Atomics.waitAsync(this.words, BELL, seen, timeoutMs);
     if (r.async) await r.value;
-  }
-}
-
-/**
- * IPv4 addresses as the rings carry them (u32) and as links name them (text), converting only when
- * the address changes: a VM's packets mostly go to and come from the same few peers.
- */
-export class AddressCache {
-  private text = '';
-  private u32 = 0;
-
-  /** "a.b.c.d" to u32. */
-  toU32(text: string): number {
-    if (text !== this.text) {
-      this.u32 = ipv4(text);
-      this.text = text;
-    }
-    return this.u32;
-  }
-
-  /** u32 to "a.b.c.d". */
-  toText(u32: number): string {
-    if (u32 !== this.u32 || this.text === '') {
-      this.text = ipv4Text(u32);
-      this.u32 = u32;
-    }
-    return this.text;
   }
 }

@@ -4,7 +4,8 @@
 // while backends come and go; what arrives while none runs waits in the ring (or is dropped when
 // it is full, counted), and the next backend reads it.
 import type { Link, LinkAddress, PacketHandler } from '../nic/link.js';
-import { AddressCache, PacketRing } from './packet-ring.js';
+import { AddressCache } from '../nic/roce/icrc.js';
+import { PacketRing } from './packet-ring.js';
 
 /** Datagrams read per turn before the link lets the event loop run again. */
 const RX_BATCH = 256;

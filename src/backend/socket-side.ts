@@ -8,7 +8,8 @@
 import { MovableLink } from '../net/movable-link.js';
 import { UdpLink } from '../net/udp-link.js';
 import type { Link, LinkAddress } from '../nic/link.js';
-import { AddressCache, PacketRing } from './packet-ring.js';
+import { AddressCache } from '../nic/roce/icrc.js';
+import { PacketRing } from './packet-ring.js';
 
 /** Datagrams sent per turn before the pump lets the event loop run again. */
 const TX_BATCH = 256;

@@ -58,6 +58,34 @@ export function ipv4Text(address: number): string {
   return [address >>> 24, (address >>> 16) & 0xff, (address >>> 8) & 0xff, address & 0xff].join('.');
 }
 
+/**
+ * IPv4 addresses as a packet's ICRC context and the packet rings carry them (u32) and as links
+ * name them (text), converting only when the address changes: a VM's packets mostly go to and
+ * come from the same few peers.
+ */
+export class AddressCache {
+  private text = '';
+  private u32 = 0;
+
+  /** "a.b.c.d" to u32. */
+  toU32(text: string): number {
+    if (text !== this.text) {
+      this.u32 = ipv4(text);
+      this.text = text;
+    }
+    return this.u32;
+  }
+
+  /** u32 to "a.b.c.d". */
+  toText(u32: number): string {
+    if (u32 !== this.u32 || this.text === '') {
+      this.text = ipv4Text(u32);
+      this.u32 = u32;
+    }
+    return this.text;
+  }
+}
+
 /** The kernel's packed idFlags and ports arguments. */
 export function icrcIdFlags(ctx: IcrcContext): number {
   return ((ctx.ipId & 0xffff) * 65536 + (ctx.ipFlags & 7) * 8192) >>> 0;

@@ -10,7 +10,7 @@ import type { KernelEngine } from '../../virtio/queue.js';
 import type { KernelExports } from '../../wasm/loader.js';
 import type { Link, LinkAddress } from '../link.js';
 import { RoceError, RoceErrorCode } from '../roce/errors.js';
-import { IP_FLAG_DF, type IcrcContext, type IcrcEngine, ROCE_UDP_PORT, TsIcrc, WasmIcrc, ipv4 } from '../roce/icrc.js';
+import { AddressCache, IP_FLAG_DF, type IcrcContext, type IcrcEngine, ROCE_UDP_PORT, TsIcrc, WasmIcrc, ipv4 } from '../roce/icrc.js';
 import { type OpcodeInfo, opcodeInfo } from '../roce/opcodes.js';
 import { type BuildFields, type RocePacket, buildHeaders, packetBytes, parsePacket, sealPacket } from '../roce/packet.js';
 import type { PacketPort } from '../roce/transport-qp.js';
@@ -18,26 +18,43 @@ import type { PacketPort } from '../roce/transport-qp.js';
 /** The largest packet: a 4096-byte payload behind the longest headers, with pad and ICRC. */
 export const TX_BUFFER_BYTES = 4096 + 128;
 
+/** An IcrcContext this wire fills in per packet (a packet keeps no reference to it). */
+type MutableContext = { -readonly [K in keyof IcrcContext]: IcrcContext[K] };
+
 export class SoftWire implements PacketPort {
   readonly icrc: IcrcEngine;
   readonly localIpU32: number;
   private readonly txOff: number;
   private readonly tx: Uint8Array;
   readonly counters = { sent: 0, received: 0 };
+  // Per packet only the peer's address and port change: its text is converted when it does, and
+  // the contexts are filled in place rather than allocated (two objects per packet otherwise).
+  private readonly to = new AddressCache();
+  private readonly from = new AddressCache();
+  private readonly txCtx: MutableContext;
+  private readonly rxCtx: MutableContext;
+  private readonly seal: { ctx: IcrcContext; engine: IcrcEngine };
+  private readonly check: { ctx: IcrcContext; engine: IcrcEngine; ipId: 'any' };
 
   constructor(private readonly dm: DeviceMemory, private readonly link: Link, engine: KernelEngine, kernels?: KernelExports) {
     this.icrc = engine === 'wasm' ? new WasmIcrc(dm, kernels) : new TsIcrc();
     this.localIpU32 = ipv4(link.localIp);
     this.txOff = dm.arena.alloc(TX_BUFFER_BYTES, 64);
     this.tx = new Uint8Array(dm.memory.buffer, this.txOff, TX_BUFFER_BYTES);
+    this.txCtx = { srcIp: this.localIpU32, dstIp: 0, ipId: 0, ipFlags: IP_FLAG_DF, srcPort: 0, dstPort: ROCE_UDP_PORT };
+    this.rxCtx = { srcIp: 0, dstIp: this.localIpU32, ipId: 0, ipFlags: IP_FLAG_DF, srcPort: 0, dstPort: ROCE_UDP_PORT };
+    this.seal = { ctx: this.txCtx, engine: this.icrc };
+    this.check = { ctx: this.rxCtx, engine: this.icrc, ipId: 'any' };
   }
 
   transmit(dstIp: string, fields: BuildFields, payloadBytes: number, fill: ((buf: Uint8Array, off: number) => boolean) | null): boolean {
     const hdrBytes = buildHeaders(fields, payloadBytes, this.tx, 0);
     if (fill !== null && !fill(this.tx, hdrBytes)) return false;
     const lenBytes = packetBytes(opcodeInfo(fields.opcode) as OpcodeInfo, payloadBytes);
-    const ctx: IcrcContext = { srcIp: this.localIpU32, dstIp: ipv4(dstIp), ipId: 0, ipFlags: IP_FLAG_DF, srcPort: this.link.localPort, dstPort: ROCE_UDP_PORT };
-    sealPacket(this.tx, 0, lenBytes, { ctx, engine: this.icrc });
+    this.txCtx.dstIp = this.to.toU32(dstIp);
+    // The link's port may change as the VM's address is bound again (a migration).
+    this.txCtx.srcPort = this.link.localPort;
+    sealPacket(this.tx, 0, lenBytes, this.seal);
     this.counters.sent++;
     this.link.send(this.tx.subarray(0, lenBytes), dstIp, ROCE_UDP_PORT);
     return true;
@@ -46,14 +63,13 @@ export class SoftWire implements PacketPort {
   /** Parse and ICRC-check a packet that arrived from `from`. */
   parse(bytes: Uint8Array, from: LinkAddress): RocePacket | RoceError {
     this.counters.received++;
-    let srcIp: number;
     try {
-      srcIp = ipv4(from.ip);
+      this.rxCtx.srcIp = this.from.toU32(from.ip);
     } catch {
       return new RoceError(RoceErrorCode.BadFrame, `source ${from.ip} is not an IPv4 address`);
     }
-    const ctx: IcrcContext = { srcIp, dstIp: this.localIpU32, ipId: 0, ipFlags: IP_FLAG_DF, srcPort: from.port & 0xffff, dstPort: ROCE_UDP_PORT };
-    return parsePacket(bytes, 0, bytes.length, { ctx, engine: this.icrc, ipId: 'any' });
+    this.rxCtx.srcPort = from.port & 0xffff;
+    return parsePacket(bytes, 0, bytes.length, this.check);
   }
 
   dispose(): void {
