@@ -90,6 +90,8 @@ export interface PoolPlacement {
   socket: 'main' | 'worker';
   /** The VM addresses whose sockets the main thread holds now (socket 'main'), sorted. */
   mainSockets: string[];
+  /** Datagrams the rings of those sockets dropped as full, arriving (rx) and leaving (tx). */
+  mainSocketDrops: { rx: number; tx: number };
 }
 
 export class HostPool {
@@ -433,6 +435,7 @@ export class HostPool {
       lost: Object.fromEntries(this.lost),
       socket: this.socket,
       mainSockets: this.sockets?.addresses() ?? [],
+      mainSocketDrops: this.sockets?.dropped ?? { rx: 0, tx: 0 },
     };
   }
 
