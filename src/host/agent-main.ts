@@ -3,9 +3,9 @@
 // operations over the IPC channel and exits when the channel closes, after closing its VMs (their
 // addresses are released). With workers 0 the VMs run on this process's main thread (agent.ts);
 // with N > 0 they are spread over a pool of N worker threads (pool/host-pool.ts) and the main
-// thread keeps the control path (and, with `main-sockets`, the VMs' sockets). With `durable`, the agent and the VMs' guests run on the main thread and each VM's
-// device runs as a durable backend in a pool of N worker threads (src/backend): a worker that dies
-// costs its devices no traffic.
+// thread keeps the control path (and, with `main-sockets`, the VMs' sockets). With `durable`, the
+// agent and the VMs' guests run on the main thread and each VM's device runs as a durable backend
+// in a pool of N worker threads (src/backend): a worker that dies costs its devices no traffic.
 import { pathToFileURL } from 'node:url';
 import { type LogLevel, createLogger, isLogLevel } from '../observe/log.js';
 import { HostAgent, agentOps } from './agent.js';

@@ -199,12 +199,14 @@ export class HostPool {
     } catch (err) {
       port1.close();
       sockets?.port1.close();
+      await this.sockets?.dropTask(id);
       throw err;
     }
     const started = await Promise.race([ready, done.then(() => null, (err: unknown) => err)]);
     if (started === null || started instanceof Error || (started as VmTaskReady).ready !== true) {
       client.fail(new Error('the VM task ended before it served'));
       sockets?.port1.close();
+      await this.sockets?.dropTask(id);
       throw this.refusal(started);
     }
     const task: VmTask = { id, client, threadId: (started as VmTaskReady).threadId, done, vm: null, ip: null, sockets: sockets?.port1 ?? null };
