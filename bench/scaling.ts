@@ -125,9 +125,13 @@ function ratios(rows: BenchRow[]): BenchRow[] {
   });
 }
 
-/** Two VMs with the checked workload between them in one worker of two; move one to the other. */
-async function moveCost(): Promise<BenchRow> {
-  const pool = new HostPool({ host: 'bench', workers: 2, logLevel: 'warn', log, emit: () => {} });
+/**
+ * Two VMs with the checked workload between them in one worker of two; move one to the other
+ * (with the sockets in the workers, or on the main thread: then the address moves between two of
+ * its socket sides).
+ */
+async function moveCost(socket: 'worker' | 'main'): Promise<BenchRow> {
+  const pool = new HostPool({ host: 'bench', workers: 2, socket, logLevel: 'warn', log, emit: () => {} });
   try {
     const config: WorkloadConfig = { ...DEFAULT_WORKLOAD, qps: 8, messageBytes: 1024 };
     const ram = ramBytesFor(config);
@@ -148,7 +152,7 @@ async function moveCost(): Promise<BenchRow> {
     await Promise.all([pool.call('a', 'settle', { vm: 'a', peerOps: opsB }), pool.call('b', 'settle', { vm: 'b', peerOps: opsA })]);
     const verified = (await pool.call<{ ok: boolean }>('a', 'verify', { vm: 'a', peerOps: opsB })).ok && (await pool.call<{ ok: boolean }>('b', 'verify', { vm: 'b', peerOps: opsA })).ok;
     return {
-      suite: SUITE, name: 'moveVm: a VM with 8 busy RC QPs to the other worker', engine: 'pool-2', unit: 'move', opsPerSec: 1000 / r.totalMs,
+      suite: SUITE, name: 'moveVm: a VM with 8 busy RC QPs to the other worker', engine: socket === 'main' ? 'pool-2-main-socket' : 'pool-2', unit: 'move', opsPerSec: 1000 / r.totalMs,
       totalMs: round(r.totalMs), downtimeMs: round(r.downtimeMs), blackoutP50Ms: round(r.blackout.p50Ms ?? -1), blackoutP99Ms: round(r.blackout.p99Ms ?? -1),
       rounds: r.rounds.length, verified,
     };
@@ -162,6 +166,6 @@ const round = (x: number) => Number(x.toFixed(3));
 export default async function scaling(): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   for (const [i, engine] of ENGINES.entries()) rows.push(...(await measure(engine, 1 + 8 * i)));
-  rows.push(await moveCost());
+  rows.push(await moveCost('worker'), await moveCost('main'));
   return ratios(rows);
 }
