@@ -66,11 +66,17 @@ export function sendCqeOpcode(op: WrOpcode): CqeOpcode {
   }
 }
 
+/**
+ * The smac of every CQE the device makes: it never sets WITH_SMAC, so nobody reads it (and
+ * nobody writes it), and one zeroed array serves them all rather than one per completion.
+ */
+const NO_SMAC = new Uint8Array(6);
+
 /** A CQE the device makes itself (malformed WQE, flush). */
 export function deviceCqe(wrId: bigint, status: CqeStatus, opcode: CqeOpcode, vendorErr: number, qpNum: number): Cqe {
   return {
     wrId, status, opcode, networkHdrType: 0, sl: 0, vendorErr, byteLen: 0, immData: 0, qpNum, srcQp: 0, wcFlags: 0,
-    pkeyIndex: 0, slid: 0, dlidPathBits: 0, smac: new Uint8Array(6),
+    pkeyIndex: 0, slid: 0, dlidPathBits: 0, smac: NO_SMAC,
   };
 }
 
@@ -94,7 +100,7 @@ export function cqeFromWc(wc: WorkCompletion, wrId: bigint, ud: boolean): Cqe {
   return {
     wrId, status, opcode, networkHdrType, sl: wc.sl & 0xff, vendorErr: wc.vendorErr >>> 0, byteLen: wc.byteLen >>> 0,
     immData: wc.immData >>> 0, qpNum: wc.qpNum >>> 0, srcQp: wc.srcQp >>> 0, wcFlags: flags,
-    pkeyIndex: wc.pkeyIndex & 0xffff, slid: wc.slid & 0xffff, dlidPathBits: wc.dlidPathBits & 0xff, smac: new Uint8Array(6),
+    pkeyIndex: wc.pkeyIndex & 0xffff, slid: wc.slid & 0xffff, dlidPathBits: wc.dlidPathBits & 0xff, smac: NO_SMAC,
   };
 }
 

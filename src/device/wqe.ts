@@ -25,6 +25,24 @@ const ALL_OPCODES = new Set<number>(Object.values(SendOpcode).filter((v): v is n
 
 const fail = (wrId: bigint, opcode: number, status: CqeStatus, vendorErr: number): Decoded<never> => ({ ok: false, wrId, opcode, error: { status, vendorErr } });
 
+// The private copy of a WQE's header and SGE list (§14) goes into scratch reused from one WQE to
+// the next: decoding is synchronous and keeps nothing of it but the values it reads out. (Inline
+// data is kept by the work request, so it gets a copy of its own.) Bytes past what the current
+// WQE's chain holds are stale; the checks read only what was copied.
+const HEADER = new Uint8Array(SEND_WQE_HEADER_BYTES);
+const HEADER_VIEW = new DataView(HEADER.buffer);
+let sges = new Uint8Array(16 * SGE_BYTES);
+let sgeView = new DataView(sges.buffer);
+
+/** The SGE scratch, grown to hold `bytes`. */
+function sgeScratch(bytes: number): Uint8Array {
+  if (bytes > sges.length) {
+    sges = new Uint8Array(Math.max(bytes, 2 * sges.length));
+    sgeView = new DataView(sges.buffer);
+  }
+  return sges;
+}
+
 function opcodeAllowed(core: DeviceCore, qp: QpObj, op: number): boolean {
   if (!ALL_OPCODES.has(op)) return false;
   if (qp.kind !== 'rc' && !UD_OPCODES.has(op)) return false;
@@ -47,11 +65,12 @@ function readSges(body: DataView, off: number, n: number): Sge[] | null {
 /** Decode a send WQE for `qp`; `seq` becomes the provider's wrId. */
 export function decodeSendWqe(core: DeviceCore, qp: QpObj, chain: DescriptorChain, memory: Uint8Array, seq: number): Decoded<SendWr> {
   const reader = chain.reader(memory);
-  const headerBytes = reader.readExact(Math.min(SEND_WQE_HEADER_BYTES, chain.readBytes)) as Uint8Array;
-  const hv = new DataView(headerBytes.buffer);
-  const wrId = headerBytes.length >= 8 ? u64(hv, 0) : 0n;
-  const opcode = headerBytes.length >= 9 ? hv.getUint8(8) : 0;
-  if (headerBytes.length < SEND_WQE_HEADER_BYTES) return fail(wrId, opcode, CqeStatus.LocQpOpErr, VendorErr.SHORT_WQE);
+  const headerLen = Math.min(SEND_WQE_HEADER_BYTES, chain.readBytes);
+  reader.readInto(HEADER, headerLen);
+  const hv = HEADER_VIEW;
+  const wrId = headerLen >= 8 ? u64(hv, 0) : 0n;
+  const opcode = headerLen >= 9 ? hv.getUint8(8) : 0;
+  if (headerLen < SEND_WQE_HEADER_BYTES) return fail(wrId, opcode, CqeStatus.LocQpOpErr, VendorErr.SHORT_WQE);
   const flags = hv.getUint8(9);
   const numSge = hv.getUint16(10, true);
   const inlineLen = hv.getUint32(16, true);
@@ -64,15 +83,19 @@ export function decodeSendWqe(core: DeviceCore, qp: QpObj, chain: DescriptorChai
   const sgeLimit = opcode === SendOpcode.RdmaRead ? Math.min(qp.cap.maxSendSge, core.config.maxSgeRd) : qp.cap.maxSendSge;
   if (numSge > sgeLimit || (atomic && numSge !== 1)) return fail(wrId, opcode, CqeStatus.LocQpOpErr, VendorErr.BAD_SGE_COUNT);
   if (isInline && inlineLen > qp.cap.maxInlineData) return fail(wrId, opcode, CqeStatus.LocQpOpErr, VendorErr.INLINE_TOO_LONG);
-  const bodyBytes = isInline ? inlineLen : numSge * SGE_BYTES;
-  const body = reader.readExact(bodyBytes);
-  if (body === null) return fail(wrId, opcode, CqeStatus.LocQpOpErr, VendorErr.SHORT_WQE);
-  const bv = new DataView(body.buffer);
-  const sgList = isInline ? [] : readSges(bv, 0, numSge);
+  let inline: Uint8Array | null = null;
+  let sgList: Sge[] | null = [];
+  if (isInline) {
+    inline = reader.readExact(inlineLen);
+    if (inline === null) return fail(wrId, opcode, CqeStatus.LocQpOpErr, VendorErr.SHORT_WQE);
+  } else {
+    if (!reader.readInto(sgeScratch(numSge * SGE_BYTES), numSge * SGE_BYTES)) return fail(wrId, opcode, CqeStatus.LocQpOpErr, VendorErr.SHORT_WQE);
+    sgList = readSges(sgeView, 0, numSge);
+  }
   if (sgList === null) return fail(wrId, opcode, CqeStatus.LocProtErr, VendorErr.SGE_PROTECTION);
   if (atomic && sgList[0].length !== 8) return fail(wrId, opcode, CqeStatus.LocQpOpErr, VendorErr.BAD_SGE_COUNT);
   const wr: SendWr = { wrId: BigInt(seq), opcode: opcode as number as WrOpcode, flags: (flags & ~SendFlag.SIGNALED) | SendFlags.SIGNALED, sgList };
-  if (isInline) wr.inline = body;
+  if (inline !== null) wr.inline = inline;
   if (opcode === SendOpcode.RdmaWriteWithImm || opcode === SendOpcode.SendWithImm) wr.immData = hv.getUint32(12, false);
   if (opcode === SendOpcode.SendWithInv || opcode === SendOpcode.LocalInv) wr.invalidateRkey = hv.getUint32(12, true);
   if (qp.kind !== 'rc') {
@@ -111,15 +134,15 @@ export function decodeSendWqe(core: DeviceCore, qp: QpObj, chain: DescriptorChai
 /** Decode a receive WQE (recvq or srqq) whose SGE limit is `maxSge`. */
 export function decodeRecvWqe(chain: DescriptorChain, memory: Uint8Array, maxSge: number, seq: number): Decoded<RecvWr> {
   const reader = chain.reader(memory);
-  const header = reader.readExact(Math.min(RECV_WQE_HEADER_BYTES, chain.readBytes)) as Uint8Array;
-  const hv = new DataView(header.buffer);
-  const wrId = header.length >= 8 ? u64(hv, 0) : 0n;
-  if (header.length < RECV_WQE_HEADER_BYTES) return fail(wrId, 0, CqeStatus.LocQpOpErr, VendorErr.RECV_MALFORMED);
+  const headerLen = Math.min(RECV_WQE_HEADER_BYTES, chain.readBytes);
+  reader.readInto(HEADER, headerLen);
+  const hv = HEADER_VIEW;
+  const wrId = headerLen >= 8 ? u64(hv, 0) : 0n;
+  if (headerLen < RECV_WQE_HEADER_BYTES) return fail(wrId, 0, CqeStatus.LocQpOpErr, VendorErr.RECV_MALFORMED);
   const numSge = hv.getUint16(8, true);
   if (numSge > maxSge) return fail(wrId, 0, CqeStatus.LocQpOpErr, VendorErr.RECV_MALFORMED);
-  const body = reader.readExact(numSge * SGE_BYTES);
-  if (body === null) return fail(wrId, 0, CqeStatus.LocQpOpErr, VendorErr.RECV_MALFORMED);
-  const sgList = readSges(new DataView(body.buffer), 0, numSge);
+  if (!reader.readInto(sgeScratch(numSge * SGE_BYTES), numSge * SGE_BYTES)) return fail(wrId, 0, CqeStatus.LocQpOpErr, VendorErr.RECV_MALFORMED);
+  const sgList = readSges(sgeView, 0, numSge);
   if (sgList === null) return fail(wrId, 0, CqeStatus.LocProtErr, VendorErr.SGE_PROTECTION);
   return { ok: true, wr: { wrId: BigInt(seq), sgList }, wrId, signaled: true, lkeys: sgList.map((s) => s.lkey) };
 }

@@ -50,6 +50,9 @@ export function chainRecordBytes(segments: number): number {
   return CHAIN_HEADER_BYTES + segments * SEGMENT_BYTES;
 }
 
+/** Copies up to this many bytes go byte by byte (ChainReader.read, ChainWriter.write). */
+const SMALL_COPY = 64;
+
 export class DescriptorChain {
   constructor(
     private readonly view: DataView,
@@ -78,6 +81,16 @@ export class DescriptorChain {
   /** Bytes the whole record takes; the next record follows it. */
   get recordBytes(): number {
     return chainRecordBytes(this.readSegments + this.writeSegments);
+  }
+
+  /** Segment `i`'s offset in memory (readable segments first). */
+  segmentOffset(i: number): number {
+    return this.view.getUint32(this.recordOff + CHAIN_HEADER_BYTES + i * SEGMENT_BYTES, true);
+  }
+
+  /** Segment `i`'s length in bytes. */
+  segmentLength(i: number): number {
+    return this.view.getUint32(this.recordOff + CHAIN_HEADER_BYTES + i * SEGMENT_BYTES + 4, true);
   }
 
   /** Segment `i` (readable ones first): its memory offset, length and guest-physical address. */
@@ -114,15 +127,23 @@ export class ChainReader {
     return this.chain.readBytes - this.consumed;
   }
 
-  /** Copy up to dst.length bytes into dst; returns how many were copied. */
-  read(dst: Uint8Array): number {
+  /** Copy up to `n` (default dst.length) bytes into the start of dst; returns how many were copied. */
+  read(dst: Uint8Array, n = dst.length): number {
+    const want = Math.min(n, dst.length);
     let done = 0;
-    while (done < dst.length && this.seg < this.end) {
-      const { offset, len } = this.chain.segment(this.seg);
-      const n = Math.min(len - this.pos, dst.length - done);
-      dst.set(this.bytes.subarray(offset + this.pos, offset + this.pos + n), done);
-      done += n;
-      this.pos += n;
+    while (done < want && this.seg < this.end) {
+      const offset = this.chain.segmentOffset(this.seg);
+      const len = this.chain.segmentLength(this.seg);
+      const k = Math.min(len - this.pos, want - done);
+      const from = offset + this.pos;
+      if (k <= SMALL_COPY) {
+        // A WQE header or an SGE list: a loop costs less than a view to copy from.
+        for (let i = 0; i < k; i++) dst[done + i] = this.bytes[from + i];
+      } else {
+        dst.set(this.bytes.subarray(from, from + k), done);
+      }
+      done += k;
+      this.pos += k;
       if (this.pos === len) {
         this.seg++;
         this.pos = 0;
@@ -130,6 +151,16 @@ export class ChainReader {
     }
     this.consumed += done;
     return done;
+  }
+
+  /**
+   * Copy exactly n bytes into the start of `dst` (at least n long), or return false, copying
+   * nothing, if the chain has fewer left: a caller's scratch, reused from one WQE to the next.
+   */
+  readInto(dst: Uint8Array, n: number): boolean {
+    if (n > this.remaining || n > dst.length) return false;
+    this.read(dst, n);
+    return true;
   }
 
   /** Read exactly n bytes, or return null if the chain has fewer left. */
@@ -164,10 +195,17 @@ export class ChainWriter {
     const logging = log !== undefined && log.enabled;
     let done = 0;
     while (done < src.length && this.seg < this.end) {
-      const { offset, len, gpa } = this.chain.segment(this.seg);
+      const offset = this.chain.segmentOffset(this.seg);
+      const len = this.chain.segmentLength(this.seg);
       const n = Math.min(len - this.pos, src.length - done);
-      this.bytes.set(src.subarray(done, done + n), offset + this.pos);
-      if (logging) (log as WriteLog).mark(gpa + this.pos, n);
+      const to = offset + this.pos;
+      if (n <= SMALL_COPY) {
+        // A CQE: a loop costs less than a view to copy from.
+        for (let i = 0; i < n; i++) this.bytes[to + i] = src[done + i];
+      } else {
+        this.bytes.set(src.subarray(done, done + n), to);
+      }
+      if (logging) (log as WriteLog).mark(this.chain.segment(this.seg).gpa + this.pos, n);
       done += n;
       this.pos += n;
       if (this.pos === len) {
