@@ -14,7 +14,7 @@ import type { DeviceCore, MrObj, QpObj, SrqObj } from './core.js';
 import { type CqSink, DeviceCq } from './cq.js';
 import { cqeFromWc, deviceCqe, sendCqeOpcode } from './cqe.js';
 import { decodeRecvWqe, decodeSendWqe } from './wqe.js';
-import { type WorkQueue, type WqEntry, detachChain } from './work-queue.js';
+import { type WorkQueue, type WqEntry, detachChains } from './work-queue.js';
 import type { DescriptorChain } from '../virtio/chain.js';
 
 /** Polls per provider CQ per pass: bounds one pass; what is left waits for the next. */
@@ -72,7 +72,7 @@ export class Datapath {
     for (let round = 0; round <= queue.size; round++) {
       const chains = queue.pop();
       if (chains.length === 0) break;
-      for (const chain of chains) wq.pending.push({ chain: detachChain(chain, this.memory), queue });
+      for (const chain of detachChains(chains, this.memory)) wq.pending.push({ chain, queue });
     }
   }
 

@@ -30,10 +30,21 @@ export interface WqEntry {
   lkeys: number[];
 }
 
-/** Copy a chain record out of the queue's record buffer, which the next pop overwrites. */
-export function detachChain(chain: DescriptorChain, memory: Uint8Array): DescriptorChain {
-  const copy = memory.slice(chain.recordOff, chain.recordOff + chain.recordBytes);
-  return new DescriptorChain(new DataView(copy.buffer), 0);
+/**
+ * Copy the chain records one pop returned out of the queue's record buffer, which the next pop
+ * overwrites. A pop's records lie end to end, so they share one copy (one allocation per pop, not
+ * per chain); records that do not (no queue writes them so) are copied one by one.
+ */
+export function detachChains(chains: readonly DescriptorChain[], memory: Uint8Array): DescriptorChain[] {
+  if (chains.length === 0) return [];
+  const first = chains[0].recordOff;
+  let end = first;
+  for (const c of chains) {
+    if (c.recordOff !== end) return chains.map((one) => detachChains([one], memory)[0]);
+    end += c.recordBytes;
+  }
+  const view = new DataView(memory.slice(first, end).buffer);
+  return chains.map((c) => new DescriptorChain(view, c.recordOff - first));
 }
 
 export class WorkQueue {
