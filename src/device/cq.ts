@@ -27,6 +27,10 @@ export interface CqSink {
   readonly memory: Uint8Array;
 }
 
+/** Where a CQE that goes straight into a buffer is encoded (deliver is synchronous). */
+const SCRATCH = new Uint8Array(CQE_BYTES);
+const SCRATCH_VIEW = new DataView(SCRATCH.buffer);
+
 export class DeviceCq {
   /** 0, NotifyFlag.SOLICITED or NotifyFlag.NEXT_COMPLETION. */
   armed = 0;
@@ -54,6 +58,17 @@ export class DeviceCq {
   /** Queue a CQE and write what the queue's buffers take. */
   deliver(sink: CqSink, cqe: Cqe, solicitedOrError: boolean): void {
     if (this.error) return;
+    if (this.backlog.length === 0) {
+      // Nothing waits ahead of it: straight into the next buffer, encoded in scratch (no copy
+      // kept), when there is one. Otherwise it joins the backlog as below.
+      const queue = sink.queueOf(this);
+      const chains = queue === null ? [] : queue.pop(1);
+      if (queue !== null && chains.length === 1) {
+        sink.touched(this);
+        if (!this.refuse(sink, queue, chains[0])) this.put(sink, queue, chains[0], encodeCqe(cqe, SCRATCH, SCRATCH_VIEW), solicitedOrError);
+        return;
+      }
+    }
     if (this.backlog.length >= this.depth) {
       sink.overrun(this, `backlog of ${this.depth} CQEs is full`);
       return;
@@ -81,21 +96,32 @@ export class DeviceCq {
   }
 
   private write(sink: CqSink, queue: DeviceQueue, chain: DescriptorChain): void {
+    if (this.refuse(sink, queue, chain)) return;
+    const next = this.backlog.shift() as Pending;
+    this.put(sink, queue, chain, next.bytes, next.solicitedOrError);
+  }
+
+  /** Give back a buffer no CQE goes into: the CQ is in error, or the buffer is too short (an overrun). */
+  private refuse(sink: CqSink, queue: DeviceQueue, chain: DescriptorChain): boolean {
     if (this.error) {
       queue.addUsed(chain, 0);
-      return;
+      return true;
     }
     if (chain.writeBytes < CQE_BYTES) {
       queue.addUsed(chain, 0);
       sink.overrun(this, `CQE buffer of ${chain.writeBytes} writable bytes`);
-      return;
+      return true;
     }
-    const next = this.backlog.shift() as Pending;
+    return false;
+  }
+
+  /** Write an encoded CQE into the buffer, mark it used, and see whether it triggers the arm. */
+  private put(sink: CqSink, queue: DeviceQueue, chain: DescriptorChain, bytes: Uint8Array, solicitedOrError: boolean): void {
     const w = chain.writer(sink.memory);
-    w.write(next.bytes, sink.log);
+    w.write(bytes, sink.log);
     queue.addUsed(chain, CQE_BYTES);
     this.cqesWritten = (this.cqesWritten + 1) >>> 0;
-    if (this.armed === NotifyFlag.NEXT_COMPLETION || (this.armed === NotifyFlag.SOLICITED && next.solicitedOrError)) {
+    if (this.armed === NotifyFlag.NEXT_COMPLETION || (this.armed === NotifyFlag.SOLICITED && solicitedOrError)) {
       this.armed = 0;
       this.notifyDue = true;
     }

@@ -104,9 +104,9 @@ export function cqeFromWc(wc: WorkCompletion, wrId: bigint, ud: boolean): Cqe {
   };
 }
 
-export function encodeCqe(c: Cqe, out: Uint8Array = new Uint8Array(CQE_BYTES)): Uint8Array {
+/** Encode into `out` (a fresh array by default); `v` is a view of out's first CQE_BYTES, if the caller keeps one. */
+export function encodeCqe(c: Cqe, out: Uint8Array = new Uint8Array(CQE_BYTES), v: DataView = new DataView(out.buffer, out.byteOffset, CQE_BYTES)): Uint8Array {
   out.fill(0, 0, CQE_BYTES);
-  const v = new DataView(out.buffer, out.byteOffset, CQE_BYTES);
   setU64(v, 0, c.wrId);
   v.setUint8(8, c.status);
   v.setUint8(9, c.opcode);
