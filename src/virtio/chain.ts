@@ -13,6 +13,7 @@
 //        0 u32 offset (in the shared memory)  4 u32 len  8 u64 gpa
 // Zero-length descriptors produce no segment.
 
+import { copyBytes } from '../util/copy-bytes.js';
 import type { WriteLog } from '../memory/write-log.js';
 
 export const CHAIN_HEADER_BYTES = 16;
@@ -49,9 +50,6 @@ export function writeChainHeader(
 export function chainRecordBytes(segments: number): number {
   return CHAIN_HEADER_BYTES + segments * SEGMENT_BYTES;
 }
-
-/** Copies up to this many bytes go byte by byte (ChainReader.read, ChainWriter.write). */
-const SMALL_COPY = 64;
 
 export class DescriptorChain {
   constructor(
@@ -135,13 +133,7 @@ export class ChainReader {
       const offset = this.chain.segmentOffset(this.seg);
       const len = this.chain.segmentLength(this.seg);
       const k = Math.min(len - this.pos, want - done);
-      const from = offset + this.pos;
-      if (k <= SMALL_COPY) {
-        // A WQE header or an SGE list: a loop costs less than a view to copy from.
-        for (let i = 0; i < k; i++) dst[done + i] = this.bytes[from + i];
-      } else {
-        dst.set(this.bytes.subarray(from, from + k), done);
-      }
+      copyBytes(this.bytes, offset + this.pos, dst, done, k);
       done += k;
       this.pos += k;
       if (this.pos === len) {
@@ -198,13 +190,7 @@ export class ChainWriter {
       const offset = this.chain.segmentOffset(this.seg);
       const len = this.chain.segmentLength(this.seg);
       const n = Math.min(len - this.pos, src.length - done);
-      const to = offset + this.pos;
-      if (n <= SMALL_COPY) {
-        // A CQE: a loop costs less than a view to copy from.
-        for (let i = 0; i < n; i++) this.bytes[to + i] = src[done + i];
-      } else {
-        this.bytes.set(src.subarray(done, done + n), to);
-      }
+      copyBytes(src, done, this.bytes, offset + this.pos, n);
       if (logging) (log as WriteLog).mark(this.chain.segment(this.seg).gpa + this.pos, n);
       done += n;
       this.pos += n;

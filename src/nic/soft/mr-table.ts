@@ -4,6 +4,7 @@
 // translation kernel (which checks rights and bounds again) turns it into memory segments.
 // Every write into guest memory (receive and READ-response placement, RDMA WRITE, atomics, their
 // original values) is marked in the device memory's dirty log (R4) by the segments' GPAs.
+import { copyBytes } from '../../util/copy-bytes.js';
 import { MR_NO_GPA_WORD, MR_SEGMENT_BYTES } from '../../../assembly/mr-abi.js';
 import type { DeviceMemory } from '../../memory/device-memory.js';
 import type { KernelEngine } from '../../virtio/queue.js';
@@ -25,8 +26,6 @@ export interface SoftMr {
 
 /** Bytes translated per kernel call: 64 KiB of 4 KiB pages fits the segment buffer many times. */
 const CHUNK_BYTES = 64 * 1024;
-/** Pieces up to this many bytes are copied byte by byte, not through a subarray view. */
-const SMALL_COPY = 64;
 const MAX_SEGMENTS = 256;
 
 export class MrTable implements MemoryPort {
@@ -271,15 +270,8 @@ export class MrTable implements MemoryPort {
       for (let i = 0; i < count; i++) {
         const segOff = this.view.getUint32(out + i * MR_SEGMENT_BYTES, true);
         const segLen = this.view.getUint32(out + i * MR_SEGMENT_BYTES + 4, true);
-        if (segLen <= SMALL_COPY) {
-          // A small payload: a loop costs less than a view to copy from.
-          if (toMemory) for (let j = 0; j < segLen; j++) this.bytes[segOff + j] = buf[at + j];
-          else for (let j = 0; j < segLen; j++) buf[at + j] = this.bytes[segOff + j];
-        } else if (toMemory) {
-          this.bytes.set(buf.subarray(at, at + segLen), segOff);
-        } else {
-          buf.set(this.bytes.subarray(segOff, segOff + segLen), at);
-        }
+        if (toMemory) copyBytes(buf, at, this.bytes, segOff, segLen);
+        else copyBytes(this.bytes, segOff, buf, at, segLen);
         if (logging) {
           // Segments into an all-memory MR's sink page have no guest memory behind them.
           const gpa = this.segmentGpa(i);
