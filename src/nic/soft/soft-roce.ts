@@ -23,7 +23,7 @@ import { InputDrain } from './input-drain.js';
 import { MrTable } from './mr-table.js';
 import { type AtomicIntent, DEFAULT_BUDGET_PACKETS, DEFAULT_LIMITS, DEFAULT_RETRY_BACKOFF_CEILING_MS, DEFAULT_WINDOW_PSNS, MAX_QPN, MIN_QPN, type SoftRoceOptions } from './options.js';
 import type { AtomicOp } from '../roce/transport-qp.js';
-import { recvWqeOf, sendWqeOf } from './post.js';
+import { type SendContext, recvWqeOf, sendWqeOf } from './post.js';
 import { checkAv } from './qp-attrs.js';
 import { type QpEnv, SoftQp } from './qp.js';
 import { RunClock } from './run-clock.js';
@@ -66,6 +66,8 @@ export class SoftRoce implements Verbs {
   private readonly ahIds: IdAllocator;
   private readonly pds = new Set<number>();
   private readonly cqs = new Map<number, SoftCq>();
+  /** Each QP's posting context (postSend), made at its first post; gone with the QP. */
+  private readonly sendContexts = new WeakMap<SoftQp, SendContext>();
   private readonly qps = new Map<number, SoftQp>();
   private readonly srqs = new Map<number, SoftSrq>();
   private readonly ahs = new Map<number, SoftAh>();
@@ -302,14 +304,25 @@ export class SoftRoce implements Verbs {
 
   postSend(qpn: number, wrs: SendWr[]): void {
     const qp = this.qp(qpn);
+    const context = this.sendContextOf(qp);
     for (const wr of wrs) {
       if (qp.t.sq.length >= qp.options.cap.maxSendWr) throw new VerbsError(VerbsErrorCode.NoResources, `send queue of QP ${qpn} is full`);
-      const wqe = sendWqeOf(wr, {
-        type: qp.type, state: qp.state, pd: qp.options.pd, maxSge: qp.options.cap.maxSendSge, maxInlineBytes: qp.options.cap.maxInlineBytes,
-        sigAll: qp.options.sigAll, memory: this.mrs, ah: (h) => this.ahFor(h, qp.options.pd),
-      });
-      qp.pushSend(wqe);
+      qp.pushSend(sendWqeOf(wr, context));
     }
+  }
+
+  /** What posting to `qp` checks against, made once per QP (its state read at each post). */
+  private sendContextOf(qp: SoftQp): SendContext {
+    let c = this.sendContexts.get(qp);
+    if (c === undefined) {
+      const { pd, cap, sigAll } = qp.options;
+      c = {
+        type: qp.type, get state() { return qp.state; }, pd, maxSge: cap.maxSendSge, maxInlineBytes: cap.maxInlineBytes,
+        sigAll, memory: this.mrs, ah: (h) => this.ahFor(h, pd),
+      };
+      this.sendContexts.set(qp, c);
+    }
+    return c;
   }
 
   postRecv(qpn: number, wrs: RecvWr[]): void {
