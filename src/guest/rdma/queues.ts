@@ -240,17 +240,22 @@ export class CqeRing {
     }
   }
 
-  /** Read up to `max` CQEs, in order, and offer their buffers again. */
+  /**
+   * Read up to `max` CQEs, in order, and offer their buffers again. Each is decoded straight from
+   * its buffer, before the buffer is offered again (a device in another thread may then write it).
+   */
   poll(max = Infinity): Cqe[] {
+    const used = this.ring.collect(max);
     const out: Cqe[] = [];
-    for (const u of this.pollRaw(max)) {
+    for (const u of used) {
       if (u.len >= CQE_BYTES) {
-        out.push(decodeCqe(u.bytes));
+        out.push(decodeCqe(this.host.guest.slice(gpa(this.base + u.token * this.bufferBytes), CQE_BYTES)));
         this.consumed = (this.consumed + 1) >>> 0;
       } else {
         this.returnedEmpty++;
       }
     }
+    this.reoffer(used);
     return out;
   }
 
@@ -258,9 +263,14 @@ export class CqeRing {
   pollRaw(max = Infinity): { len: number; bytes: Uint8Array }[] {
     const used = this.ring.collect(max);
     const out = used.map((u) => ({ len: u.len, bytes: this.host.guest.slice(gpa(this.base + u.token * this.bufferBytes), this.bufferBytes).slice() }));
+    this.reoffer(used);
+    return out;
+  }
+
+  /** Offer the collected buffers again, and kick if the device wants it. */
+  private reoffer(used: readonly { token: number }[]): void {
     for (const u of used) this.offer(u.token);
     if (used.length > 0 && this.ring.publish()) this.host.transport.kick(this.vq);
-    return out;
   }
 
   /** Collect without reposting (the CQ is going away). */
