@@ -10,11 +10,11 @@
 //
 // Writers are opened first, so with 2 workers each worker holds one writer and one target. Rows
 // give the message rate and goodput summed over both streams, the CPU the process used (cores),
-// and the ratio to one worker with the same socket holder. Then the pool's overhead on the control path (a status call
-// answered through a worker's port against the same call made directly), what one datagram's
-// crossing to a worker and back through the packet rings costs against a direct call (ring-hop.ts:
-// the data path's overhead per crossing with socket 'main'), and what moving a VM between workers
-// costs (moveVm: live migration inside the host, with checked traffic running).
+// and the ratio to one worker with the same socket holder. Then the pool's overhead on the control
+// path (a status call answered through a worker's port against the same call made directly), what
+// one datagram's crossing to a worker and back through the packet rings costs against a direct
+// call (ring-hop.ts: the data path's overhead per crossing with socket 'main'), and what moving a
+// VM between workers costs (moveVm: live migration inside the host, with checked traffic running).
 import type { BenchRow } from './harness.js';
 import { HostAgent, type WorkloadEndpoint, agentOps, ramBytesFor } from '../src/host/agent.js';
 import { DEFAULT_WORKLOAD, type WorkloadConfig } from '../src/workload/config.js';
