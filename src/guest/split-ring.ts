@@ -209,8 +209,11 @@ export class SplitRingDriver<T = unknown> {
     const ringDescs = indirect ? 1 : n;
     if (!indirect && n > this.size) throw new RangeError(`a chain of ${n} buffers exceeds the queue size ${this.size}`);
     if (ringDescs > this.free) return -1;
-    const all = [...readable, ...writable];
-    for (const b of all) {
+    // Buffer i of the chain: the readable ones, then the writable ones (no array of both: this
+    // runs for every WQE and CQE buffer a guest offers).
+    const at = (i: number): GuestBuffer => (i < readable.length ? readable[i] : writable[i - readable.length]);
+    for (let i = 0; i < n; i++) {
+      const b = at(i);
       if (!Number.isSafeInteger(b.gpa) || b.gpa < 0 || !Number.isInteger(b.len) || b.len < 0 || b.len > U32_MAX) {
         throw new RangeError(`bad guest buffer ${b.gpa}+${b.len}`);
       }
@@ -220,10 +223,11 @@ export class SplitRingDriver<T = unknown> {
       const table = gpa(this.alloc.alloc(n * DESC_BYTES, DESC_BYTES));
       const t = this.guest.slice(table, n * DESC_BYTES);
       const view = new DataView(t.buffer, t.byteOffset, t.byteLength);
-      all.forEach((b, i) => {
+      for (let i = 0; i < n; i++) {
+        const b = at(i);
         const flags = (i >= readable.length ? VIRTQ_DESC_F_WRITE : 0) | (i < n - 1 ? VIRTQ_DESC_F_NEXT : 0);
         writeDesc(view, i, b.gpa, b.len, flags, i < n - 1 ? i + 1 : 0);
-      });
+      }
       this.guest.wrote(table, n * DESC_BYTES);
       writeDesc(this.desc, head, table, n * DESC_BYTES, VIRTQ_DESC_F_INDIRECT, 0);
       this.guest.wrote(this.descGpa + head * DESC_BYTES, DESC_BYTES);
@@ -231,13 +235,14 @@ export class SplitRingDriver<T = unknown> {
       this.freeHead = this.freeNext[head];
     } else {
       let idx = head;
-      all.forEach((b, i) => {
+      for (let i = 0; i < n; i++) {
+        const b = at(i);
         const last = i === n - 1;
         const flags = (i >= readable.length ? VIRTQ_DESC_F_WRITE : 0) | (last ? 0 : VIRTQ_DESC_F_NEXT);
         writeDesc(this.desc, idx, b.gpa, b.len, flags, last ? 0 : this.freeNext[idx]);
         this.guest.wrote(this.descGpa + idx * DESC_BYTES, DESC_BYTES);
         idx = this.freeNext[idx];
-      });
+      }
       this.freeHead = idx;
     }
     this.free -= ringDescs;
