@@ -202,7 +202,8 @@ export class PackedDriver {
     if (n === 0) throw new RangeError('a buffer has at least one element (2.8)');
     if (n > this.size) throw new RangeError(`a buffer of ${n} elements exceeds the queue size ${this.size} (2.8.18)`);
     if (indirect && !this.indirect) throw new RangeError('indirect descriptors need VIRTIO_F_INDIRECT_DESC (2.8.19)');
-    for (const b of [...readable, ...writable]) {
+    for (let i = 0; i < n; i++) {
+      const b = i < readable.length ? readable[i] : writable[i - readable.length];
       if (!Number.isSafeInteger(b.gpa) || b.gpa < 0 || !Number.isInteger(b.len) || b.len < 0 || b.len > 0xffffffff) {
         throw new RangeError(`bad guest buffer ${b.gpa}+${b.len}`);
       }

@@ -202,9 +202,13 @@ export class WqeRing {
   }
 }
 
+const NO_BUFFERS: readonly GuestBuffer[] = Object.freeze([]);
+
 /** The guest side of a CQ's completion queue: CQE buffers, reposted as they are consumed. */
 export class CqeRing {
   private readonly base: number;
+  private readonly offered = { gpa: 0, len: 0 };
+  private readonly offeredList = [this.offered];
   /** CQEs consumed since creation (compare with REQ_NOTIFY_CQ's cqes_written). */
   consumed = 0;
   /** Buffers the device returned empty (destroy, or a buffer too short). */
@@ -235,7 +239,10 @@ export class CqeRing {
   }
 
   private offer(i: number): void {
-    if (!this.ring.add([], [{ gpa: this.base + i * this.bufferBytes, len: this.bufferBytes }], i)) {
+    // The ring copies the buffer into a descriptor: one list, refilled for every offer.
+    this.offered.gpa = this.base + i * this.bufferBytes;
+    this.offered.len = this.bufferBytes;
+    if (!this.ring.add(NO_BUFFERS, this.offeredList, i)) {
       throw new GuestError(GuestErrorCode.RingFull, `completion queue ${this.vq} is full`);
     }
   }
