@@ -97,7 +97,7 @@ export interface BackendSpec {
 export const BACKEND_RINGS: readonly RingFormat[] = ['split'];
 
 /** Calls that change nothing in the device: answered without a commit. */
-const READ_ONLY_CALLS: ReadonlySet<string> = new Set(['describe', 'maxQueueSize', 'queueEnabled', 'qpns', 'queryQp']);
+const READ_ONLY_CALLS: ReadonlySet<string> = new Set(['describe', 'maxQueueSize', 'queueEnabled', 'queryQp']);
 
 /** The provider's counters as the `providerCounters` op answers them (its maps as entry lists). */
 export interface ProviderCounters {
@@ -355,16 +355,8 @@ export class DeviceBackend {
       case 'queueEnabled':
         return t.queueEnabled(num(a[0]));
       // What a VMM needs of the device to migrate it (src/migration/source.ts, destination.ts).
-      case 'qpns':
-        return [...this.device.core.qps.keys()];
       case 'queryQp':
         return this.verbs.queryQp(num(a[0]));
-      case 'suspendQp':
-        this.verbs.suspendQp(num(a[0]), suspendPolicy(a[1]));
-        return null;
-      case 'resumeQp':
-        this.verbs.resumeQp(num(a[0]));
-        return null;
       // Hotplug (R2): the driver's thread reserved the backing; the table changes here, between passes.
       case 'plugRegion':
         return this.plugRegion(a[0]);

@@ -171,22 +171,8 @@ export class DurableDevice {
 
   // ---- what a VMM needs to migrate the device (src/backend/durable-vm.ts) ----------------------
 
-  /** The device's QPNs. */
-  qpns(): number[] {
-    return this.transport.vmmCall('qpns') as number[];
-  }
-
   queryQp(qpn: number): QpAttributes {
     return this.transport.vmmCall('queryQp', [qpn]) as QpAttributes;
-  }
-
-  /** R6: the QP stops sending and answers requests by `policy`; its state stays as it is. */
-  suspendQp(qpn: number, policy: 'rnr-nak' | 'drop'): void {
-    this.transport.vmmCall('suspendQp', [qpn, policy]);
-  }
-
-  resumeQp(qpn: number): void {
-    this.transport.vmmCall('resumeQp', [qpn]);
   }
 
   /** The provider's counters (events, drops by reason, internal errors contained), from its worker. */
@@ -200,7 +186,7 @@ export class DurableDevice {
     return this.call<[number, number][]>('mrKeys');
   }
 
-  /** Suspend every QP that can be, in one call; their QPNs, ascending (none stays suspended if it throws). */
+  /** R6: suspend every QP that can be, in one call; their QPNs, ascending (none stays suspended if it throws). */
   suspendAll(policy: 'rnr-nak' | 'drop'): number[] {
     return this.transport.vmmCall('suspendAll', [policy]) as number[];
   }

@@ -18,6 +18,8 @@ import type { GuestMemory } from '../memory/guest-memory.js';
 import type { Region } from '../memory/region-table.js';
 import type { DestinationVm } from '../migration/destination.js';
 import type { DirtyLog } from '../migration/dirty-log.js';
+import type { QpInstant } from '../migration/messages.js';
+import { instant } from '../migration/report.js';
 import type { SourceVm } from '../migration/source.js';
 import type { QpAttributes } from '../nic/verbs.js';
 import { DEFAULT_DRIVER_BYTES, DRIVER_AREA_GPA, GuestVm, decodeVmGuestState } from '../host/guest-vm.js';
@@ -31,16 +33,10 @@ export interface DurableVmOptions extends Omit<OpenDeviceOptions, 'restore' | 'b
   open?: OpenOptions;
 }
 
-/** The device's side of the VM, as the migration coordinator calls it (synchronous calls to the backend). */
-interface DurableVerbs {
-  queryQp(qpn: number): QpAttributes;
-  suspendQp(qpn: number, policy: 'rnr-nak' | 'drop'): void;
-  resumeQp(qpn: number): void;
-}
-
 export class DurableVm extends GuestVm implements SourceVm, DestinationVm {
-  readonly verbs: DurableVerbs;
-  readonly device: { saveState(): Uint8Array; readonly core: { readonly qps: ReadonlyMap<number, unknown> } };
+  /** A QP's attributes, asked of the backend (a synchronous call). */
+  readonly verbs: { queryQp(qpn: number): QpAttributes };
+  readonly device: { saveState(): Uint8Array };
   private closed = false;
 
   private constructor(
@@ -52,17 +48,8 @@ export class DurableVm extends GuestVm implements SourceVm, DestinationVm {
   ) {
     super(guest, data, cpuMemory);
     const d = durable;
-    this.verbs = {
-      queryQp: (qpn) => d.queryQp(qpn),
-      suspendQp: (qpn, policy) => d.suspendQp(qpn, policy),
-      resumeQp: (qpn) => d.resumeQp(qpn),
-    };
-    this.device = {
-      saveState: () => d.saveState(),
-      get core() {
-        return { qps: new Map(d.qpns().map((qpn) => [qpn, qpn])) };
-      },
-    };
+    this.verbs = { queryQp: (qpn) => d.queryQp(qpn) };
+    this.device = { saveState: () => d.saveState() };
   }
 
   /** A new VM: RAM of `ramBytes` (default 32 MiB), its device started in `pool`, the guest driver opened on it. */
@@ -110,13 +97,17 @@ export class DurableVm extends GuestVm implements SourceVm, DestinationVm {
     return Vm.vet(parts, { provider: options.provider, rings: BACKEND_RINGS });
   }
 
-  /** One call to the backend for all QPs: each call is a round trip to another thread and a commit. */
-  suspendAll(policy: 'rnr-nak' | 'drop'): number[] {
-    return this.durable.suspendAll(policy);
+  /** One call to the backend for all QPs (each call is a round trip to another thread and a commit): one instant for all. */
+  suspendAll(policy: 'rnr-nak' | 'drop'): QpInstant[] {
+    const qpns = this.durable.suspendAll(policy);
+    const at = instant();
+    return qpns.map((qpn) => ({ qpn, at }));
   }
 
-  resumeAll(qpns: readonly number[]): void {
+  resumeAll(qpns: readonly number[]): QpInstant[] {
     this.durable.resumeAll(qpns);
+    const at = instant();
+    return qpns.map((qpn) => ({ qpn, at }));
   }
 
   /** The QP blackouts' ends, watched in the backend where the provider's completions are taken. */

@@ -20,6 +20,9 @@ import { Arena } from '../memory/arena.js';
 import { DeviceMemory } from '../memory/device-memory.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import { DirtyLog } from '../migration/dirty-log.js';
+import { firstCompletions } from '../migration/first-completion.js';
+import type { QpInstant } from '../migration/messages.js';
+import { resumeEach, suspendEach } from '../migration/qp-steps.js';
 import { LossyLink, type LossyOptions } from '../net/lossy.js';
 import { CaptureLink } from '../net/capture.js';
 import { type LinkOpener, MovableLink, type MovableLinkCounters } from '../net/movable-link.js';
@@ -181,6 +184,20 @@ export class Vm extends GuestVm {
     const cpuLog = DirtyLog.forDevice(dm);
     dm.dirtyLog = dirtyLog;
     return { dirtyLog, cpuLog, cpuMemory: dm.guest.withLog(cpuLog) };
+  }
+
+  /** R6, for a migration: suspend every QP that can be, QP by QP (qp-steps.ts). */
+  suspendAll(policy: 'rnr-nak' | 'drop'): QpInstant[] {
+    return suspendEach(this.verbs, this.device.core.qps.keys(), policy);
+  }
+
+  resumeAll(qpns: readonly number[]): QpInstant[] {
+    return resumeEach(this.verbs, qpns);
+  }
+
+  /** The QP blackouts' ends: the provider's completions are taken in this thread (first-completion.ts). */
+  firstCompletions(qpns: readonly number[], watchMs: number): Promise<Map<number, number>> {
+    return firstCompletions(this.verbs, qpns, watchMs);
   }
 
   /** Whether a socket holds the VM's address here. */

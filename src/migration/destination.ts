@@ -7,8 +7,6 @@
 // when it came (the QP blackout).
 import { type AddressInfo, type Server, type Socket, createServer } from 'node:net';
 import { DeviceMemory } from '../memory/device-memory.js';
-import type { Verbs } from '../nic/verbs.js';
-import { firstCompletions } from './first-completion.js';
 import { Channel, DEFAULT_TIMEOUT_MS } from './channel.js';
 import { MigrationError, MigrationErrorCode, asMigrationError } from './errors.js';
 import { MessageType, encodeFrame } from './frame.js';
@@ -35,16 +33,16 @@ export interface RestoreParts {
 
 /** What the coordinator needs of the VM it builds. */
 export interface DestinationVm {
-  /** resumeQp, and pollCq where the VM's provider runs in this thread (the blackout watch taps it). */
-  readonly verbs: Pick<Verbs, 'resumeQp'> & Partial<Pick<Verbs, 'pollCq'>>;
+  /**
+   * Resume these QPs and say when each was: QP by QP in the VM's thread (qp-steps.ts), or in one
+   * call to a device in another thread. The first failure is thrown.
+   */
+  resumeAll(qpns: readonly number[]): QpInstant[];
   /**
    * When each of `qpns` first completed something, watched for up to `watchMs` (the QP blackout's
-   * end): for a VM whose provider runs elsewhere (src/backend/durable-vm.ts). Without it the
-   * coordinator taps `verbs.pollCq` (first-completion.ts).
+   * end), where the VM's provider hands over its completions (first-completion.ts).
    */
-  firstCompletions?(qpns: readonly number[], watchMs: number): Promise<Map<number, number>>;
-  /** Resume these QPs in one step (a device in another thread); without it, QP by QP. */
-  resumeAll?(qpns: readonly number[]): void;
+  firstCompletions(qpns: readonly number[], watchMs: number): Promise<Map<number, number>>;
   close(): Promise<void>;
 }
 
@@ -150,23 +148,10 @@ async function receive<V extends DestinationVm>(socket: Socket, options: ListenO
     // The source may have given up while we restored; then it is taking the VM back.
     ch.expectNothing('while the VM was restored');
     const resumeStart = instant();
-    if (vm.resumeAll !== undefined) {
-      try {
-        vm.resumeAll(switchover.suspended.map((q) => q.qpn));
-      } catch (err) {
-        throw asMigrationError(err, MigrationErrorCode.Switchover, 'resuming the QPs');
-      }
-      const when = instant();
-      for (const q of switchover.suspended) resumed.push({ qpn: q.qpn, at: when });
-    } else {
-      for (const q of switchover.suspended) {
-        try {
-          vm.verbs.resumeQp(q.qpn);
-        } catch (err) {
-          throw asMigrationError(err, MigrationErrorCode.Switchover, `resuming QP ${q.qpn}`);
-        }
-        resumed.push({ qpn: q.qpn, at: instant() });
-      }
+    try {
+      resumed.push(...vm.resumeAll(switchover.suspended.map((q) => q.qpn)));
+    } catch (err) {
+      throw asMigrationError(err, MigrationErrorCode.Switchover, 'resuming the QPs');
     }
     resumedAt = instant();
     try {
@@ -238,8 +223,7 @@ async function receiveRam(ch: Channel, dm: DeviceMemory, vet: (p: { deviceState:
 async function watchBlackout(ch: Channel, vm: DestinationVm, qpns: readonly number[], resumed: QpInstant[], watchMs: number): Promise<void> {
   let first = new Map<number, number>();
   try {
-    if (vm.firstCompletions !== undefined) first = await vm.firstCompletions(qpns, watchMs);
-    else if (vm.verbs.pollCq !== undefined) first = await firstCompletions(vm.verbs as Pick<Verbs, 'pollCq'>, qpns, watchMs);
+    first = await vm.firstCompletions(qpns, watchMs);
   } catch {
     // The VM could not be watched (closed meanwhile): its QPs read as not seen.
   }

@@ -6,8 +6,6 @@
 // it was released) and rejects with the reason.
 import { connect } from 'node:net';
 import type { DeviceMemory } from '../memory/device-memory.js';
-import { canSuspend } from '../nic/qp-state.js';
-import type { Verbs } from '../nic/verbs.js';
 import { Channel, DEFAULT_TIMEOUT_MS } from './channel.js';
 import { MigrationError, MigrationErrorCode, asMigrationError } from './errors.js';
 import { MessageType, encodeFrame } from './frame.js';
@@ -28,8 +26,7 @@ export interface SourceVm {
   readonly dirtyLog: PageLog;
   /** Pages the simulated guest (its vCPU) wrote. */
   readonly cpuLog: PageLog;
-  readonly verbs: Pick<Verbs, 'queryQp' | 'suspendQp' | 'resumeQp'>;
-  readonly device: { saveState(): Uint8Array; readonly core: { readonly qps: ReadonlyMap<number, unknown> } };
+  readonly device: { saveState(): Uint8Array };
   /** The guest driver's state (RdmaGuest and the VM's buffer allocator), encoded. */
   saveGuestState(): Uint8Array;
   /** Close the VM's link: its address is free for the destination to bind (R7). */
@@ -43,11 +40,13 @@ export interface SourceVm {
    */
   settle?(): Promise<void>;
   /**
-   * Suspend every QP that can be (canSuspend), in one step, and return their QPNs, ascending; on
-   * failure none stays suspended. For a device that answers from another thread, where one step
-   * per QP would cost a round trip each; without it the coordinator suspends QP by QP.
+   * R6: suspend every QP that can be (canSuspend), ascending, and say when each was; on failure
+   * none stays suspended. QP by QP in the VM's thread (qp-steps.ts), or in one call to a device
+   * in another thread.
    */
-  suspendAll?(policy: 'rnr-nak' | 'drop'): number[];
+  suspendAll(policy: 'rnr-nak' | 'drop'): QpInstant[];
+  /** Resume these QPs (a failed switchover gives them back); the first failure is thrown. */
+  resumeAll(qpns: readonly number[]): QpInstant[];
   close(): Promise<void>;
 }
 
@@ -177,18 +176,7 @@ export async function migrateOut(vm: SourceVm, target: MigrationTarget, options:
     // One synchronous turn: nothing the event loop could deliver (an ACK, a completion, a timer)
     // runs between the device's state, the guest's state and the bytes of the last pages, so the
     // destination gets one consistent instant.
-    const policyName = options.suspendPolicy ?? 'rnr-nak';
-    if (vm.suspendAll !== undefined) {
-      const qpns = vm.suspendAll(policyName);
-      const when = instant();
-      for (const qpn of qpns) suspended.push({ qpn, at: when });
-    } else {
-      for (const qpn of [...vm.device.core.qps.keys()].sort((a, b) => a - b)) {
-        if (!canSuspend(vm.verbs.queryQp(qpn).qpState)) continue;
-        vm.verbs.suspendQp(qpn, policyName);
-        suspended.push({ qpn, at: instant() });
-      }
-    }
+    suspended.push(...vm.suspendAll(options.suspendPolicy ?? 'rnr-nak'));
     at.suspended = instant();
     const deviceState = vm.device.saveState();
     const guestState = vm.saveGuestState();
@@ -295,7 +283,8 @@ async function rollBack(vm: SourceVm, options: MigrateOutOptions, done: { releas
   }
   for (const q of done.suspended) {
     try {
-      vm.verbs.resumeQp(q.qpn);
+      // One at a time: a QP that cannot be resumed does not keep the others suspended.
+      vm.resumeAll([q.qpn]);
     } catch (err) {
       problems.push(`resuming QP ${q.qpn}: ${(err as Error).message}`);
     }

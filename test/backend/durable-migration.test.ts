@@ -14,6 +14,7 @@ import { Vm } from '../../src/host/vm.js';
 import { DeviceMemory } from '../../src/memory/device-memory.js';
 import type { DestinationVm, MigrateOutOptions, RestoreParts, SourceVm } from '../../src/migration/index.js';
 import { QpState } from '../../src/nic/qp-state.js';
+import type { Verbs } from '../../src/nic/verbs.js';
 import type { RcTraffic, TrafficConfig } from '../migration/rc-traffic.js';
 import { receivesOf } from '../migration/rc-traffic.js';
 import { type TrafficVm, badWrites, connectTraffic, moveWithTraffic, setUpTraffic } from './traffic-vms.js';
@@ -25,7 +26,7 @@ const config = (side: number): TrafficConfig => ({ side, messageBytes: 2048, win
 const ATTRS = { timeout: 16 };
 const HOST = '127.0.35.60';
 
-type AnyVm = TrafficVm & SourceVm & DestinationVm;
+type AnyVm = TrafficVm & SourceVm & DestinationVm & { readonly verbs: Pick<Verbs, 'queryQp'> };
 
 const pools: BackendPool[] = [];
 function pool(workers = 1): BackendPool {

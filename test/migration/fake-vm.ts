@@ -4,6 +4,9 @@ import { DeviceMemory } from '../../src/memory/device-memory.js';
 import type { DestinationVm, RestoreParts } from '../../src/migration/destination.js';
 import type { PageLog } from '../../src/migration/precopy.js';
 import type { SourceVm } from '../../src/migration/source.js';
+import { firstCompletions } from '../../src/migration/first-completion.js';
+import type { QpInstant } from '../../src/migration/messages.js';
+import { resumeEach, suspendEach } from '../../src/migration/qp-steps.js';
 import { QpState } from '../../src/nic/qp-state.js';
 import type { QpAttributes, WorkCompletion } from '../../src/nic/verbs.js';
 
@@ -74,6 +77,13 @@ export class FakeSourceVm implements SourceVm {
     this.dirtyLog.mark(gpa, bytes.length);
   }
 
+  suspendAll(policy: 'rnr-nak' | 'drop'): QpInstant[] {
+    return suspendEach(this.verbs, this.qpStates.keys(), policy);
+  }
+  resumeAll(qpns: readonly number[]): QpInstant[] {
+    return resumeEach(this.verbs, qpns);
+  }
+
   saveGuestState(): Uint8Array {
     return new TextEncoder().encode(JSON.stringify({ fake: true }));
   }
@@ -112,6 +122,12 @@ export class FakeDestinationVm implements DestinationVm {
       },
       pollCq: (_cq: number, _max: number) => completions(),
     };
+  }
+  resumeAll(qpns: readonly number[]): QpInstant[] {
+    return resumeEach(this.verbs, qpns);
+  }
+  firstCompletions(qpns: readonly number[], watchMs: number): Promise<Map<number, number>> {
+    return firstCompletions(this.verbs, qpns, watchMs);
   }
   async close(): Promise<void> {
     this.closed = true;
