@@ -110,6 +110,17 @@ export class DurableVm extends GuestVm implements SourceVm, DestinationVm {
     return qpns.map((qpn) => ({ qpn, at }));
   }
 
+  /** The provider's counters, fetched from the backend's worker. */
+  providerCounters(): ReturnType<DurableDevice['providerCounters']> {
+    return this.durable.providerCounters();
+  }
+
+  /** The keys of every MR the device holds, [lkey, rkey], once a backend answers. */
+  async mrKeys(): Promise<[number, number][]> {
+    await this.durable.ready();
+    return this.durable.mrKeys();
+  }
+
   /** The QP blackouts' ends, watched in the backend where the provider's completions are taken. */
   firstCompletions(qpns: readonly number[], watchMs: number): Promise<Map<number, number>> {
     return this.durable.firstCompletions(qpns, watchMs);

@@ -230,16 +230,15 @@ export class HostAgent {
     return id;
   }
 
-  /** Fetch the provider counters of every durable VM (a Vm's are live). */
+  /** Fetch the provider counters of every VM (a Vm's object is live; a durable VM's come from its worker). */
   async refreshCounters(): Promise<void> {
     await Promise.all([...this.vms.values()].map((h) => this.refresh(h)));
   }
 
-  /** A durable VM's counters as its backend has them; while the backend restarts, the last ones fetched. */
+  /** A VM's counters as its provider has them; while a durable VM's backend restarts, the last ones fetched. */
   private async refresh(h: HeldVm): Promise<void> {
-    if (!(h.vm instanceof DurableVm)) return;
     try {
-      h.counters = await h.vm.durable.providerCounters();
+      h.counters = await h.vm.providerCounters();
     } catch {
       // No backend answers now (one is being started from the journal): the counters stay as they were.
     }
@@ -265,7 +264,7 @@ export class HostAgent {
     const mr = await vm.guest.getDmaMr(pd, ALL_ACCESS);
     this.departed.delete(a.name);
     this.vms.set(a.name, {
-      name: a.name, vm, counters: await countersOf(vm), link: wrap.observed(), lossy: wrap.lossy(), bindings: [], pd, cq: null, qps: [], lkey: mr.lkey, rkey: mr.rkey, workload: null, migrationPhase: 'none', dirtyPages: 0, stream: null,
+      name: a.name, vm, counters: await vm.providerCounters(), link: wrap.observed(), lossy: wrap.lossy(), bindings: [], pd, cq: null, qps: [], lkey: mr.lkey, rkey: mr.rkey, workload: null, migrationPhase: 'none', dirtyPages: 0, stream: null,
     });
     this.log.info({ vm: a.name, ip: a.ip, ramBytes: a.ramBytes }, 'VM opened');
     return { name: a.name, ip: a.ip };
@@ -386,7 +385,7 @@ export class HostAgent {
           ? await Vm.restore(parts, { provider: a.provider, wrapLink: wrap.wrapLink, openSocket: this.socketOf?.(parts.ip) })
           : await DurableVm.restore(this.backends, parts, { provider: a.provider, socket: 'main', wrapLink: wrap.wrapLink });
         try {
-          incoming = { held: this.adopt(vm, carry, wrap, await countersOf(vm)), carry };
+          incoming = { held: this.adopt(vm, carry, wrap, await vm.providerCounters()), carry };
         } catch (err) {
           await vm.close();
           throw err;
@@ -498,8 +497,7 @@ export class HostAgent {
     states.forEach((s, q) => {
       if (s === QpState.Err) result.problems.push(`QP ${q} (QPN ${h.qps[q].qpn}) is in ERR`);
     });
-    if (h.vm instanceof DurableVm) await h.vm.durable.ready();
-    const keys = h.vm instanceof DurableVm ? await h.vm.durable.mrKeys() : [...h.vm.device.core.mrs.values()].map((mr) => [mr.lkey, mr.rkey]);
+    const keys = await h.vm.mrKeys();
     if (!keys.some(([lkey, rkey]) => lkey === h.lkey && rkey === h.rkey)) {
       result.problems.push(`the device holds no MR with lkey ${h.lkey} and rkey ${h.rkey}`);
     }
@@ -646,9 +644,4 @@ export function agentOps(agent: HostAgent, shutdown: () => Promise<void>): OpTab
       await shutdown();
     },
   };
-}
-
-/** A VM's provider counters: a Vm's own object (it stays live), a DurableVm's fetched from its worker. */
-async function countersOf(vm: AgentVm): Promise<ProviderCounterView> {
-  return vm instanceof DurableVm ? vm.durable.providerCounters() : vm.verbs.counters;
 }

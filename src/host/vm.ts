@@ -200,6 +200,16 @@ export class Vm extends GuestVm {
     return firstCompletions(this.verbs, qpns, watchMs);
   }
 
+  /** The provider's counters (its own object, live). Async as a durable VM's, fetched from its worker. */
+  async providerCounters(): Promise<SoftRoce['counters']> {
+    return this.verbs.counters;
+  }
+
+  /** The keys of every MR the device holds, [lkey, rkey]. */
+  async mrKeys(): Promise<[number, number][]> {
+    return [...this.device.core.mrs.values()].map((mr) => [mr.lkey, mr.rkey]);
+  }
+
   /** Whether a socket holds the VM's address here. */
   get addressBound(): boolean {
     return this.address.isBound;
