@@ -9,7 +9,6 @@
 // address; restore; resume), the device state's size, and the downtime's ratio to the in-thread
 // VM's. Medians of three runs; every run verifies its traffic.
 import { BackendPool } from '../src/backend/backend-pool.js';
-import { BACKEND_RINGS } from '../src/backend/device-backend.js';
 import { DurableVm } from '../src/backend/durable-vm.js';
 import { Vm } from '../src/host/vm.js';
 import type { DestinationVm, MigrationReport, RestoreParts, SourceVm } from '../src/migration/index.js';
@@ -73,9 +72,9 @@ export async function migrationRows(): Promise<BenchRow[]> {
   const engines: Engine[] = [
     {
       name: 'inline',
-      open: (ip) => Vm.open({ ip, rings: BACKEND_RINGS }),
-      restore: (parts) => Vm.restore(parts, { rings: BACKEND_RINGS }),
-      vet: (parts) => Vm.vet(parts, { rings: BACKEND_RINGS }),
+      open: (ip) => Vm.open({ ip }),
+      restore: (parts) => Vm.restore(parts),
+      vet: (parts) => Vm.vet(parts),
     },
     { name: 'durable', open: (ip) => DurableVm.open(pools[0], { ip }), restore: (parts) => DurableVm.restore(pools[1], parts), vet: (parts) => DurableVm.vet(parts) },
   ];

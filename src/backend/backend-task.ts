@@ -28,6 +28,8 @@ export interface BackendTaskReady {
   inDoubt: number[];
   /** The atomic the journal's entry was committed before, and how the start settled it. */
   atomic: { qpn: number; outcome: IntentOutcome } | null;
+  /** The used entries the journal's entry held unpublished, and how many the dead backend had published. */
+  restoredUsed: { entries: number; published: number };
 }
 
 /** What the `counters` op answers. */
@@ -76,7 +78,7 @@ export default async function runBackendTask(input: BackendTaskInput): Promise<{
   servePort(port, input.debugOps === true ? { ...ops, ...debugOps } : ops);
   // The main thread gone: nobody drives this device from here any more.
   port.on('close', () => void backend.close());
-  port.postMessage({ ready: true, threadId, epoch: backend.epoch, timings: backend.timings, inDoubt: backend.inDoubt, atomic: backend.atomic } satisfies BackendTaskReady);
+  port.postMessage({ ready: true, threadId, epoch: backend.epoch, timings: backend.timings, inDoubt: backend.inDoubt, atomic: backend.atomic, restoredUsed: backend.restoredUsed } satisfies BackendTaskReady);
   try {
     await backend.done;
   } finally {

@@ -19,9 +19,9 @@
 // after; the turn's next commit holds the atomic's saved result (its responder resource), so a
 // retransmission is answered from it. A backend restored from an intent entry settles it from the
 // word (atomic-intent.ts): not run, run (the state brought forward), or, if something else wrote
-// the word, in doubt — that QP goes to ERR rather than guess. Rings are split only: a packed ring's slots are reused by the driver as
-// soon as it has seen a used descriptor, so publishing one again after a restore could overwrite
-// a new available one.
+// the word, in doubt — that QP goes to ERR rather than guess. Used entries are written again
+// where the dead backend had not published them; a packed ring's slot that shows its used
+// descriptor already may since hold the driver's next available one, so it is passed over.
 //
 // One thread owns the device at a time: start() takes the control block's ownership word with
 // Atomics.compareExchange and every commit checks it still holds it.
@@ -42,6 +42,8 @@ import { type Link, ROCE_UDP_PORT } from '../nic/link.js';
 import { canSuspend } from '../nic/qp-state.js';
 import { SoftRoce, type SoftRoceOptions } from '../nic/soft/index.js';
 import { decodeSoftRoceState } from '../nic/soft/state/codec.js';
+import { PackedQueue } from '../virtio/packed-queue.js';
+import type { DeviceQueue } from '../virtio/queue.js';
 import { SplitQueue } from '../virtio/split-queue.js';
 import { DirtyLog } from '../migration/dirty-log.js';
 import type { SharedLogSpec } from './device-logs.js';
@@ -51,7 +53,7 @@ import { ControlBlock, W } from './control-block.js';
 import { BackendError, BackendErrorCode } from './errors.js';
 import { type IntentOutcome, readTarget, settleIntent, stateWithAtomicDone } from './atomic-intent.js';
 import { Journal } from './journal.js';
-import { type AtomicIntent, decodeJournalEntry, journalEntryChunks } from './journal-entry.js';
+import { type AtomicIntent, type JournalEntry, type UsedTriple, decodeJournalEntry, journalEntryChunks } from './journal-entry.js';
 import { RingLink } from './ring-link.js';
 import type { DeviceDescription } from './transport-proxy.js';
 
@@ -90,11 +92,18 @@ export interface BackendSpec {
 }
 
 /**
- * The ring formats a backend's device offers: split only. A packed ring's slots are reused by the
- * driver as soon as it has seen a used descriptor, so publishing one again after a restore could
- * overwrite a new available one.
+ * The ring formats a backend's device offers: both. A packed ring's slots go back to the driver
+ * as soon as it has seen a used descriptor, so a restore writes again only the used entries whose
+ * publication it finds did not happen (PackedQueue.restorePendingUsed).
  */
-export const BACKEND_RINGS: readonly RingFormat[] = ['split'];
+export const BACKEND_RINGS: readonly RingFormat[] = ['split', 'packed'];
+
+/** A queue's used entries not yet published, as the journal holds them (a split ring's take one slot each). */
+function pendingUsedOf(queue: DeviceQueue | null): UsedTriple[] {
+  if (queue instanceof PackedQueue) return queue.pendingUsedEntries();
+  if (queue instanceof SplitQueue) return queue.pendingUsedEntries().map(([id, len]) => [id, len, 1]);
+  return [];
+}
 
 /** Calls that change nothing in the device: answered without a commit. */
 const READ_ONLY_CALLS: ReadonlySet<string> = new Set(['describe', 'maxQueueSize', 'queueEnabled', 'queryQp']);
@@ -136,6 +145,11 @@ export class DeviceBackend {
   private committedStatus = -1;
   /** QPs this backend moved to ERR at its start: an atomic of theirs was in doubt. */
   readonly inDoubt: number[] = [];
+  /**
+   * The used entries the journal's entry held unpublished at a restore, and how many of them the
+   * dead backend had published after all (found in a packed ring's slots, so not written again).
+   */
+  readonly restoredUsed = { entries: 0, published: 0 };
   /** The atomic its journal entry was committed before, and how it was settled. */
   atomic: { qpn: number; outcome: IntentOutcome } | null = null;
   /**
@@ -247,13 +261,10 @@ export class DeviceBackend {
     if (!this.journaled) return;
     const started = performance.now();
     const { device } = this;
-    const unpublished: { vq: number; used: [number, number][] }[] = [];
+    const unpublished: JournalEntry['unpublished'] = [];
     for (const vq of device.datapath.unpublished()) {
-      const queue = device.transport.queue(vq);
-      if (queue instanceof SplitQueue) {
-        const used = queue.pendingUsedEntries();
-        if (used.length > 0) unpublished.push({ vq, used });
-      }
+      const used = pendingUsedOf(device.transport.queue(vq));
+      if (used.length > 0) unpublished.push({ vq, used });
     }
     const chunks = journalEntryChunks({ deviceState: encodeDeviceState(captureDevice(device)), unpublished, intent });
     this.journal.commit(...chunks);
@@ -288,8 +299,16 @@ export class DeviceBackend {
     device.restoreState(state);
     for (const { vq, used } of entry.unpublished) {
       const queue = vq < device.transport.numQueues ? device.transport.queue(vq) : null;
-      if (!(queue instanceof SplitQueue)) throw new BackendError(BackendErrorCode.BadJournal, `journal entry: used elements for queue ${vq}, which is not an enabled split ring`);
-      queue.restorePendingUsed(used);
+      if (queue instanceof SplitQueue) {
+        if (used.some(([, , slots]) => slots !== 1)) throw new BackendError(BackendErrorCode.BadJournal, `journal entry: a used element of split ring ${vq} spans more than one slot`);
+        queue.restorePendingUsed(used.map(([id, len]) => [id, len]));
+      } else if (queue instanceof PackedQueue) {
+        // Those the dead backend published already are passed over, not written again.
+        this.restoredUsed.published += queue.restorePendingUsed(used);
+      } else {
+        throw new BackendError(BackendErrorCode.BadJournal, `journal entry: used elements for queue ${vq}, which is not an enabled ring`);
+      }
+      this.restoredUsed.entries += used.length;
       device.datapath.markUnpublished(vq);
     }
     return { resume: provider.qps.filter((q) => q.suspension === null && canSuspend(q.state)).map((q) => q.qpn), inDoubt };

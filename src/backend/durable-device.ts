@@ -49,6 +49,8 @@ export interface BackendRun {
   inDoubt: number[];
   /** The atomic the journal's entry was committed before, and how the start settled it. */
   atomic: BackendTaskReady['atomic'];
+  /** The used entries the journal's entry held unpublished, and how many the dead backend had published. */
+  restoredUsed: BackendTaskReady['restoredUsed'];
   /** Set when the run ended: 'closed', or why it was lost; and when this thread learned of it. */
   ended: string | null;
   endedAt: number | null;
@@ -356,7 +358,7 @@ export class DurableDevice {
   async start(mode: 'fresh' | 'restore', avoid = -1): Promise<void> {
     const startedAt = performance.now();
     const { ready, port, done } = await this.owner.runTask(this.spec, mode, avoid);
-    const run: BackendRun = { threadId: ready.threadId, epoch: ready.epoch, mode, startedAt, servingAt: performance.now(), timings: ready.timings, inDoubt: ready.inDoubt, atomic: ready.atomic, ended: null, endedAt: null };
+    const run: BackendRun = { threadId: ready.threadId, epoch: ready.epoch, mode, startedAt, servingAt: performance.now(), timings: ready.timings, inDoubt: ready.inDoubt, atomic: ready.atomic, restoredUsed: ready.restoredUsed, ended: null, endedAt: null };
     this.runs.push(run);
     const client = new PortClient(port, `device ${this.spec.ip}`);
     this.client = client;

@@ -9,8 +9,8 @@
 // On the destination the device is opened from the migrated state: its journal starts with it and
 // a backend takes it up as after a crash, its QPs still SUSPENDED until the coordinator resumes
 // them. A state preview is vetted by restoring it in this thread over scratch memory (vet()): the
-// same restore a backend runs, without starting one. A VM of the other sort that is to migrate to
-// or from here offers the same ring formats (VmOptions.rings = BACKEND_RINGS): split only.
+// same restore a backend runs, without starting one. Both sorts offer split and packed rings
+// (BACKEND_RINGS, a Vm's default), so a VM moves between them on either.
 import { RdmaGuest, type OpenOptions } from '../guest/rdma/device.js';
 import { Arena } from '../memory/arena.js';
 import type { DeviceMemory } from '../memory/device-memory.js';

@@ -3,19 +3,24 @@
 // state's rings count only what was published), and, for an entry committed just before a
 // responder executed an atomic, that atomic's intent. Binary, little-endian:
 //   u32 magic "VRJE" | u32 device state length | device state | u32 queue count |
-//   per queue: u32 vq, u32 n, n × (u32 id, u32 length) |
+//   per queue: u32 vq, u32 n, n × (u32 id, u32 length, u32 ring slots: a packed ring's chain
+//   length, 1 for a split ring) |
 //   u32 intent (0 or 1), u32 QPN, u32 PSN, u32 opcode, u32 rkey, u32 offset, u64 va, u64 before, u64 after
 // Decoding checks every length against the bytes there are (BackendError BAD_JOURNAL).
 import type { AtomicIntent } from '../nic/soft/options.js';
 import { BackendError, BackendErrorCode } from './errors.js';
 
 const INTENT_BYTES = 48;
+const USED_BYTES = 12;
+
+export type UsedTriple = [id: number, len: number, slots: number];
 
 const MAGIC = 0x454a5256; // "VRJE"
 
 export interface JournalEntry {
   deviceState: Uint8Array;
-  unpublished: { vq: number; used: [number, number][] }[];
+  /** Per queue, the used entries as [id, length, ring slots] (slots 1 for a split ring). */
+  unpublished: { vq: number; used: UsedTriple[] }[];
   /** Set on the entry committed right before an atomic: whether it then ran is unknown. */
   intent: AtomicIntent | null;
 }
@@ -29,7 +34,7 @@ export function journalEntryChunks(e: JournalEntry): Uint8Array[] {
   hv.setUint32(0, MAGIC, true);
   hv.setUint32(4, e.deviceState.length, true);
   const usedCount = e.unpublished.reduce((n, q) => n + q.used.length, 0);
-  const tail = new Uint8Array(4 + 8 * e.unpublished.length + 8 * usedCount + INTENT_BYTES);
+  const tail = new Uint8Array(4 + 8 * e.unpublished.length + USED_BYTES * usedCount + INTENT_BYTES);
   const v = new DataView(tail.buffer);
   v.setUint32(0, e.unpublished.length, true);
   let at = 4;
@@ -37,10 +42,11 @@ export function journalEntryChunks(e: JournalEntry): Uint8Array[] {
     v.setUint32(at, q.vq, true);
     v.setUint32(at + 4, q.used.length, true);
     at += 8;
-    for (const [id, len] of q.used) {
+    for (const [id, len, slots] of q.used) {
       v.setUint32(at, id, true);
       v.setUint32(at + 4, len, true);
-      at += 8;
+      v.setUint32(at + 8, slots, true);
+      at += USED_BYTES;
     }
   }
   const i = e.intent;
@@ -93,9 +99,9 @@ export function decodeJournalEntry(bytes: Uint8Array): JournalEntry {
     at += 8;
     if (seen.has(vq)) throw bad(`queue ${vq} appears twice`);
     seen.add(vq);
-    need(at, 8 * n, `queue ${vq}'s used elements`);
-    const used: [number, number][] = [];
-    for (let k = 0; k < n; k++, at += 8) used.push([v.getUint32(at, true), v.getUint32(at + 4, true)]);
+    need(at, USED_BYTES * n, `queue ${vq}'s used elements`);
+    const used: UsedTriple[] = [];
+    for (let k = 0; k < n; k++, at += USED_BYTES) used.push([v.getUint32(at, true), v.getUint32(at + 4, true), v.getUint32(at + 8, true)]);
     unpublished.push({ vq, used });
   }
   need(at, INTENT_BYTES, 'the atomic intent');

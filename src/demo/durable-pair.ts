@@ -3,7 +3,7 @@
 // backend tests drive. Each guest registers one data area (a physical MR at an IOVA, R1).
 import { AccessFlag, QpTypeCode } from '../device/abi.js';
 import { BackendPool, type BackendPoolOptions, type DurableDevice, type OpenDeviceOptions } from '../backend/backend-pool.js';
-import { RdmaGuest } from '../guest/rdma/device.js';
+import { type OpenOptions, RdmaGuest } from '../guest/rdma/device.js';
 import type { GuestCq, GuestQp } from '../guest/rdma/objects.js';
 import { connectRc } from '../host/connect.js';
 import { Arena } from '../memory/arena.js';
@@ -36,18 +36,27 @@ export async function withPool<T>(options: BackendPoolOptions, fn: (pool: Backen
   }
 }
 
+/** How the guest of durableGuest() opens its device and sizes its queues. */
+export interface GuestShape {
+  open?: OpenOptions;
+  /** CQ entries (default 4096). */
+  cqEntries?: number;
+  /** Send queue depth of each QP (default 256). */
+  maxSendWr?: number;
+}
+
 /** A device in `pool` and a guest driving it from this thread, with `qps` RC QPs on one CQ. */
-export async function durableGuest(pool: BackendPool, ip: string, qps = 1, options: Omit<OpenDeviceOptions, 'ip' | 'ramBytes'> = {}): Promise<DurableGuest> {
+export async function durableGuest(pool: BackendPool, ip: string, qps = 1, options: Omit<OpenDeviceOptions, 'ip' | 'ramBytes'> = {}, shape: GuestShape = {}): Promise<DurableGuest> {
   const device = await pool.open({ ...options, ip, ramBytes: RAM });
   try {
-    const guest = RdmaGuest.open(device.transport, device.dm.guest, new Arena(0x10000, DATA - 0x10000));
+    const guest = RdmaGuest.open(device.transport, device.dm.guest, new Arena(0x10000, DATA - 0x10000), shape.open);
     const pd = await guest.createPd();
-    const cq = await guest.createCq(4096);
+    const cq = await guest.createCq(shape.cqEntries ?? 4096);
     const list: GuestQp[] = [];
     for (let i = 0; i < qps; i++) {
       list.push(await guest.createQp({
         pd, type: QpTypeCode.RC, sendCq: cq.cqn, recvCq: cq.cqn,
-        cap: { maxSendWr: 256, maxRecvWr: 256, maxSendSge: 4, maxRecvSge: 4, maxInlineData: 64 },
+        cap: { maxSendWr: shape.maxSendWr ?? 256, maxRecvWr: 256, maxSendSge: 4, maxRecvSge: 4, maxInlineData: 64 },
       }));
     }
     const pages = Array.from({ length: DATA_BYTES / 4096 }, (_, i) => DATA + i * 4096);

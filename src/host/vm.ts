@@ -67,9 +67,9 @@ export interface VmOptions {
   lossy?: LossyOptions;
   provider?: SoftRoceOptions;
   /**
-   * Ring formats the device offers (default split and packed). A VM that is to migrate to or from
-   * a durable backend (src/backend/durable-vm.ts, split rings only) offers what it offers: a
-   * destination takes only a device with the features the source's offered.
+   * Ring formats the device offers (default split and packed, as a durable backend's device,
+   * src/backend/durable-vm.ts). A migration's destination must offer every feature the guest
+   * negotiated, packed rings among them.
    */
   rings?: readonly RingFormat[];
   open?: OpenOptions;

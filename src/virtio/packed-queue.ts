@@ -8,7 +8,7 @@ import * as L from '../../assembly/packed-layout.js';
 import type { DeviceMemory } from '../memory/device-memory.js';
 import { type Gpa, gpaHex } from '../memory/gpa.js';
 import { NO_WRITE_LOG, type WriteLog } from '../memory/write-log.js';
-import { ST_BAD_RING, ST_OUT_OF_RANGE } from '../wasm/status.js';
+import { ST_BAD_RING, ST_NO_SPACE, ST_OUT_OF_RANGE } from '../wasm/status.js';
 import { DescriptorChain, chainRecordBytes } from './chain.js';
 import { VirtioError } from './errors.js';
 import { type PackedKernels, packedKernels } from './packed-kernels.js';
@@ -49,6 +49,9 @@ export function initialPackedQueueState(
   return { size, ...rings, ...features, nextAvail: 0, availWrap: 1, nextUsed: 0, usedWrap: 1, inflightSlots: 0, signalSlot: 0, signalWrap: 1, signalValid: false };
 }
 
+/** A used entry added but not published: buffer id, bytes written, ring slots its chain took. */
+export type PackedUsedEntry = [id: number, len: number, slots: number];
+
 /** Where a queue lives in shared memory: enough for another thread to attach to it. */
 export interface PackedQueueHandle {
   name: string;
@@ -69,6 +72,7 @@ export class PackedQueue implements DeviceQueue {
   private pendingSlots = 0;
   private disposed = false;
   private readonly view: DataView;
+  private readonly u16: Uint16Array;
 
   private constructor(
     private readonly memory: WebAssembly.Memory,
@@ -80,6 +84,7 @@ export class PackedQueue implements DeviceQueue {
     private readonly logHost: { readonly dirtyLog: WriteLog },
   ) {
     this.view = new DataView(memory.buffer);
+    this.u16 = new Uint16Array(memory.buffer);
   }
 
   /**
@@ -238,6 +243,81 @@ export class PackedQueue implements DeviceQueue {
     this.view.setUint32(u + L.PUSED_LEN, writtenBytes, true);
     this.pending++;
     this.pendingSlots += chain.descCount;
+  }
+
+  /**
+   * Used entries added since the last flush, as [id, length, ring slots] triples: what a durable
+   * backend commits with the device state, since the state's nextUsed counts only what was
+   * published.
+   */
+  pendingUsedEntries(): PackedUsedEntry[] {
+    const out: PackedUsedEntry[] = [];
+    for (let i = 0; i < this.pending; i++) {
+      const u = this.h.usedOff + i * L.PUSED_BYTES;
+      out.push([this.view.getUint16(u + L.PUSED_ID, true), this.view.getUint32(u + L.PUSED_LEN, true), this.view.getUint16(u + L.PUSED_DESC_COUNT, true)]);
+    }
+    return out;
+  }
+
+  /**
+   * Put committed used entries back (pendingUsedEntries of the device this one replaces, built
+   * from the same committed state). A packed ring's slots go back to the driver as soon as it has
+   * seen a used descriptor, so writing one again could overwrite a new available descriptor. An
+   * entry is therefore taken as published when its slot holds a used descriptor of this lap (its
+   * USED flag equals the queue's used wrap counter; before publication the slot holds the
+   * driver's available descriptor, whose USED flag is the inverse): the queue moves past the
+   * longest such prefix without writing, and the rest waits for the next flush. (A flush writes
+   * its first descriptor's flags last, so the driver has seen nothing past an unpublished entry,
+   * and writing those again puts the same bytes back.) Returns how many were found published.
+   * Checked before anything changes: an id outside the ring, a slot count of 0, more slots than
+   * are in flight or more entries than the ring holds is a VirtioError.
+   */
+  restorePendingUsed(entries: readonly (readonly [number, number, number])[]): number {
+    this.check();
+    const q = this.h.blockOff;
+    const v = this.view;
+    const refuse = (why: string): never => {
+      throw new VirtioError(ST_OUT_OF_RANGE, `${this.h.name}: ${why}`);
+    };
+    if (this.pending + entries.length > this.size) throw new VirtioError(ST_NO_SPACE, `${this.h.name}: ${entries.length} used entries do not fit`);
+    let slots = this.pendingSlots;
+    const inflight = v.getUint32(q + L.PQ_INFLIGHT, true);
+    for (const [id, len, count] of entries) {
+      if (!Number.isInteger(id) || id < 0 || id >= this.size || !Number.isInteger(len) || len < 0 || len > 0xffffffff) refuse(`used entry (${id}, ${len}) is not in the ring`);
+      if (!Number.isInteger(count) || count < 1 || count > this.size) refuse(`used entry ${id} spans ${count} slots`);
+      slots += count;
+    }
+    if (slots > inflight) refuse(`used entries span ${slots} slots; ${inflight} are in flight`);
+    let published = 0;
+    if (this.pending === 0) {
+      let slot = v.getUint16(q + L.PQ_NEXT_USED, true);
+      let wrap = v.getUint16(q + L.PQ_USED_WRAP, true);
+      let taken = 0;
+      const ring = v.getUint32(q + L.PQ_DESC_OFF, true);
+      for (const [, , count] of entries) {
+        const flags = Atomics.load(this.u16, (ring + slot * L.PDESC_BYTES + L.PDESC_FLAGS) >>> 1);
+        if (((flags & L.VIRTQ_DESC_F_USED) !== 0 ? 1 : 0) !== wrap) break;
+        published++;
+        taken += count;
+        slot += count;
+        if (slot >= this.size) {
+          slot -= this.size;
+          wrap ^= 1;
+        }
+      }
+      v.setUint16(q + L.PQ_NEXT_USED, slot, true);
+      v.setUint16(q + L.PQ_USED_WRAP, wrap, true);
+      v.setUint32(q + L.PQ_INFLIGHT, inflight - taken, true);
+    }
+    for (const [id, len, count] of entries.slice(published)) {
+      const u = this.h.usedOff + this.pending * L.PUSED_BYTES;
+      v.setUint16(u + L.PUSED_ID, id, true);
+      v.setUint16(u + L.PUSED_DESC_COUNT, count, true);
+      v.setUint32(u + L.PUSED_LEN, len, true);
+      this.pending++;
+      this.pendingSlots += count;
+    }
+    return published;
   }
 
   flush(): boolean {

@@ -11,9 +11,9 @@ const badJournal = (e: unknown) => e instanceof BackendError && e.code === Backe
 const SAMPLE: JournalEntry = {
   deviceState: Uint8Array.from({ length: 37 }, (_, i) => (i * 7 + 1) & 0xff),
   unpublished: [
-    { vq: 2, used: [[0, 16], [5, 0], [3, 0xffff_ffff]] },
+    { vq: 2, used: [[0, 16, 1], [5, 0, 3], [3, 0xffff_ffff, 0xffff_ffff]] },
     { vq: 0, used: [] },
-    { vq: 0xffff_ffff, used: [[1, 4096]] },
+    { vq: 0xffff_ffff, used: [[1, 4096, 1]] },
   ],
   intent: { qpn: 0x123456, psn: 0xabcdef, opcode: 0x14, rkey: 0xdead_beef, offset: 0x0123_4568, va: 0x7f00_0000_0008n, before: 0xffff_ffff_ffff_fffen, after: 1n },
 };
@@ -37,7 +37,7 @@ describe('journal entry encoding', () => {
     assert.equal(e0.length, 12 + 48);
     assert.deepEqual(decodeJournalEntry(e0), empty);
     const e1 = encodeJournalEntry(SAMPLE);
-    assert.equal(e1.length, 12 + 37 + 3 * 8 + 4 * 8 + 48);
+    assert.equal(e1.length, 12 + 37 + 3 * 8 + 4 * 12 + 48);
     assert.deepEqual(decodeJournalEntry(e1), SAMPLE);
   });
 
@@ -105,7 +105,7 @@ describe('journal entry encoding', () => {
   });
 
   it('refuses a queue listed twice', () => {
-    refuse(encodeJournalEntry({ deviceState: new Uint8Array(4), unpublished: [{ vq: 1, used: [[0, 1]] }, { vq: 1, used: [] }], intent: null }), 'queue 1 twice');
+    refuse(encodeJournalEntry({ deviceState: new Uint8Array(4), unpublished: [{ vq: 1, used: [[0, 1, 1]] }, { vq: 1, used: [] }], intent: null }), 'queue 1 twice');
     refuse(encodeJournalEntry({ deviceState: new Uint8Array(0), unpublished: [{ vq: 0, used: [] }, { vq: 3, used: [] }, { vq: 0, used: [] }], intent: null }), 'queue 0 twice');
   });
 
