@@ -268,7 +268,9 @@ export class PackedQueue implements DeviceQueue {
    * driver's available descriptor, whose USED flag is the inverse): the queue moves past the
    * longest such prefix without writing, and the rest waits for the next flush. (A flush writes
    * its first descriptor's flags last, so the driver has seen nothing past an unpublished entry,
-   * and writing those again puts the same bytes back.) Returns how many were found published.
+   * and writing those again puts the same bytes back. Entries given to a queue that already holds
+   * pending ones follow those, so none of them can have been published.) Returns how many were
+   * found published.
    * Checked before anything changes: an id outside the ring, a slot count of 0, more slots than
    * are in flight or more entries than the ring holds is a VirtioError.
    */
