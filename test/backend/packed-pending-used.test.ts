@@ -74,6 +74,9 @@ function ringBytes(c: Committed): Uint8Array {
 
 const collected = (d: PackedDriver) => d.collectUsed().map((u) => [u.id, u.len]);
 
+/** What the driver collects from the four committed entries: [id, length], in completion order. */
+const committedOrder = ({ ids }: Committed) => [[ids[2], 7], [ids[0], 32], [ids[3], 0], [ids[1], 1]];
+
 for (const engine of ['wasm', 'ts'] as KernelEngine[]) {
   describe(`packed queue pending used entries [${engine}]`, () => {
     it('not published when the backend died: the restored queue publishes what the first would have, byte for byte', () => {
@@ -85,9 +88,8 @@ for (const engine of ['wasm', 'ts'] as KernelEngine[]) {
       assert.deepEqual(r.queue.pendingUsedEntries(), c.entries);
       r.queue.flush();
       assert.deepEqual(ringBytes(c), ringBytes(direct));
-      const { ids } = c;
       const got = collected(c.driver);
-      assert.deepEqual(got, [[ids[2], 7], [ids[0], 32], [ids[3], 0], [ids[1], 1]]);
+      assert.deepEqual(got, committedOrder(c));
       assert.deepEqual(collected(direct.driver), got);
       const s = r.queue.state();
       assert.deepEqual([s.nextUsed, s.usedWrap, s.inflightSlots], [1, 0, 2], 'past the ring end, the fifth buffer still in flight');
@@ -102,8 +104,7 @@ for (const engine of ['wasm', 'ts'] as KernelEngine[]) {
       assert.deepEqual(r.queue.pendingUsedEntries(), []);
       assert.equal(r.queue.flush(), false);
       assert.deepEqual(ringBytes(c), before);
-      const { ids } = c;
-      assert.deepEqual(collected(c.driver), [[ids[2], 7], [ids[0], 32], [ids[3], 0], [ids[1], 1]]);
+      assert.deepEqual(collected(c.driver), committedOrder(c));
       assert.deepEqual(collected(c.driver), []);
       const s = r.queue.state();
       assert.deepEqual([s.nextUsed, s.usedWrap, s.inflightSlots], [1, 0, 2]);
@@ -142,8 +143,7 @@ for (const engine of ['wasm', 'ts'] as KernelEngine[]) {
       assert.equal(r.published, 0);
       r.queue.flush();
       assert.deepEqual(ringBytes(c), ringBytes(direct));
-      const { ids } = c;
-      assert.deepEqual(collected(c.driver), [[ids[2], 7], [ids[0], 32], [ids[3], 0], [ids[1], 1]]);
+      assert.deepEqual(collected(c.driver), committedOrder(c));
     });
 
     it('refuses ids outside the ring, bad lengths and slot counts, and more slots than are in flight, changing nothing', () => {
