@@ -113,8 +113,12 @@ for (const engine of engines) {
                 completed++;
               }
             }
-            // Drain: everything still available is popped, used and collected.
-            for (const chain of queue.pop()) queue.addUsed(chain, 0);
+            // Drain: everything still available is popped, used and collected. A pop returns fewer
+            // chains than are available when its record buffer fills (long indirect chains), so
+            // pop until nothing is left.
+            for (let chains = queue.pop(); chains.length > 0; chains = queue.pop()) {
+              for (const chain of chains) queue.addUsed(chain, 0);
+            }
             queue.flush();
             driver.collectUsed();
             assert.equal(driver.freeSlotCount, size);
