@@ -5,7 +5,8 @@
 //   - durable: the same with the journal: the whole device state committed at every pass and
 //     before any packet leaves, so a killed worker costs no traffic;
 //   - durable-main-socket: durable, with this thread holding the VMs' sockets and packets passed
-//     to and from the workers through shared-memory rings (socket: 'main').
+//     to and from the workers through shared-memory rings (socket: 'main');
+//   - durable-packed: durable, the guests on packed rings instead of split ones.
 // Over batched UDP on loopback, in one process. The durable rows also say how often the sender's
 // backend committed, how large an entry was and what a commit cost. Then two streams of durable
 // devices over 1, 2 and 4 workers (durable-Nw), each against one worker; then live migration of a
@@ -14,6 +15,7 @@ import { BackendPool, type DurableDevice } from '../src/backend/backend-pool.js'
 import { RdmaGuest } from '../src/guest/rdma/device.js';
 import { Vm } from '../src/host/vm.js';
 import { Arena } from '../src/memory/arena.js';
+import { VIRTIO_F_RING_PACKED } from '../src/virtio/queue.js';
 import { migrationRows } from './durable-migration.js';
 import type { BenchRow } from './harness.js';
 import { type StreamEnd, WINDOW, connectEnds, streamEnd, writes } from './rc-writes.js';
@@ -66,13 +68,14 @@ export default async function run(): Promise<BenchRow[]> {
       await Promise.all(vms.map((vm) => vm.close()));
     }
   }
-  const engines = [['backend', false, 'worker'], ['durable', true, 'worker'], ['durable-main-socket', true, 'main']] as const;
-  for (const [engine, journal, socket] of engines) {
+  const engines = [['backend', false, 'worker', false], ['durable', true, 'worker', false], ['durable-main-socket', true, 'main', false], ['durable-packed', true, 'worker', true]] as const;
+  for (const [engine, journal, socket, packed] of engines) {
     const pool = new BackendPool({ workers: 2 });
     try {
       const sides = await Promise.all(ips.map(async (ip) => {
         const device = await pool.open({ ip, ramBytes: RAM, journal, socket });
-        const guest = RdmaGuest.open(device.transport, device.dm.guest, new Arena(0x10000, 4 * MiB));
+        const guest = RdmaGuest.open(device.transport, device.dm.guest, new Arena(0x10000, 4 * MiB), { packed });
+        if (packed && !guest.has(VIRTIO_F_RING_PACKED)) throw new Error(`${engine}: the device did not offer packed rings`);
         return side(guest, ip, device);
       }));
       await connectEnds(sides[0], sides[1]);
