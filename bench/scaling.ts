@@ -15,6 +15,11 @@
 // one datagram's crossing to a worker and back through the packet rings costs against a direct
 // call (ring-hop.ts: the data path's overhead per crossing with socket 'main'), and what moving a
 // VM between workers costs (moveVm: live migration inside the host, with checked traffic running).
+//
+// This machine's speed drifts by half from one minute to the next, which makes a ratio of two rows
+// measured a minute apart unreliable. So the two-workers-over-one ratio is also measured in paired
+// rounds: a one-worker pool and a two-worker pool stay open side by side, the same streams run on
+// each in turn, and each round's ratio is taken from two runs a second apart ('pool-2/pool-1').
 import type { BenchRow } from './harness.js';
 import { HostAgent, type WorkloadEndpoint, agentOps, ramBytesFor } from '../src/host/agent.js';
 import { DEFAULT_WORKLOAD, type WorkloadConfig } from '../src/workload/config.js';
@@ -166,9 +171,68 @@ async function moveCost(socket: 'worker' | 'main'): Promise<BenchRow> {
 
 const round = (x: number) => Number(x.toFixed(3));
 
+const PAIRED_ROUNDS = 7;
+const PAIRED_MS = 800;
+
+/**
+ * The two-workers-over-one ratio from paired rounds: both pools open at once (their workers idle
+ * while the other runs), each round running the streams on one pool, then on the other, in
+ * alternating order. A row per size: each pool's rate over all its rounds (messages over seconds,
+ * so a garbage collection that falls in some rounds counts as it would in one long run), their
+ * ratio, and the range of the rounds' own ratios.
+ */
+async function pairedRatio(): Promise<BenchRow[]> {
+  const one = poolHost(1, 'worker');
+  const two = poolHost(2, 'worker');
+  const rows: BenchRow[] = [];
+  try {
+    const w1 = await streams(one, 81);
+    const w2 = await streams(two, 89);
+    /** One round's streams on `host`: [messages, seconds], the streams' messages summed and their seconds averaged. */
+    const run = async (host: Host, writers: string[], size: number): Promise<[number, number]> => {
+      const runs = await runAll(host, writers, size, PAIRED_MS);
+      return [runs.reduce((n, r) => n + r.messages, 0), runs.reduce((t, r) => t + r.seconds, 0) / runs.length];
+    };
+    for (const size of SIZES) {
+      await runAll(one, w1, size, WARMUP_MS);
+      await runAll(two, w2, size, WARMUP_MS);
+      const total = { one: [0, 0], two: [0, 0] };
+      const ratios: number[] = [];
+      for (let r = 0; r < PAIRED_ROUNDS; r++) {
+        // Alternate which pool runs first, so a drift within a round favours neither.
+        let a: [number, number];
+        let b: [number, number];
+        if (r % 2 === 0) {
+          a = await run(one, w1, size);
+          b = await run(two, w2, size);
+        } else {
+          b = await run(two, w2, size);
+          a = await run(one, w1, size);
+        }
+        for (const [sum, [n, t]] of [[total.one, a], [total.two, b]] as const) {
+          sum[0] += n;
+          sum[1] += t;
+        }
+        ratios.push(b[0] / b[1] / (a[0] / a[1]));
+      }
+      const rate1 = total.one[0] / total.one[1];
+      const rate2 = total.two[0] / total.two[1];
+      rows.push({
+        suite: SUITE, name: `rdma write ${size} B, ${PAIRS} streams, 2 workers over 1 in paired rounds`, engine: 'pool-2/pool-1', unit: 'message',
+        opsPerSec: rate2, pool1PerSec: Math.round(rate1), ratio: round(rate2 / rate1),
+        ratioMin: round(Math.min(...ratios)), ratioMax: round(Math.max(...ratios)), rounds: PAIRED_ROUNDS,
+      });
+    }
+  } finally {
+    await Promise.all([one.close(), two.close()]);
+  }
+  return rows;
+}
+
 export default async function scaling(): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   for (const [i, engine] of ENGINES.entries()) rows.push(...(await measure(engine, 1 + 8 * i)));
+  rows.push(...(await pairedRatio()));
   rows.push(...(await ringHopRows()));
   rows.push(await moveCost('worker'), await moveCost('main'));
   return ratios(rows);
