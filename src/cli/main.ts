@@ -68,6 +68,11 @@ function socketSide(value: string): 'worker' | 'main' {
   return value;
 }
 
+function ringFormat(value: string): 'split' | 'packed' {
+  if (value !== 'split' && value !== 'packed') throw new InvalidArgumentError('expected split or packed');
+  return value;
+}
+
 function ipList(count: number) {
   return (value: string): string[] => {
     const ips = value.split(',').map((s) => ipv4(s.trim()));
@@ -148,11 +153,12 @@ program
   .option('--kills <n>', 'worker threads to terminate during the traffic', nonNegativeInt, WORKER_CRASH_DEFAULTS.kills)
   .option('--vm-ips <a,b>', 'the two guests\' addresses', ipList(2), WORKER_CRASH_DEFAULTS.ips)
   .option('--socket <side>', 'who holds the VMs\' UDP sockets: main (packets through shared-memory rings) or worker (each restart binds again)', socketSide, WORKER_CRASH_DEFAULTS.socket)
+  .option('--rings <format>', 'the virtqueue format the guests negotiate: split or packed', ringFormat, WORKER_CRASH_DEFAULTS.rings)
   .option('--json', 'print one JSON object')
-  .action(async (f: { workers: number; qps: number; ops: number; messageSize: number; kills: number; vmIps: string[]; socket: 'worker' | 'main'; json?: boolean }) => {
+  .action(async (f: { workers: number; qps: number; ops: number; messageSize: number; kills: number; vmIps: string[]; socket: 'worker' | 'main'; rings: 'split' | 'packed'; json?: boolean }) => {
     process.exitCode = await runWorkerCrashCli({
       workers: f.workers, qps: f.qps, ops: f.ops, bytes: f.messageSize, window: WORKER_CRASH_DEFAULTS.window, kills: f.kills,
-      ips: [f.vmIps[0], f.vmIps[1]], socket: f.socket, json: f.json === true,
+      ips: [f.vmIps[0], f.vmIps[1]], socket: f.socket, rings: f.rings, json: f.json === true,
     });
   });
 

@@ -4,6 +4,8 @@
 // is terminated, then the other's, and so on: each time the pool starts the device again from its
 // journal on a worker that lives, and the traffic carries on. At the end every completion has
 // arrived once and in order on every QP and every byte is verified at the receiver.
+import type { RingFormat } from '../device/queue-factory.js';
+import { VIRTIO_F_RING_PACKED } from '../virtio/queue.js';
 import { runCheckedTraffic } from './checked-traffic.js';
 import { connectPair, durableGuest, withPool } from './durable-pair.js';
 
@@ -19,9 +21,11 @@ export interface WorkerCrashOptions {
   ips: [string, string];
   /** Who holds the VMs' sockets: the workers (each restart binds again) or the main thread (rings). */
   socket: 'worker' | 'main';
+  /** The ring format the guests negotiate. */
+  rings: RingFormat;
 }
 
-export const WORKER_CRASH_DEFAULTS: WorkerCrashOptions = { workers: 2, qps: 8, ops: 200, bytes: 2048, window: 16, kills: 4, ips: ['127.0.37.1', '127.0.37.2'], socket: 'main' };
+export const WORKER_CRASH_DEFAULTS: WorkerCrashOptions = { workers: 2, qps: 8, ops: 200, bytes: 2048, window: 16, kills: 4, ips: ['127.0.37.1', '127.0.37.2'], socket: 'main', rings: 'split' };
 
 export interface WorkerCrashReport {
   demo: 'worker-crash';
@@ -29,6 +33,8 @@ export interface WorkerCrashReport {
   workers: number;
   qps: number;
   socket: 'worker' | 'main';
+  /** The ring format both guests run on. */
+  rings: RingFormat;
   completions: number;
   receives: number;
   bytesVerified: number;
@@ -41,10 +47,15 @@ export interface WorkerCrashReport {
 
 export async function runWorkerCrash(o: WorkerCrashOptions, onEvent: (line: string) => void = () => {}): Promise<WorkerCrashReport> {
   return withPool({ workers: o.workers }, async (pool) => {
-    const a = await durableGuest(pool, o.ips[0], o.qps, { socket: o.socket });
-    const b = await durableGuest(pool, o.ips[1], o.qps, { socket: o.socket });
+    const shape = { open: { packed: o.rings === 'packed' } };
+    const a = await durableGuest(pool, o.ips[0], o.qps, { socket: o.socket }, shape);
+    const b = await durableGuest(pool, o.ips[1], o.qps, { socket: o.socket }, shape);
+    for (const g of [a, b]) {
+      const format: RingFormat = g.guest.has(VIRTIO_F_RING_PACKED) ? 'packed' : 'split';
+      if (format !== o.rings) throw new Error(`${g.device.ip} runs on ${format} rings, not ${o.rings}`);
+    }
     await connectPair(a, b);
-    onEvent(`two guests on the main thread; their devices run in worker threads ${a.device.threadId} and ${b.device.threadId}; ${o.qps} RC QP pairs connected`);
+    onEvent(`two guests on the main thread, on ${o.rings} rings; their devices run in worker threads ${a.device.threadId} and ${b.device.threadId}; ${o.qps} RC QP pairs connected`);
     const kills: WorkerCrashReport['kills'] = [];
     const traffic = await runCheckedTraffic(a, b, {
       ops: o.ops, bytes: o.bytes, window: o.window, timeoutMs: 120_000,
@@ -66,7 +77,7 @@ export async function runWorkerCrash(o: WorkerCrashOptions, onEvent: (line: stri
     const lost = [a.device, b.device].find((d) => d.lost !== null);
     if (lost !== undefined) throw new Error(`${lost.ip} could not be started again: ${lost.lost?.message}`);
     return {
-      demo: 'worker-crash', verified: true, workers: o.workers, qps: o.qps, socket: o.socket, completions: traffic.sendCompletions, receives: traffic.recvCompletions,
+      demo: 'worker-crash', verified: true, workers: o.workers, qps: o.qps, socket: o.socket, rings: o.rings, completions: traffic.sendCompletions, receives: traffic.recvCompletions,
       bytesVerified: traffic.bytesVerified, seconds: Number(traffic.seconds.toFixed(2)), kills, outages,
     };
   });

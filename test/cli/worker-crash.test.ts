@@ -16,6 +16,7 @@ describe('vrdma worker-crash', () => {
     const r = JSON.parse(stdout.trim()) as WorkerCrashReport;
     assert.equal(r.verified, true);
     assert.equal(r.socket, 'main', "the pool's thread holds the sockets by default");
+    assert.equal(r.rings, 'split', 'split rings by default');
     assert.equal(r.completions, 400);
     assert.equal(r.receives, 200);
     assert.equal(r.kills.length, 2);
@@ -26,10 +27,26 @@ describe('vrdma worker-crash', () => {
     assert.ok(r.outages.every((o) => o.bindMs < 1), 'nothing was bound again');
   });
 
+  it('does the same with the guests on packed rings', async () => {
+    const { stdout } = await run(process.execPath, [cli, 'worker-crash', '--json', '--rings', 'packed', '--qps', '4', '--ops', '100', '--kills', '2', '--vm-ips', '127.0.37.13,127.0.37.14'], { timeout: 120_000 });
+    const r = JSON.parse(stdout.trim()) as WorkerCrashReport;
+    assert.equal(r.verified, true);
+    assert.equal(r.rings, 'packed');
+    assert.equal(r.completions, 400);
+    assert.equal(r.receives, 200);
+    assert.equal(r.kills.length, 2);
+    for (const ip of ['127.0.37.13', '127.0.37.14']) assert.ok(r.outages.some((o) => o.device === ip), `${ip} came back`);
+  });
+
   it('refuses bad options with a clear message and a non-zero status', async () => {
     await assert.rejects(run(process.execPath, [cli, 'worker-crash', '--vm-ips', '127.0.0.1']), (err: { code: number; stderr: string }) => {
       assert.notEqual(err.code, 0);
       assert.match(err.stderr, /2 comma-separated IPv4 addresses/);
+      return true;
+    });
+    await assert.rejects(run(process.execPath, [cli, 'worker-crash', '--rings', 'ring']), (err: { code: number; stderr: string }) => {
+      assert.notEqual(err.code, 0);
+      assert.match(err.stderr, /expected split or packed/);
       return true;
     });
   });
