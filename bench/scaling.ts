@@ -174,6 +174,19 @@ const round = (x: number) => Number(x.toFixed(3));
 const PAIRED_ROUNDS = 7;
 const PAIRED_MS = 800;
 
+/** Messages a pool's streams completed, and the seconds they took. */
+interface Round {
+  messages: number;
+  seconds: number;
+}
+
+const rateOf = (x: Round): number => x.messages / x.seconds;
+
+const add = (sum: Round, x: Round): void => {
+  sum.messages += x.messages;
+  sum.seconds += x.seconds;
+};
+
 /**
  * The two-workers-over-one ratio from paired rounds: both pools open at once (their workers idle
  * while the other runs), each round running the streams on one pool, then on the other, in
@@ -188,35 +201,34 @@ async function pairedRatio(): Promise<BenchRow[]> {
   try {
     const w1 = await streams(one, 81);
     const w2 = await streams(two, 89);
-    /** One round's streams on `host`: [messages, seconds], the streams' messages summed and their seconds averaged. */
-    const run = async (host: Host, writers: string[], size: number): Promise<[number, number]> => {
+    /** One round's streams on `host`: their messages summed, and their seconds averaged. */
+    const run = async (host: Host, writers: string[], size: number): Promise<Round> => {
       const runs = await runAll(host, writers, size, PAIRED_MS);
-      return [runs.reduce((n, r) => n + r.messages, 0), runs.reduce((t, r) => t + r.seconds, 0) / runs.length];
+      return { messages: runs.reduce((n, r) => n + r.messages, 0), seconds: runs.reduce((t, r) => t + r.seconds, 0) / runs.length };
     };
     for (const size of SIZES) {
       await runAll(one, w1, size, WARMUP_MS);
       await runAll(two, w2, size, WARMUP_MS);
-      const total = { one: [0, 0], two: [0, 0] };
+      const total1 = { messages: 0, seconds: 0 };
+      const total2 = { messages: 0, seconds: 0 };
       const ratios: number[] = [];
       for (let r = 0; r < PAIRED_ROUNDS; r++) {
         // Alternate which pool runs first, so a drift within a round favours neither.
-        let a: [number, number];
-        let b: [number, number];
+        let r1: Round;
+        let r2: Round;
         if (r % 2 === 0) {
-          a = await run(one, w1, size);
-          b = await run(two, w2, size);
+          r1 = await run(one, w1, size);
+          r2 = await run(two, w2, size);
         } else {
-          b = await run(two, w2, size);
-          a = await run(one, w1, size);
+          r2 = await run(two, w2, size);
+          r1 = await run(one, w1, size);
         }
-        for (const [sum, [n, t]] of [[total.one, a], [total.two, b]] as const) {
-          sum[0] += n;
-          sum[1] += t;
-        }
-        ratios.push(b[0] / b[1] / (a[0] / a[1]));
+        add(total1, r1);
+        add(total2, r2);
+        ratios.push(rateOf(r2) / rateOf(r1));
       }
-      const rate1 = total.one[0] / total.one[1];
-      const rate2 = total.two[0] / total.two[1];
+      const rate1 = rateOf(total1);
+      const rate2 = rateOf(total2);
       rows.push({
         suite: SUITE, name: `rdma write ${size} B, ${PAIRS} streams, 2 workers over 1 in paired rounds`, engine: 'pool-2/pool-1', unit: 'message',
         opsPerSec: rate2, pool1PerSec: Math.round(rate1), ratio: round(rate2 / rate1),

@@ -105,6 +105,21 @@ function pendingUsedOf(queue: DeviceQueue | null): UsedTriple[] {
   return [];
 }
 
+/**
+ * Give queue `vq` back the used entries the journal holds for it (pendingUsedOf's inverse), to be
+ * published by its next flush; returns how many the dead backend had published already (found in
+ * a packed ring's slots and passed over, not written again).
+ */
+function restoreUsedInto(queue: DeviceQueue | null, vq: number, used: readonly UsedTriple[]): number {
+  if (queue instanceof PackedQueue) return queue.restorePendingUsed(used);
+  if (queue instanceof SplitQueue) {
+    if (used.some(([, , slots]) => slots !== 1)) throw new BackendError(BackendErrorCode.BadJournal, `journal entry: a used element of split ring ${vq} spans more than one slot`);
+    queue.restorePendingUsed(used.map(([id, len]) => [id, len]));
+    return 0;
+  }
+  throw new BackendError(BackendErrorCode.BadJournal, `journal entry: used elements for queue ${vq}, which is not an enabled ring`);
+}
+
 /** Calls that change nothing in the device: answered without a commit. */
 const READ_ONLY_CALLS: ReadonlySet<string> = new Set(['describe', 'maxQueueSize', 'queueEnabled', 'queryQp']);
 
@@ -299,15 +314,7 @@ export class DeviceBackend {
     device.restoreState(state);
     for (const { vq, used } of entry.unpublished) {
       const queue = vq < device.transport.numQueues ? device.transport.queue(vq) : null;
-      if (queue instanceof SplitQueue) {
-        if (used.some(([, , slots]) => slots !== 1)) throw new BackendError(BackendErrorCode.BadJournal, `journal entry: a used element of split ring ${vq} spans more than one slot`);
-        queue.restorePendingUsed(used.map(([id, len]) => [id, len]));
-      } else if (queue instanceof PackedQueue) {
-        // Those the dead backend published already are passed over, not written again.
-        this.restoredUsed.published += queue.restorePendingUsed(used);
-      } else {
-        throw new BackendError(BackendErrorCode.BadJournal, `journal entry: used elements for queue ${vq}, which is not an enabled ring`);
-      }
+      this.restoredUsed.published += restoreUsedInto(queue, vq, used);
       this.restoredUsed.entries += used.length;
       device.datapath.markUnpublished(vq);
     }
