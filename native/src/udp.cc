@@ -15,7 +15,15 @@
 // sends DF with id 0 (an unfragmentable datagram needs no id), the id vrdma seals packets under.
 // With the default IP_PMTUDISC_WANT it sends DF with a hashed, changing id that no peer checking
 // the ICRC against the real header (Linux rxe) would accept.
+//
+// QPN steering (docs/native.md): udpBind(address, port, steerGroup) makes one member of an
+// SO_REUSEPORT group of steerGroup sockets on the same address and port, with a classic BPF
+// program (SO_ATTACH_REUSEPORT_CBPF, Linux 4.5) that picks the member for every datagram from its
+// RoCE BTH: destination QPN q goes to the member with index q mod steerGroup. Members are indexed
+// in the order they were bound; a member that closes is replaced in the kernel's array by the last
+// one, so indices shift and a group must be rebuilt, not patched.
 #include <arpa/inet.h>
+#include <linux/filter.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -134,17 +142,52 @@ Napi::Value RawIpv4Open(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, fd);
 }
 
-// udpBind(address, port): a non-blocking, close-on-exec UDP socket bound to IPv4 address:port
-// (port 0 picks a free one), with IP_MTU_DISCOVER = IP_PMTUDISC_DO (see the top of this file).
+// Sizes of an SO_REUSEPORT steering group udpBind accepts (the kernel allows more members; 64
+// threads per VM address is the bound vrdma sets).
+constexpr int64_t kMinSteerGroup = 2;
+constexpr int64_t kMaxSteerGroup = 64;
+
+// Attach to a bound SO_REUSEPORT socket the group's classic BPF program, which returns for a UDP
+// datagram (it sees the datagram from the UDP payload on, i.e. from the BTH) the member index
+// (BTH destination QPN) mod `group`. The BTH's second word is FECN/BECN/reserved (8 bits) then the
+// 24-bit destination QPN, big-endian as BPF_LD|BPF_ABS loads it. A datagram shorter than 8 bytes
+// makes the load fail, which ends a classic program with 0: it goes to member 0. An index at or
+// above the group's current size (not all bound yet, or one closed) makes the kernel hash instead.
+void AttachQpnSteering(const Napi::Env& env, int fd, uint32_t group) {
+  sock_filter code[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 4),
+      BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0xffffff),
+      BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, group),
+      BPF_STMT(BPF_RET | BPF_A, 0),
+  };
+  sock_fprog prog{};
+  prog.len = sizeof code / sizeof code[0];
+  prog.filter = code;
+  if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof prog) != 0) {
+    CloseAndThrowErrno(env, fd, "setsockopt");
+  }
+}
+
+// udpBind(address, port, steerGroup?): a non-blocking, close-on-exec UDP socket bound to IPv4
+// address:port (port 0 picks a free one), with IP_MTU_DISCOVER = IP_PMTUDISC_DO (see the top of
+// this file). With steerGroup (an integer in 2..64; needs a fixed port) the socket sets
+// SO_REUSEPORT before binding, so it joins (or starts) the group of sockets on address:port, and
+// attaches the QPN steering program for a group of that size (see the top of this file).
 Napi::Value UdpBind(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   if (!info[0].IsString()) throw Napi::TypeError::New(env, "address must be a dotted IPv4 string");
   const std::string text = info[0].As<Napi::String>().Utf8Value();
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(GetInt(env, info[1], "port", 0, 65535)));
+  const uint16_t port = static_cast<uint16_t>(GetInt(env, info[1], "port", 0, 65535));
+  addr.sin_port = htons(port);
   if (inet_pton(AF_INET, text.c_str(), &addr.sin_addr) != 1) {
     throw Napi::RangeError::New(env, "not a dotted IPv4 address: " + text);
+  }
+  const bool steer = !info[2].IsUndefined();
+  const uint32_t group = steer ? static_cast<uint32_t>(GetInt(env, info[2], "steerGroup", kMinSteerGroup, kMaxSteerGroup)) : 0;
+  if (steer && port == 0) {
+    throw Napi::RangeError::New(env, "steerGroup needs a fixed port: with port 0 every member would get a different one");
   }
   const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) ThrowErrno(env, "socket", errno);
@@ -152,9 +195,14 @@ Napi::Value UdpBind(const Napi::CallbackInfo& info) {
   if (setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &pmtu, sizeof pmtu) != 0) {
     CloseAndThrowErrno(env, fd, "setsockopt");
   }
+  const int one = 1;
+  if (steer && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+    CloseAndThrowErrno(env, fd, "setsockopt");
+  }
   if (bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
     CloseAndThrowErrno(env, fd, "bind");
   }
+  if (steer) AttachQpnSteering(env, fd, group);
   return Napi::Number::New(env, fd);
 }
 

@@ -79,8 +79,14 @@ export interface NativeAddon {
    * A non-blocking UDP socket bound to a dotted IPv4 address and port (0: any free port), with
    * IP_MTU_DISCOVER = IP_PMTUDISC_DO so Linux sends its datagrams with DF and IPv4 id 0 (the id
    * vrdma seals ICRCs under) and refuses, with EMSGSIZE, one longer than the path MTU.
+   *
+   * With `steerGroup` (an integer in 2..64, and a fixed port) the socket is one member of an
+   * SO_REUSEPORT group on address:port whose classic BPF program sends a datagram with BTH
+   * destination QPN q to the member with index q mod steerGroup; members are indexed in the order
+   * they were bound, and a datagram shorter than 8 bytes goes to member 0 (docs/native.md, "QPN
+   * steering"). A bad steerGroup, or one with port 0, is a RangeError before any socket is made.
    */
-  udpBind(address: string, port: number): number;
+  udpBind(address: string, port: number, steerGroup?: number): number;
   /** setsockopt of an int option, on any socket (a node:dgram one's fd too); values >= 0. */
   socketSetOption(fd: number, name: SocketOptionName, value: number): void;
   /** getsockopt of an int option (buffer sizes as Linux reports them: twice what was set, capped). */

@@ -20,6 +20,9 @@ import { ReadinessWatcher } from './readiness.js';
 export { DEFAULT_MAX_PACKET_BYTES, DEFAULT_RECV_SLOTS };
 /** recvmmsg calls per wake-up before other I/O gets a turn. */
 const RECV_ROUNDS = 4;
+/** Group sizes qpnSteering accepts (udpBind's steerGroup). */
+export const MIN_QPN_STEERING = 2;
+export const MAX_QPN_STEERING = 64;
 
 export interface BatchedUdpLinkOptions {
   readonly ip: string;
@@ -31,6 +34,18 @@ export interface BatchedUdpLinkOptions {
   /** SO_RCVBUF/SO_SNDBUF to ask for (default 4 MiB); Linux caps them at net.core.rmem_max/wmem_max. */
   readonly recvBufferBytes?: number;
   readonly sendBufferBytes?: number;
+  /**
+   * Kernel steering by destination QPN (docs/native.md, "QPN steering"): the size N (2..64) of an
+   * SO_REUSEPORT group of links on the same ip and port, each typically owned by its own thread.
+   * Members are indexed in the order they were opened (bound); once all N are open, a packet whose
+   * BTH destination QPN is q arrives at member q mod N (one shorter than 8 bytes, at member 0; while
+   * fewer than N are open, a packet for a missing index goes to a member the kernel picks by hash).
+   * Every member must be opened with the same N: the last one to bind sets the group's program.
+   * A member that closes is replaced in the kernel's array by the last member, so indices shift:
+   * close the whole group and open it again rather than patch it. Needs a fixed port (not 0).
+   * A plain link on an address a group holds fails with ADDRESS_IN_USE. Absent: no group.
+   */
+  readonly qpnSteering?: number;
 }
 
 
@@ -64,6 +79,13 @@ export class BatchedUdpLink implements Link {
     const port = opts.port ?? ROCE_UDP_PORT;
     checkIpv4(opts.ip, 'local address');
     checkBindPort(port, opts.ip);
+    const steering = opts.qpnSteering;
+    if (steering !== undefined) {
+      if (!(Number.isInteger(steering) && steering >= MIN_QPN_STEERING && steering <= MAX_QPN_STEERING)) {
+        throw new RangeError(`qpnSteering ${steering} is not in ${MIN_QPN_STEERING}..${MAX_QPN_STEERING}`);
+      }
+      if (port === 0) throw new RangeError('qpnSteering needs a fixed port: with port 0 every member would bind a different one');
+    }
     const maxPacket = opts.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES;
     const arena = opts.sendArenaBytes ?? DEFAULT_SEND_ARENA_BYTES;
     const status = nativeStatus();
@@ -80,7 +102,7 @@ export class BatchedUdpLink implements Link {
     }
     let fd: number;
     try {
-      fd = native.udpBind(opts.ip, port);
+      fd = native.udpBind(opts.ip, port, steering);
     } catch (err) {
       throw bindError(err, `${opts.ip}:${port}`);
     }
