@@ -1,4 +1,4 @@
-// Checked RC traffic between two durable guests (durable-pair.ts), driven from this thread: on
+// Checked RC traffic between two guests (durable-pair.ts), driven from this thread: on
 // every QP pair a stream of RDMA WRITEs and SENDs, each to its own place, at most `window` in
 // flight per QP. Every completion is checked as it is polled: success, the right opcode, and on
 // each QP the next work request in posting order — so a completion lost, repeated or out of
@@ -8,7 +8,7 @@ import { CqeOpcode, CqeStatus, SendFlag, SendOpcode } from '../device/abi.js';
 import type { Cqe } from '../device/cqe.js';
 import { gpa } from '../memory/gpa.js';
 import { Stream, fillPayload, findPayloadMismatch, payloadKey } from '../workload/pattern.js';
-import { DATA, DATA_BYTES, IOVA, type DurableGuest } from './durable-pair.js';
+import { DATA, DATA_BYTES, IOVA, type PairGuest } from './durable-pair.js';
 
 export class TrafficError extends Error {
   override readonly name = 'TrafficError';
@@ -45,7 +45,7 @@ function placeOf(q: number, k: number, o: TrafficOptions, qps: number): number {
 
 const keyOf = (q: number, k: number) => payloadKey(0x5eed, 0, q, k % 2 === 0 ? Stream.Write : Stream.Send, k);
 
-export async function runCheckedTraffic(a: DurableGuest, b: DurableGuest, o: TrafficOptions): Promise<TrafficReport> {
+export async function runCheckedTraffic(a: PairGuest, b: PairGuest, o: TrafficOptions): Promise<TrafficReport> {
   const started = performance.now();
   const qps = a.qps.length;
   placeOf(qps - 1, o.ops - 1, o, qps);

@@ -28,6 +28,9 @@ import { CaptureLink } from '../net/capture.js';
 import { type LinkOpener, MovableLink, type MovableLinkCounters } from '../net/movable-link.js';
 import { NetError, NetErrorCode } from '../net/errors.js';
 import { UdpLink } from '../net/udp-link.js';
+import { BatchedUdpLink } from '../net/batched-udp-link.js';
+import { MAX_SHARDS, ShardedVerbs } from '../nic/shard/sharded-verbs.js';
+import type { ShardProviderOptions } from '../nic/shard/shard-worker.js';
 import type { Link } from '../nic/link.js';
 import { SoftRoce, type SoftRoceOptions } from '../nic/soft/index.js';
 import { DEFAULT_DRIVER_BYTES, DRIVER_AREA_GPA, GuestVm, decodeVmGuestState } from './guest-vm.js';
@@ -75,6 +78,12 @@ export interface VmOptions {
   open?: OpenOptions;
   /** Wrap the VM's link outermost (a host agent's counters, its own loss switch); applied once per VM built. */
   wrapLink?: (link: Link) => Link;
+  /**
+   * Run the device's QPs in this many threads (QP shards, src/nic/shard): 1 (default) runs them
+   * all here. More needs the native addon (a steering group on the VM's address) and does not
+   * go with `link`, `openSocket`, `lossy`, `capturePath` or `wrapLink`, nor migrate yet.
+   */
+  qpShards?: number;
 }
 
 export class Vm extends GuestVm {
@@ -86,7 +95,7 @@ export class Vm extends GuestVm {
     readonly link: Link,
     /** The socket side of `link` (under any lossy or capture wrapper): what moves with the VM. */
     private readonly address: MovableLink,
-    readonly verbs: SoftRoce,
+    readonly verbs: SoftRoce | ShardedVerbs,
     readonly device: RdmaDevice,
     guest: RdmaGuest,
     data: Arena,
@@ -103,12 +112,19 @@ export class Vm extends GuestVm {
     const ramBytes = options.ramBytes ?? DEFAULT_RAM_BYTES;
     const driverBytes = options.driverBytes ?? DEFAULT_DRIVER_BYTES;
     if (DRIVER_AREA_GPA + driverBytes >= ramBytes) throw new RangeError(`ramBytes ${ramBytes} leaves no room for data past the driver area`);
-    const { address, link } = await Vm.links(options);
+    const shards = Vm.shardsOf(options);
+    const { address, link } = await Vm.links(shards === 1 ? options : { ...options, openSocket: () => BatchedUdpLink.open({ ip: options.ip, port: options.port, qpnSteering: shards }) });
     if (options.bindAddress ?? true) await address.bind();
     const dm = DeviceMemory.create({ ramBytes, arenaBytes: ARENA_BYTES });
     dm.addRegion(0, ramBytes);
     const { dirtyLog, cpuLog, cpuMemory } = Vm.logs(dm);
-    const verbs = new SoftRoce(dm, link, options.provider);
+    let verbs: SoftRoce | ShardedVerbs;
+    try {
+      verbs = shards === 1 ? new SoftRoce(dm, link, options.provider) : await ShardedVerbs.open(dm, link, { shards, provider: shardProvider(options.provider), dirtyLog });
+    } catch (err) {
+      await link.close();
+      throw err;
+    }
     const device = new RdmaDevice({ verbs, dm, vmIp: options.ip, inline: true, queueFactory: ringQueueFactory('wasm', options.rings) });
     const driver = new Arena(DRIVER_AREA_GPA, driverBytes);
     const guest = RdmaGuest.open(device.transport, cpuMemory, driver, options.open);
@@ -128,6 +144,7 @@ export class Vm extends GuestVm {
     options: Omit<VmOptions, 'ip' | 'ramBytes' | 'driverBytes' | 'open'> = {},
   ): Promise<Vm> {
     const { ip, dm } = parts;
+    if ((options.qpShards ?? 1) !== 1) throw new RangeError('a VM whose QPs run in shards cannot be restored from a saved state yet');
     const saved = decodeVmGuestState(parts.guestState);
     const { address, link } = await Vm.links({ ...options, ip });
     const { dirtyLog, cpuLog, cpuMemory } = Vm.logs(dm);
@@ -176,6 +193,17 @@ export class Vm extends GuestVm {
     if (options.capturePath !== undefined) link = await CaptureLink.open(link, options.capturePath);
     if (options.wrapLink !== undefined) link = options.wrapLink(link);
     return { address, link };
+  }
+
+  /** The QP shards asked for, checked against the options they do not go with. */
+  private static shardsOf(options: VmOptions): number {
+    const n = options.qpShards ?? 1;
+    if (!Number.isInteger(n) || n < 1 || n > MAX_SHARDS) throw new RangeError(`qpShards must be an integer in [1, ${MAX_SHARDS}], got ${n}`);
+    if (n === 1) return 1;
+    const clash = (['link', 'openSocket', 'lossy', 'capturePath', 'wrapLink'] as const).filter((k) => options[k] !== undefined);
+    if (options.bindAddress === false) clash.push('bindAddress' as never);
+    if (clash.length > 0) throw new RangeError(`qpShards ${n} does not go with ${clash.join(', ')}: every shard holds its own socket on the VM's address`);
+    return n;
   }
 
   /** The two dirty logs over `dm` (R4) and guest RAM as the vCPU writes it. */
@@ -246,5 +274,14 @@ export class Vm extends GuestVm {
     for (let i = 0; i < 2; i++) await new Promise((resolve) => setImmediate(resolve));
     this.verbs.close();
     await this.link.close();
+    if (this.verbs instanceof ShardedVerbs) await this.verbs.stopped;
   }
+}
+
+/** The provider options a worker shard can take (no functions, no kernel instances). */
+function shardProvider(p: SoftRoceOptions | undefined): ShardProviderOptions {
+  if (p === undefined) return {};
+  if (p.kernels !== undefined || p.beforeAtomic !== undefined) throw new RangeError('QP shards take no provider kernels or beforeAtomic hook');
+  const { engine, limits, portMtu, windowPsns, budgetPackets, retryBackoffCeilingMs } = p;
+  return { engine, limits, portMtu, windowPsns, budgetPackets, retryBackoffCeilingMs };
 }

@@ -9,6 +9,12 @@ import { type LayoutOptions, type MemoryLayout, RAM_ALIGN_BYTES, WASM_PAGE_BYTES
 import type { Region } from './region-table.js';
 import { NO_WRITE_LOG, type WriteLog } from './write-log.js';
 
+/** A part of the device arena given to one allocator: `bytes` from offset `off`. */
+export interface ArenaWindow {
+  off: number;
+  bytes: number;
+}
+
 export class DeviceMemory {
   readonly guest: GuestMemory;
   /** Allocator for device-private tables in the arena (control path only). */
@@ -23,10 +29,10 @@ export class DeviceMemory {
   /** Attached from another thread: the memory map is the creator's to change. */
   private readonly attached: boolean;
 
-  private constructor(readonly memory: WebAssembly.Memory, readonly layout: MemoryLayout, attached = false) {
+  private constructor(readonly memory: WebAssembly.Memory, readonly layout: MemoryLayout, attached = false, arena?: ArenaWindow) {
     this.attached = attached;
     this.guest = new GuestMemory(memory, layout);
-    this.arena = new Arena(layout.arenaOff, layout.arenaBytes);
+    this.arena = arena === undefined ? new Arena(layout.arenaOff, layout.arenaBytes) : new Arena(arena.off, arena.bytes);
     this.ram = new Arena(layout.ramBase, layout.ramBytes, 'guest RAM window');
   }
 
@@ -45,15 +51,22 @@ export class DeviceMemory {
    * regions are those in the shared region table, and this view's arena allocator starts empty,
    * so only one device may allocate in the arena at a time (a device backend replaced after its
    * thread died allocates over what the dead one held). Regions cannot be plugged through it.
+   * With `arena`, this view allocates only inside that window of the arena, one the creator
+   * allocated for it, so it can run beside the creator's own allocations (a QP shard's tables).
    */
-  static attach(memory: WebAssembly.Memory, layout: MemoryLayout): DeviceMemory {
+  static attach(memory: WebAssembly.Memory, layout: MemoryLayout, arena?: ArenaWindow): DeviceMemory {
     if (!(memory instanceof WebAssembly.Memory) || !(memory.buffer instanceof SharedArrayBuffer)) {
       throw new MemoryError(MemoryErrorCode.BadState, 'a device memory to attach must be a shared WebAssembly.Memory');
     }
     const expected = computeLayout({ ramBytes: layout.ramBytes, arenaBytes: layout.arenaBytes });
     const same = (Object.keys(expected) as (keyof MemoryLayout)[]).every((k) => expected[k] === layout[k]);
     if (!same || memory.buffer.byteLength < layout.totalBytes) throw new MemoryError(MemoryErrorCode.BadState, 'the layout does not describe this memory');
-    return new DeviceMemory(memory, layout, true);
+    if (arena !== undefined) {
+      const { off, bytes } = arena;
+      const ok = Number.isSafeInteger(off) && Number.isSafeInteger(bytes) && bytes > 0 && off >= layout.arenaOff && off + bytes <= layout.arenaOff + layout.arenaBytes;
+      if (!ok) throw new MemoryError(MemoryErrorCode.BadState, `arena window [${off}, +${bytes}) is not inside the arena`);
+    }
+    return new DeviceMemory(memory, layout, true, arena);
   }
 
   /**

@@ -129,6 +129,11 @@ export class SoftRoce implements Verbs {
     return { stalls: this.env.clock.stalls, stalledMs: Math.round(this.env.clock.discountedMs), drainTurns: this.env.drain.deferredTurns };
   }
 
+  /** Packets sent and received through the link (every one, before any check). */
+  get packetCounts(): { sent: number; received: number } {
+    return { sent: this.wire.counters.sent, received: this.wire.counters.received };
+  }
+
   // ---- PDs ----------------------------------------------------------------------------------
 
   allocPd(): number {

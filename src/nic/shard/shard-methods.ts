@@ -1,0 +1,64 @@
+// The calls a QP shard serves (sharded-verbs.ts): the verbs methods of its SoftRoce by name, and
+// what the device thread asks of a shard besides (its counters, its packet counts). The same
+// table serves a shard on the device's own thread and one in a worker (shard-worker.ts), so both
+// run exactly the same code; only the way the call arrives differs.
+import { VerbsError, VerbsErrorCode } from '../errors.js';
+import type { SoftRoce } from '../soft/soft-roce.js';
+
+/** A shard's counters as plain data (the call channel carries JSON, not Maps). */
+export interface ShardCounters {
+  dropped: [string, number][];
+  events: [string, number][];
+  internalErrors: number;
+  lastInternalError: string | null;
+  sent: number;
+  received: number;
+}
+
+type Method = (roce: SoftRoce, args: unknown[]) => unknown;
+
+/* eslint-disable @typescript-eslint/no-explicit-any -- arguments are checked by SoftRoce itself */
+const METHODS: Record<string, Method> = {
+  allocPd: (r) => r.allocPd(),
+  deallocPd: (r, a) => r.deallocPd(a[0] as number),
+  registerPhysical: (r, a) => r.registerPhysical(a[0] as number, a[1] as any),
+  registerAll: (r, a) => r.registerAll(a[0] as number, a[1] as number),
+  reregisterPhysical: (r, a) => r.reregisterPhysical(a[0] as number, a[1] as any),
+  deregMr: (r, a) => r.deregMr(a[0] as number),
+  createCq: (r, a) => r.createCq(a[0] as number),
+  destroyCq: (r, a) => r.destroyCq(a[0] as number),
+  createQp: (r, a) => r.createQp(a[0] as any),
+  modifyQp: (r, a) => r.modifyQp(a[0] as number, a[1] as any, a[2] as number),
+  queryQp: (r, a) => r.queryQp(a[0] as number),
+  destroyQp: (r, a) => r.destroyQp(a[0] as number),
+  createSrq: (r, a) => r.createSrq(a[0] as number, a[1] as number, a[2] as number, a[3] as number),
+  modifySrq: (r, a) => r.modifySrq(a[0] as number, a[1] as number),
+  destroySrq: (r, a) => r.destroySrq(a[0] as number),
+  createAh: (r, a) => r.createAh(a[0] as number, a[1] as any),
+  destroyAh: (r, a) => r.destroyAh(a[0] as number),
+  addGid: (r, a) => r.addGid(a[0] as number, a[1] as string),
+  delGid: (r, a) => r.delGid(a[0] as number),
+  postSend: (r, a) => r.postSend(a[0] as number, a[1] as any),
+  postRecv: (r, a) => r.postRecv(a[0] as number, a[1] as any),
+  postSrqRecv: (r, a) => r.postSrqRecv(a[0] as number, a[1] as any),
+  suspendQp: (r, a) => r.suspendQp(a[0] as number, a[1] as any),
+  resumeQp: (r, a) => r.resumeQp(a[0] as number),
+  counters: (r) => shardCounters(r),
+};
+/* eslint-enable @typescript-eslint/no-explicit-any */
+
+/** Run `method` on `roce`; VerbsError INVALID_ARGUMENT for a method a shard does not serve. */
+export function callShard(roce: SoftRoce, method: string, args: unknown[]): unknown {
+  const fn = Object.hasOwn(METHODS, method) ? METHODS[method] : undefined;
+  if (fn === undefined) throw new VerbsError(VerbsErrorCode.InvalidArgument, `a QP shard has no call ${method}`);
+  return fn(roce, args);
+}
+
+export function shardCounters(r: SoftRoce): ShardCounters {
+  const e = r.counters.lastInternalError;
+  return {
+    dropped: [...r.counters.dropped], events: [...r.counters.events], internalErrors: r.counters.internalErrors,
+    lastInternalError: e === null || e === undefined ? null : String((e as Error).message ?? e),
+    ...r.packetCounts,
+  };
+}
