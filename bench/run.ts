@@ -27,6 +27,7 @@ export const suites: Record<string, () => Promise<Suite>> = {
   migration: async () => (await import('./migration.js')).default,
   scaling: async () => (await import('./scaling.js')).default,
   durable: async () => (await import('./durable.js')).default,
+  'qp-shards': async () => (await import('./qp-shards.js')).default,
 };
 
 /** Run suites by name; returns false (and says why) if a name is unknown. */

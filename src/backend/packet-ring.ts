@@ -13,6 +13,10 @@ const HEAD = 0;
 const TAIL = 1;
 const BELL = 2;
 const DROPPED = 3;
+/** Consumers waiting on the bell now: the producer notifies only when there is one. */
+const WAITERS = 4;
+/** Producers waiting for room (waitForRoom): a pop notifies only when there is one. */
+const ROOM_WAITERS = 5;
 const HEADER_BYTES = 64;
 const RECORD_HEADER = 12;
 const SKIP = 0xffffffff;
@@ -57,6 +61,36 @@ export class PacketRing {
     return Atomics.load(this.words, BELL);
   }
 
+  /** Producer: whether a record of `length` bytes fits now. */
+  fits(length: number): boolean {
+    const need = align8(RECORD_HEADER + length);
+    const head = Atomics.load(this.words, HEAD) >>> 0;
+    const used = (head - (Atomics.load(this.words, TAIL) >>> 0)) >>> 0;
+    const toEnd = this.capacity - (head % this.capacity);
+    return need <= this.capacity && used + (toEnd < need ? toEnd : 0) + need <= this.capacity;
+  }
+
+  /**
+   * Producer, blocking its thread: wait until a record of `length` bytes fits, for at most
+   * `timeoutMs`. Returns whether it fits. (A pop wakes it.)
+   */
+  waitForRoom(length: number, timeoutMs: number): boolean {
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const tail = Atomics.load(this.words, TAIL);
+      if (this.fits(length)) return true;
+      const left = deadline - performance.now();
+      if (left <= 0) return false;
+      this.ring();
+      Atomics.add(this.words, ROOM_WAITERS, 1);
+      try {
+        Atomics.wait(this.words, TAIL, tail, left);
+      } finally {
+        Atomics.sub(this.words, ROOM_WAITERS, 1);
+      }
+    }
+  }
+
   /** Producer: copy one datagram in; false (and counted) if it does not fit. */
   push(bytes: Uint8Array, ip: number, port: number): boolean {
     const need = align8(RECORD_HEADER + bytes.length);
@@ -84,7 +118,8 @@ export class PacketRing {
   /** Producer: wake the consumer (after one push or a batch). */
   ring(): void {
     Atomics.add(this.words, BELL, 1);
-    Atomics.notify(this.words, BELL);
+    // A consumer that starts waiting after this add sees the bell changed and does not sleep.
+    if (Atomics.load(this.words, WAITERS) > 0) Atomics.notify(this.words, BELL);
   }
 
   /**
@@ -118,13 +153,19 @@ export class PacketRing {
       }
     } finally {
       Atomics.store(this.words, TAIL, tail | 0);
+      if (n > 0 && Atomics.load(this.words, ROOM_WAITERS) > 0) Atomics.notify(this.words, TAIL);
     }
     return n;
   }
 
   /** Consumer: wait until the bell changes from `seen` (or `timeoutMs` passes). */
   async wait(seen: number, timeoutMs: number): Promise<void> {
-    const r = Atomics.waitAsync(this.words, BELL, seen, timeoutMs);
-    if (r.async) await r.value;
+    Atomics.add(this.words, WAITERS, 1);
+    try {
+      const r = Atomics.waitAsync(this.words, BELL, seen, timeoutMs);
+      if (r.async) await r.value;
+    } finally {
+      Atomics.sub(this.words, WAITERS, 1);
+    }
   }
 }

@@ -1,14 +1,22 @@
 // The device thread's handle on a QP shard in a worker thread (shard-worker.ts): synchronous calls
-// over the shard's control block (call-channel.ts), its completion ring, and its lifecycle.
+// over the shard's control block (call-channel.ts), its post ring (work requests, sent without
+// waiting: the shard runs them in order, and before any call), its completion ring, and its
+// lifecycle.
 import { Worker } from 'node:worker_threads';
 import { CallClient } from '../../backend/call-channel.js';
 import { ControlBlock } from '../../backend/control-block.js';
 import { PacketRing } from '../../backend/packet-ring.js';
 import { VerbsError, VerbsErrorCode } from '../errors.js';
+import type { RecvWr, SendWr } from '../verbs.js';
+import { POST_RECV, POST_SEND, encodeRecvWr, encodeSendWr, recvWrBytes, sendWrBytes } from './post-codec.js';
 import type { ShardWorkerData, ShardWorkerMessage } from './shard-worker.js';
 
 /** Bytes of a shard's completion ring: room for about 16 k completions. */
 export const COMPLETION_RING_BYTES = 1024 * 1024;
+/** Bytes of a shard's post ring: room for about 10 k one-SGE work requests. */
+export const POST_RING_BYTES = 1024 * 1024;
+/** How long a post waits for room in a full post ring before it fails. */
+const POST_ROOM_MS = 10_000;
 /** A journal slot the shard's control block must have; a shard keeps no journal. */
 const MIN_SLOT_BYTES = 4096;
 /** How long a closing shard may take to let its owed ACKs out and release its socket. */
@@ -23,8 +31,17 @@ export class RemoteShard {
   /** Called once if the worker goes away without being asked to. */
   onLost: (why: string) => void = () => {};
   private stopping = false;
+  private scratch = new Uint8Array(4096);
+  private bellDue = false;
 
-  private constructor(readonly index: number, private readonly worker: Worker, block: ControlBlock, readonly completions: PacketRing, callTimeoutMs: number) {
+  private constructor(
+    readonly index: number,
+    private readonly worker: Worker,
+    block: ControlBlock,
+    readonly completions: PacketRing,
+    private readonly posts: PacketRing,
+    callTimeoutMs: number,
+  ) {
     this.client = new CallClient(block, callTimeoutMs);
     this.exited = new Promise((resolve) => worker.once('exit', () => resolve()));
     worker.on('error', (err) => this.lose(`shard ${index} failed: ${err.message}`));
@@ -32,10 +49,11 @@ export class RemoteShard {
   }
 
   /** Start a shard worker; resolves once its socket is bound in the group, rejects if it could not be. */
-  static async start(data: Omit<ShardWorkerData, 'block' | 'completions'>, callTimeoutMs = 10_000): Promise<RemoteShard> {
+  static async start(data: Omit<ShardWorkerData, 'block' | 'completions' | 'posts'>, callTimeoutMs = 10_000): Promise<RemoteShard> {
     const block = ControlBlock.create(MIN_SLOT_BYTES);
     const completions = PacketRing.create(COMPLETION_RING_BYTES);
-    const full: ShardWorkerData = { ...data, block: block.buffer, completions: completions.buffer };
+    const posts = PacketRing.create(POST_RING_BYTES);
+    const full: ShardWorkerData = { ...data, block: block.buffer, completions: completions.buffer, posts: posts.buffer };
     const worker = new Worker(new URL('./shard-worker.js', import.meta.url), { workerData: full });
     await new Promise<void>((resolve, reject) => {
       const onMessage = (m: ShardWorkerMessage): void => {
@@ -63,11 +81,38 @@ export class RemoteShard {
       await worker.terminate();
       throw err;
     });
-    return new RemoteShard(data.index, worker, block, completions, callTimeoutMs);
+    return new RemoteShard(data.index, worker, block, completions, posts, callTimeoutMs);
   }
 
   get alive(): boolean {
     return this.gone === null;
+  }
+
+  /**
+   * Queue work requests for QP `qpn` on the shard, without waiting for it: it runs them in order,
+   * and all of them before any later call. One it refuses comes back as a completion with
+   * LOC_QP_OP_ERR. Blocks only while the post ring is full (the shard is behind).
+   */
+  post(qpn: number, kind: typeof POST_SEND | typeof POST_RECV, wrs: readonly (SendWr | RecvWr)[]): void {
+    if (this.gone !== null) throw new VerbsError(VerbsErrorCode.IoError, this.gone);
+    let size = 0;
+    for (const wr of wrs) size += kind === POST_SEND ? sendWrBytes(wr as SendWr) : recvWrBytes(wr);
+    if (size > this.scratch.length) this.scratch = new Uint8Array(Math.max(size, 2 * this.scratch.length));
+    const view = new DataView(this.scratch.buffer);
+    let off = 0;
+    for (const wr of wrs) off = kind === POST_SEND ? encodeSendWr(this.scratch, view, off, wr as SendWr) : encodeRecvWr(view, off, wr);
+    if (!this.posts.fits(size) && !this.posts.waitForRoom(size, POST_ROOM_MS)) {
+      throw new VerbsError(VerbsErrorCode.NoResources, `shard ${this.index}'s post ring stayed full for ${POST_ROOM_MS} ms`);
+    }
+    this.posts.push(this.scratch.subarray(0, size), qpn, kind);
+    // One wake-up for the posts of this turn.
+    if (!this.bellDue) {
+      this.bellDue = true;
+      queueMicrotask(() => {
+        this.bellDue = false;
+        this.posts.ring();
+      });
+    }
   }
 
   /** A synchronous call into the shard; VerbsError IO_ERROR once the shard is gone. */

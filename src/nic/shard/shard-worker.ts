@@ -1,8 +1,10 @@
 // A QP shard in a worker thread: a SoftRoce over the device's shared memory, with its own socket
 // in the VM address's steering group (BatchedUdpLink's qpnSteering), so the kernel hands it the
 // packets of the QPs whose number modulo the group size is its index. It serves the device
-// thread's synchronous calls (call-channel.ts over its control block) and pushes its completions,
-// a CQ's batch per record, into a completion ring in shared memory (sharded-verbs.ts reads it).
+// thread's synchronous calls (call-channel.ts over its control block), runs the work requests
+// posted to it through its post ring (all those queued before any call, so a call never overtakes
+// a post), and pushes its completions, a CQ's batch per record, into a completion ring in shared
+// memory (sharded-verbs.ts reads it). A work request it refuses goes back through the same ring.
 import { parentPort, workerData } from 'node:worker_threads';
 import { CallServer } from '../../backend/call-channel.js';
 import { ControlBlock } from '../../backend/control-block.js';
@@ -12,9 +14,12 @@ import type { MemoryLayout } from '../../memory/layout.js';
 import { DirtyLog, type DirtyLogPlacement } from '../../migration/dirty-log.js';
 import { BatchedUdpLink } from '../../net/batched-udp-link.js';
 import { SoftRoce } from '../soft/soft-roce.js';
+import type { SendWr } from '../verbs.js';
 import type { SoftRoceOptions } from '../soft/options.js';
 import { callShard } from './shard-methods.js';
-import { RECORD_OVERRUN, RECORD_WCS, WCS_PER_RECORD, WC_RECORD_BYTES, encodeWc } from './wc-codec.js';
+import { POST_SEND, decodeRecvWrs, decodeSendWrs } from './post-codec.js';
+import { RECORD_OVERRUN, RECORD_REFUSED, RECORD_WCS, REFUSED_BYTES, WCS_PER_RECORD, WC_RECORD_BYTES, encodeWc } from './wc-codec.js';
+import { WcOpcode, wcOpcodeOf } from '../types.js';
 
 /** The provider options that cross to a worker (functions and kernel instances do not). */
 export type ShardProviderOptions = Pick<SoftRoceOptions, 'engine' | 'limits' | 'portMtu' | 'windowPsns' | 'budgetPackets' | 'retryBackoffCeilingMs'>;
@@ -30,6 +35,7 @@ export interface ShardWorkerData {
   dirtyLog: DirtyLogPlacement | null;
   block: SharedArrayBuffer;
   completions: SharedArrayBuffer;
+  posts: SharedArrayBuffer;
   provider: ShardProviderOptions;
 }
 
@@ -41,6 +47,8 @@ const RECORD_ROOM = 16 + WCS_PER_RECORD * WC_RECORD_BYTES;
 /** Moves a shard's completions into its ring; CQs whose completions do not fit yet wait for room. */
 class CompletionForwarder {
   private readonly pending = new Set<number>();
+  /** Work requests refused at posting, by QP: [wrId, completion opcode, receive]. */
+  private readonly refusedWrs = new Map<number, [bigint, number, boolean][]>();
   private scheduled = false;
   private readonly scratch = new Uint8Array(WCS_PER_RECORD * WC_RECORD_BYTES);
   private readonly view = new DataView(this.scratch.buffer);
@@ -63,8 +71,35 @@ class CompletionForwarder {
     else queueMicrotask(run);
   }
 
+  /** Report work requests of `qpn` the shard refused, as completions (sharded-verbs.ts makes them). */
+  refused(qpn: number, wrs: [bigint, number, boolean][]): void {
+    const list = this.refusedWrs.get(qpn) ?? [];
+    list.push(...wrs);
+    this.refusedWrs.set(qpn, list);
+    this.schedule(false);
+  }
+
   private flush(): void {
     let pushed = false;
+    for (const [qpn, list] of this.refusedWrs) {
+      while (list.length > 0) {
+        if (this.ring.capacity - this.ring.pending < 2 * RECORD_ROOM) {
+          if (pushed) this.ring.ring();
+          this.schedule(true);
+          return;
+        }
+        const batch = list.splice(0, WCS_PER_RECORD);
+        const view = new DataView(this.scratch.buffer);
+        batch.forEach(([wrId, opcode, recv], i) => {
+          view.setBigUint64(i * REFUSED_BYTES, BigInt.asUintN(64, wrId), true);
+          view.setUint32(i * REFUSED_BYTES + 8, opcode, true);
+          view.setUint32(i * REFUSED_BYTES + 12, recv ? 1 : 0, true);
+        });
+        this.ring.push(this.scratch.subarray(0, batch.length * REFUSED_BYTES), qpn, RECORD_REFUSED);
+        pushed = true;
+      }
+      this.refusedWrs.delete(qpn);
+    }
     for (const cq of this.pending) {
       for (;;) {
         if (this.ring.capacity - this.ring.pending < 2 * RECORD_ROOM) {
@@ -93,6 +128,22 @@ class CompletionForwarder {
   }
 }
 
+/** Post one record's work requests, one at a time; those refused are reported, not thrown. */
+function runPost(roce: SoftRoce, forwarder: CompletionForwarder, qpn: number, kind: number, bytes: Uint8Array): void {
+  const send = kind === POST_SEND;
+  const wrs = send ? decodeSendWrs(bytes) : decodeRecvWrs(bytes);
+  const refused: [bigint, number, boolean][] = [];
+  for (const wr of wrs) {
+    try {
+      if (send) roce.postSend(qpn, [wr as SendWr]);
+      else roce.postRecv(qpn, [wr]);
+    } catch {
+      refused.push([wr.wrId, send ? wcOpcodeOf((wr as SendWr).opcode) : WcOpcode.Recv, !send]);
+    }
+  }
+  if (refused.length > 0) forwarder.refused(qpn, refused);
+}
+
 async function main(): Promise<void> {
   const data = workerData as ShardWorkerData;
   const port = parentPort!;
@@ -106,9 +157,22 @@ async function main(): Promise<void> {
     return;
   }
   const roce = new SoftRoce(dm, link, data.provider);
-  new CompletionForwarder(roce, new PacketRing(data.completions));
+  const forwarder = new CompletionForwarder(roce, new PacketRing(data.completions));
+  const posts = new PacketRing(data.posts);
+  const runPosts = (): void => {
+    posts.pop((bytes, qpn, kind) => {
+      try {
+        runPost(roce, forwarder, qpn, kind, bytes);
+      } catch (err) {
+        // Only a record this code did not write gets here: a bug, counted where bugs are.
+        roce.counters.internalErrors++;
+        roce.counters.lastInternalError = err;
+      }
+    });
+  };
   let closing = false;
   const server = new CallServer(ControlBlock.attach(data.block), (call) => {
+    runPosts();
     if (call.method === 'close') {
       closing = true;
       return null;
@@ -118,7 +182,16 @@ async function main(): Promise<void> {
     if (closing) server.stop();
   });
   port.postMessage({ ready: true } satisfies ShardWorkerMessage);
+  const postLoop = (async () => {
+    while (!closing) {
+      const seen = posts.bell;
+      runPosts();
+      await posts.wait(seen, 1000);
+    }
+  })();
   await server.serve();
+  posts.ring();
+  await postLoop;
   // ACKs owed are coalesced into a later turn of the event loop (soft/qp.ts): let them leave.
   for (let i = 0; i < 2; i++) await new Promise((resolve) => setImmediate(resolve));
   roce.close();

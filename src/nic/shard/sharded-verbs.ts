@@ -13,7 +13,10 @@
 // - A shard's completions come back in per-shard rings in shared memory, a CQ's batch per record,
 //   and are queued in this facade's CQs in the order each shard made them, so each QP's
 //   completions stay in order; a CQ gathers from every shard.
-// - Posts and control calls reach a worker shard as synchronous calls (call-channel.ts).
+// - Posts reach a worker shard through its post ring without waiting (the device posts one work
+//   request at a time); a post the shard refuses comes back as a LOC_QP_OP_ERR completion rather
+//   than as an exception. Control calls are synchronous (call-channel.ts), and a shard runs every
+//   post queued before a call first, so a call never overtakes a post.
 // - Not yet: saving the state (R9) across shards, and surviving a shard's death; both are
 //   refused or reported, never half done (docs/worker-pool.md).
 import type { DeviceMemory } from '../../memory/device-memory.js';
@@ -34,14 +37,14 @@ import type {
 import { RemoteShard } from './remote-shard.js';
 import { type ShardCounters, callShard, shardCounters } from './shard-methods.js';
 import type { ShardProviderOptions } from './shard-worker.js';
-import { RECORD_OVERRUN, WC_RECORD_BYTES, decodeWc } from './wc-codec.js';
+import { POST_RECV, POST_SEND } from './post-codec.js';
+import { RECORD_OVERRUN, RECORD_REFUSED, REFUSED_BYTES, WC_RECORD_BYTES, decodeWc } from './wc-codec.js';
+import { WcStatus } from '../types.js';
 
 registerCodedError('VerbsError', VerbsErrorCode, (code, message) => new VerbsError(code, message));
 
 /** Most shards a device may have: the steering group's limit. */
 export const MAX_SHARDS = MAX_QPN_STEERING;
-/** Work requests per call into a worker shard (the call area holds 64 KiB of JSON). */
-const WRS_PER_CALL = 32;
 
 export interface ShardedVerbsOptions {
   /** Shards, 2..MAX_SHARDS (1 shard is a plain SoftRoce). */
@@ -346,9 +349,8 @@ export class ShardedVerbs implements Verbs {
   private post(qpn: number, method: 'postSend' | 'postRecv', wrs: readonly (SendWr | RecvWr)[]): void {
     const place = this.qps.get(qpn);
     if (place === undefined) throw new VerbsError(VerbsErrorCode.NoSuchObject, `no QP ${qpn}`);
-    const shard = this.shards[place.shard];
-    if (place.shard === 0) return void shard.call(method, [qpn, wrs]);
-    for (let i = 0; i < wrs.length; i += WRS_PER_CALL) shard.call(method, [qpn, wrs.slice(i, i + WRS_PER_CALL)]);
+    if (place.shard === 0) return void this.shards[0].call(method, [qpn, wrs]);
+    this.remotes[place.shard - 1].post(qpn, method === 'postSend' ? POST_SEND : POST_RECV, wrs);
   }
 
   /** A number for a new QP: the next free one from the cursor, on `shard` if one is asked for. */
@@ -442,6 +444,11 @@ export class ShardedVerbs implements Verbs {
   private drainRing(ring: PacketRing): void {
     const touched = new Set<number>();
     ring.pop((bytes, cqNum, kind) => {
+      if (kind === RECORD_REFUSED) {
+        const cq = this.refused(cqNum, bytes);
+        if (cq !== null) touched.add(cq);
+        return;
+      }
       const c = this.cqs.get(cqNum);
       if (c === undefined) return;
       touched.add(cqNum);
@@ -455,6 +462,26 @@ export class ShardedVerbs implements Verbs {
       }
     });
     for (const cq of touched) this.notify(cq);
+  }
+
+  /** Work requests of QP `qpn` a shard refused at posting: LOC_QP_OP_ERR completions, as the device's own refusals. Returns a CQ touched. */
+  private refused(qpn: number, bytes: Uint8Array): number | null {
+    const place = this.qps.get(qpn);
+    if (place === undefined) return null;
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    let touched: number | null = null;
+    for (let off = 0; off + REFUSED_BYTES <= bytes.length; off += REFUSED_BYTES) {
+      const recv = view.getUint32(off + 12, true) === 1;
+      const cq = recv ? place.recvCq : place.sendCq;
+      const c = this.cqs.get(cq);
+      if (c === undefined) continue;
+      c.push({
+        wrId: view.getBigUint64(off, true), status: WcStatus.LocQpOpErr, opcode: view.getUint32(off + 8, true), vendorErr: 0, byteLen: 0, immData: 0,
+        qpNum: qpn, srcQp: 0, wcFlags: 0, pkeyIndex: 0, slid: 0, sl: 0, dlidPathBits: 0,
+      }, false);
+      touched = cq;
+    }
+    return touched;
   }
 
   private notify(cq: number): void {

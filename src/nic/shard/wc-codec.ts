@@ -9,9 +9,15 @@ import type { WorkCompletion } from '../verbs.js';
 export const WC_RECORD_BYTES = 64;
 /** Completions per record of a shard's completion ring: one CQ's batch (the ring's ip field names the CQ). */
 export const WCS_PER_RECORD = 64;
-/** A completion ring record's kind (the ring's port field): completions, or the CQ overran. */
+/**
+ * A completion ring record's kind (the ring's port field): a CQ's completions (ip: the CQ), the
+ * CQ overran (ip: the CQ), or work requests the shard refused at posting (ip: the QPN; the
+ * bytes REFUSED_BYTES per work request: u64 wrId, u32 completion opcode, u32 1 if a receive).
+ */
 export const RECORD_WCS = 0;
 export const RECORD_OVERRUN = 1;
+export const RECORD_REFUSED = 2;
+export const REFUSED_BYTES = 16;
 
 const U32_FIELDS = ['status', 'opcode', 'vendorErr', 'byteLen', 'immData', 'qpNum', 'srcQp', 'wcFlags', 'pkeyIndex', 'slid', 'sl', 'dlidPathBits'] as const;
 
