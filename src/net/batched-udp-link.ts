@@ -16,6 +16,7 @@ import { DEFAULT_MAX_PACKET_BYTES, DEFAULT_RECV_SLOTS, MmsgReceiver } from './mm
 import { DEFAULT_SEND_ARENA_BYTES, MmsgSender } from './mmsg-sender.js';
 import { DEFAULT_SOCKET_BUFFER_BYTES } from './udp-link.js';
 import { ReadinessWatcher } from './readiness.js';
+import { ipv4 } from '../nic/roce/icrc.js';
 
 export { DEFAULT_MAX_PACKET_BYTES, DEFAULT_RECV_SLOTS };
 /** recvmmsg calls per wake-up before other I/O gets a turn. */
@@ -46,6 +47,13 @@ export interface BatchedUdpLinkOptions {
    * A plain link on an address a group holds fails with ADDRESS_IN_USE. Absent: no group.
    */
   readonly qpnSteering?: number;
+  /**
+   * Take over this socket instead of binding one: a socket a link left open when its thread died
+   * (a QP shard's, src/nic/shard), still bound to ip:port and still in its steering group at its
+   * index. It must be a UDP socket bound to ip:port (else NetError INVALID_ADDRESS and the fd is left
+   * alone); from then on the link owns it.
+   */
+  readonly adoptFd?: number;
 }
 
 
@@ -101,10 +109,23 @@ export class BatchedUdpLink implements Link {
       if (!(Number.isInteger(v) && v > 0 && v <= 0x7fffffff)) throw new RangeError(`${what} ${v} is not in 1..2^31-1`);
     }
     let fd: number;
-    try {
-      fd = native.udpBind(opts.ip, port, steering);
-    } catch (err) {
-      throw bindError(err, `${opts.ip}:${port}`);
+    if (opts.adoptFd !== undefined) {
+      fd = opts.adoptFd;
+      let bound: { ipv4: number; port: number } | null = null;
+      try {
+        bound = Number.isInteger(fd) && fd >= 0 ? native.udpLocalAddress(fd) : null;
+      } catch {
+        // Not a socket (or not open): refused below.
+      }
+      if (bound === null || bound.ipv4 >>> 0 !== ipv4(opts.ip) >>> 0 || bound.port !== port) {
+        throw new NetError(NetErrorCode.InvalidAddress, `fd ${fd} is not a socket bound to ${opts.ip}:${port}`);
+      }
+    } else {
+      try {
+        fd = native.udpBind(opts.ip, port, steering);
+      } catch (err) {
+        throw bindError(err, `${opts.ip}:${port}`);
+      }
     }
     try {
       native.socketSetOption(fd, 'SO_RCVBUF', recvBuffer);
@@ -121,6 +142,11 @@ export class BatchedUdpLink implements Link {
       throw err;
     }
     return link;
+  }
+
+  /** The socket's file descriptor (what a successor adopts: adoptFd). */
+  get socketFd(): number {
+    return this.fd;
   }
 
   /** The socket buffer sizes the kernel granted (Linux reports twice what was asked, capped). */

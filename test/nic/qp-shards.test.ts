@@ -6,7 +6,11 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { runCheckedTraffic } from '../../src/demo/checked-traffic.js';
-import { type PairGuest, connectPair, vmGuest } from '../../src/demo/durable-pair.js';
+import { ACCESS, DATA, IOVA, type PairGuest, connectPair, vmGuest } from '../../src/demo/durable-pair.js';
+import { AttrMask, CqeStatus, SendFlag, SendOpcode } from '../../src/device/abi.js';
+import { connectRc } from '../../src/host/connect.js';
+import { gpa } from '../../src/memory/gpa.js';
+import { Stream, fillPayload, findPayloadMismatch, payloadKey } from '../../src/workload/pattern.js';
 import { Vm } from '../../src/host/vm.js';
 import { VerbsError, VerbsErrorCode } from '../../src/nic/errors.js';
 import { QpAttr, QpState, QpType } from '../../src/nic/qp-state.js';
@@ -16,6 +20,7 @@ import { WcOpcode, WcStatus } from '../../src/nic/types.js';
 import type { WorkCompletion } from '../../src/nic/verbs.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ShardedVerbs } from '../../src/nic/shard/sharded-verbs.js';
+import type { ShardCounters } from '../../src/nic/shard/shard-methods.js';
 import { withNative } from '../native/with-native.js';
 
 const open: Vm[] = [];
@@ -57,28 +62,88 @@ async function vm(ip: string, qpShards: number): Promise<Vm> {
   return v;
 }
 
-/** Checked traffic between a and b over `qps` QP pairs; every shard of a sharded side carried its QPs. */
-async function traffic(a: Vm, b: Vm, qps: number, ops = 200): Promise<{ ga: PairGuest; gb: PairGuest }> {
-  const ga = await vmGuest(a, qps);
-  const gb = await vmGuest(b, qps);
-  await connectPair(ga, gb);
+const WRITE_BYTES = 4096;
+const placeOf = (q: number, k: number): number => (k * 4 + q) * WRITE_BYTES;
+const keyOf = (q: number, k: number): number => payloadKey(0x5ead, 0, q, Stream.Write, k);
+
+/**
+ * `ops` WRITEs on each of a's QPs to b, 8 in flight per QP, calling `kill` once a third have
+ * completed; posting stops on a QP whose completion failed. Every work request posted must
+ * complete exactly once and in posting order. Returns each QP's completion statuses.
+ */
+async function writesThroughKill(a: PairGuest, b: PairGuest, ops: number, kill: () => Promise<void>): Promise<CqeStatus[][]> {
+  const qps = a.qps.length;
+  const index = new Map(a.qps.map((qp, i) => [qp.qpn, i]));
+  const posted = new Array<number>(qps).fill(0);
+  const statuses: CqeStatus[][] = a.qps.map(() => []);
+  const failed = new Array<boolean>(qps).fill(false);
+  const payload = new Uint8Array(WRITE_BYTES);
+  let killed: Promise<void> | null = null;
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    for (let q = 0; q < qps; q++) {
+      const wrs = [];
+      while (!failed[q] && posted[q] < ops && posted[q] - statuses[q].length < 8) {
+        const k = posted[q]++;
+        fillPayload(payload, keyOf(q, k));
+        a.device.dm.guest.write(gpa(DATA + placeOf(q, k)), payload);
+        const at = IOVA + placeOf(q, k);
+        wrs.push({ wrId: BigInt(k), opcode: SendOpcode.RdmaWrite, flags: SendFlag.SIGNALED, remoteAddr: at, rkey: b.rkey, sgList: [{ addr: at, length: WRITE_BYTES, lkey: a.lkey }] });
+      }
+      if (wrs.length > 0) a.qps[q].postSend(wrs);
+    }
+    for (const c of a.cq.poll()) {
+      const q = index.get(c.qpNum)!;
+      assert.equal(c.wrId, BigInt(statuses[q].length), `QP ${q}: completions in posting order, none lost or repeated`);
+      statuses[q].push(c.status);
+      if (c.status !== CqeStatus.Success) failed[q] = true;
+    }
+    const done = statuses.reduce((n, st) => n + st.length, 0);
+    if (killed === null && done >= (qps * ops) / 3) killed = kill();
+    if (killed !== null && posted.every((p, q) => statuses[q].length === p && (p === ops || failed[q]))) break;
+    if (Date.now() > deadline) assert.fail(`stalled: ${JSON.stringify(statuses.map((st) => st.length))} of ${JSON.stringify(posted)} completed`);
+    await sleep(1);
+  }
+  await killed;
+  if (a.cq.poll().length > 0) assert.fail('a completion beyond the work posted');
+  return statuses;
+}
+
+/** Connect again, from RESET, the pairs `which` names. */
+async function reconnect(a: PairGuest, b: PairGuest, which: boolean[]): Promise<void> {
+  const attrs = { access: ACCESS, timeout: 12, retryCnt: 7, rnrRetry: 7 };
+  for (const [i, qa] of a.qps.entries()) {
+    if (!which[i]) continue;
+    const qb = b.qps[i];
+    await connectRc(qa, 0x3000 + i, { ip: b.device.ip, qpn: qb.qpn, psn: 0x7000 + i }, attrs);
+    await connectRc(qb, 0x7000 + i, { ip: a.device.ip, qpn: qa.qpn, psn: 0x3000 + i }, attrs);
+  }
+}
+
+/**
+ * Checked traffic between a and b over `qps` QP pairs (set up here unless given); every shard of
+ * a sharded side carried its QPs.
+ */
+async function traffic(a: Vm, b: Vm, qps: number, ops = 200, given?: { ga: PairGuest; gb: PairGuest }): Promise<{ ga: PairGuest; gb: PairGuest }> {
+  const ga = given?.ga ?? (await vmGuest(a, qps));
+  const gb = given?.gb ?? (await vmGuest(b, qps));
+  if (given === undefined) await connectPair(ga, gb);
+  const sides = ([[a, ga], [b, gb]] as const).filter(([v]) => v.verbs instanceof ShardedVerbs).map(([v, g]) => ({ v, g, s: v.verbs as ShardedVerbs }));
+  const before = sides.map(({ s }) => s.shardCounters());
   const report = await runCheckedTraffic(ga, gb, { ops, bytes: 4096, window: 16, timeoutMs: 60_000 });
   assert.equal(report.sendCompletions, qps * ops);
-  for (const [v, g] of [[a, ga], [b, gb]] as const) {
-    if (!(v.verbs instanceof ShardedVerbs)) continue;
-    const s = v.verbs;
+  for (const [k, { v, g, s }] of sides.entries()) {
     const perShard = s.shardCounters();
+    const unknown = (c: ShardCounters): number => c.dropped.find(([why]) => why === 'unknown QPN')?.[1] ?? 0;
     const owners = new Set(g.qps.map((qp) => s.shardOf(qp.qpn)));
     assert.equal(owners.size, Math.min(qps, s.shardCount), `${v.ip}'s QPs are spread over its shards`);
     for (const i of owners) {
-      assert.ok(perShard[i].received > 0 && perShard[i].sent > 0, `${v.ip} shard ${i} carried packets: ${JSON.stringify(perShard[i])}`);
+      assert.ok(perShard[i].received > before[k][i].received && perShard[i].sent > before[k][i].sent, `${v.ip} shard ${i} carried packets: ${JSON.stringify(perShard[i])}`);
     }
     // A packet the kernel steered to the wrong shard would be dropped there as for an unknown QP.
     // (Duplicates and packets out of sequence are go-back-N's ordinary leftovers on a loaded machine.)
-    for (const [i, c] of perShard.entries()) {
-      assert.deepEqual(c.dropped.filter(([why]) => why === 'unknown QPN'), [], `${v.ip} shard ${i} had no packet for another shard's QP`);
-    }
-    assert.equal(v.verbs.counters.internalErrors, 0);
+    for (const [i, c] of perShard.entries()) assert.equal(unknown(c) - unknown(before[k][i]), 0, `${v.ip} shard ${i} had no packet for another shard's QP`);
+    assert.equal(s.counters.internalErrors, 0);
   }
   return { ga, gb };
 }
@@ -138,22 +203,90 @@ describe('QP shards', { concurrency: false }, () => {
     });
   }));
 
-  it('closing releases every shard\'s socket; a lost shard is reported and its QPs refuse work', withNative(async () => {
+  it('closing releases every shard\'s socket', withNative(async () => {
     const a = await Vm.open({ ip: '127.0.46.7', qpShards: 3 });
     await a.close();
     // Every member left the group: a plain socket binds the address now.
     const again = await vm('127.0.46.7', 1);
     await again.close();
+  }));
+
+  it('a worker shard that dies is replaced on its socket; its QPs\' work completes with WR_FLUSH_ERR, and from RESET they run again', withNative(async () => {
     await withFacade('127.0.46.8', 2, async (s) => {
       const pd = s.allocPd();
       const cq = s.createCq(16);
       const cap = { maxSendWr: 4, maxRecvWr: 4, maxSendSge: 1, maxRecvSge: 1, maxInlineBytes: 0 };
       const odd = s.createQp({ type: QpType.Rc, pd, sendCq: cq, recvCq: cq, cap, sigAll: false, qpn: 0x51 });
       const even = s.createQp({ type: QpType.Rc, pd, sendCq: cq, recvCq: cq, cap, sigAll: false, qpn: 0x52 });
+      const init = { qpState: QpState.Init, pkeyIndex: 0, portNum: 1, qpAccessFlags: 0 };
+      const initMask = QpAttr.STATE | QpAttr.PKEY_INDEX | QpAttr.PORT | QpAttr.ACCESS_FLAGS;
+      s.modifyQp(odd, init, initMask);
+      s.postRecv(odd, [{ wrId: 1n, sgList: [] }, { wrId: 2n, sgList: [] }]);
+      assert.equal(s.queryQp(odd).qpState, QpState.Init);
       await s.killShard(1);
-      assert.match(s.lost ?? '', /shard 1/);
-      assert.throws(() => s.queryQp(odd), (e: unknown) => e instanceof VerbsError && e.code === VerbsErrorCode.IoError);
+      assert.deepEqual({ ...s.losses, last: undefined }, { lost: 1, replaced: 1, last: undefined });
+      assert.match(s.losses.last ?? '', /shard 1/);
+      // Both receives complete, flushed; the QP reads as ERR and refuses anything but RESET.
+      const flushed = await pollUntil(s, cq, 2);
+      assert.deepEqual(flushed.map((w) => [w.wrId, w.status, w.qpNum]), [[1n, WcStatus.WrFlushErr, odd], [2n, WcStatus.WrFlushErr, odd]]);
+      assert.equal(s.queryQp(odd).qpState, QpState.Err);
+      assert.throws(() => s.modifyQp(odd, { qpState: QpState.Rtr }, QpAttr.STATE), (e: unknown) => e instanceof VerbsError && e.code === VerbsErrorCode.InvalidArgument);
+      s.postRecv(odd, [{ wrId: 3n, sgList: [] }]);
+      assert.deepEqual((await pollUntil(s, cq, 1)).map((w) => [w.wrId, w.status]), [[3n, WcStatus.WrFlushErr]]);
+      // RESET makes it again on the successor, which holds the objects every shard holds.
+      s.modifyQp(odd, { qpState: QpState.Reset }, QpAttr.STATE);
+      assert.equal(s.queryQp(odd).qpState, QpState.Reset);
+      s.modifyQp(odd, init, initMask);
+      assert.equal(s.queryQp(odd).qpState, QpState.Init);
+      const another = s.createQp({ type: QpType.Rc, pd, sendCq: cq, recvCq: cq, cap, sigAll: false, qpn: 0x53 });
+      assert.equal(s.shardOf(another), 1);
       assert.equal(s.queryQp(even).qpState, QpState.Reset);
+      for (const q of [odd, even, another]) s.destroyQp(q);
+      s.destroyCq(cq);
+      s.deallocPd(pd);
     });
+    // The successor's socket (the dead shard's, adopted) was closed with the rest.
+    const plain = await BatchedUdpLink.open({ ip: '127.0.46.8' });
+    await plain.close();
+  }));
+
+  it('a worker shard killed under traffic: its QPs fail cleanly, the others finish, and reset and reconnected they all run again', withNative(async () => {
+    const a = await vm('127.0.46.10', 2);
+    const b = await vm('127.0.46.11', 2);
+    const ga = await vmGuest(a, 4);
+    const gb = await vmGuest(b, 4);
+    await connectPair(ga, gb);
+    const s = a.verbs as ShardedVerbs;
+    const onShard1 = ga.qps.map((qp) => s.shardOf(qp.qpn) === 1);
+    assert.deepEqual(onShard1.filter(Boolean).length, 2);
+    const run = await writesThroughKill(ga, gb, 300, () => s.killShard(1));
+    for (const [q, statuses] of run.entries()) {
+      assert.equal(statuses.length > 0, true);
+      const firstBad = statuses.findIndex((st) => st !== CqeStatus.Success);
+      if (!onShard1[q]) {
+        assert.equal(firstBad, -1, `QP ${q} on the shard that lived completed every WRITE`);
+        assert.equal(statuses.length, 300);
+        continue;
+      }
+      assert.ok(firstBad >= 0, `QP ${q} on the killed shard failed`);
+      assert.ok(statuses.slice(firstBad).every((st) => st === CqeStatus.WrFlushErr), `QP ${q}: after its shard died, only flushed work`);
+    }
+    // The WRITEs that completed well landed, on every QP.
+    const scratch = new Uint8Array(WRITE_BYTES);
+    for (const [q, statuses] of run.entries()) {
+      for (let k = 0; k < statuses.length && statuses[k] === CqeStatus.Success; k++) {
+        const got = b.dm.guest.slice(gpa(DATA + placeOf(q, k)), WRITE_BYTES);
+        assert.equal(findPayloadMismatch(got, keyOf(q, k), scratch), -1, `QP ${q} WRITE ${k} landed`);
+      }
+    }
+    assert.deepEqual({ lost: s.losses.lost, replaced: s.losses.replaced }, { lost: 1, replaced: 1 });
+    // Reset and reconnect the failed pairs: checked traffic on every QP, the successor's included.
+    for (const [q, failed] of onShard1.entries()) {
+      if (!failed) continue;
+      await ga.qps[q].modify(AttrMask.STATE, { qpState: QpState.Reset });
+      await gb.qps[q].modify(AttrMask.STATE, { qpState: QpState.Reset });
+    }
+    await reconnect(ga, gb, onShard1);
+    await traffic(a, b, 4, 100, { ga, gb });
   }));
 });

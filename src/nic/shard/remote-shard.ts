@@ -9,7 +9,7 @@ import { PacketRing } from '../../backend/packet-ring.js';
 import { VerbsError, VerbsErrorCode } from '../errors.js';
 import type { RecvWr, SendWr } from '../verbs.js';
 import { POST_RECV, POST_SEND, encodeRecvWr, encodeSendWr, recvWrBytes, sendWrBytes } from './post-codec.js';
-import type { ShardWorkerData, ShardWorkerMessage } from './shard-worker.js';
+import type { ShardStart, ShardWorkerData, ShardWorkerMessage } from './shard-worker.js';
 
 /** Bytes of a shard's completion ring: room for about 16 k completions. */
 export const COMPLETION_RING_BYTES = 1024 * 1024;
@@ -41,6 +41,8 @@ export class RemoteShard {
     readonly completions: PacketRing,
     private readonly posts: PacketRing,
     callTimeoutMs: number,
+    /** The shard's socket (a successor adopts it if this thread dies: it stays in the group). */
+    readonly fd: number,
   ) {
     this.client = new CallClient(block, callTimeoutMs);
     this.exited = new Promise((resolve) => worker.once('exit', () => resolve()));
@@ -48,18 +50,28 @@ export class RemoteShard {
     worker.once('exit', (code) => this.lose(`shard ${index}'s worker exited (code ${code})`));
   }
 
-  /** Start a shard worker; resolves once its socket is bound in the group, rejects if it could not be. */
-  static async start(data: Omit<ShardWorkerData, 'block' | 'completions' | 'posts'>, callTimeoutMs = 10_000): Promise<RemoteShard> {
+  /**
+   * Start a shard worker; resolves once its socket is bound in the group (or adopted: data.adoptFd)
+   * and it holds `objects()`, taken at that moment (a replacement's start: what every shard
+   * holds). Rejects if it could not start.
+   */
+  static async start(data: Omit<ShardWorkerData, 'block' | 'completions' | 'posts'>, callTimeoutMs = 10_000, objects?: () => Uint8Array): Promise<RemoteShard> {
     const block = ControlBlock.create(MIN_SLOT_BYTES);
     const completions = PacketRing.create(COMPLETION_RING_BYTES);
     const posts = PacketRing.create(POST_RING_BYTES);
     const full: ShardWorkerData = { ...data, block: block.buffer, completions: completions.buffer, posts: posts.buffer };
     const worker = new Worker(new URL('./shard-worker.js', import.meta.url), { workerData: full });
-    await new Promise<void>((resolve, reject) => {
+    const fd = await new Promise<number>((resolve, reject) => {
       const onMessage = (m: ShardWorkerMessage): void => {
         cleanup();
-        if ('ready' in m) resolve();
-        else reject(new VerbsError(VerbsErrorCode.IoError, 'error' in m ? m.error : `shard ${data.index} closed while starting`));
+        if ('ready' in m) {
+          try {
+            worker.postMessage({ objects: objects?.() ?? null } satisfies ShardStart);
+            resolve(m.fd);
+          } catch (err) {
+            reject(err);
+          }
+        } else reject(new VerbsError(VerbsErrorCode.IoError, 'error' in m ? m.error : `shard ${data.index} closed while starting`));
       };
       const onError = (err: Error): void => {
         cleanup();
@@ -81,7 +93,7 @@ export class RemoteShard {
       await worker.terminate();
       throw err;
     });
-    return new RemoteShard(data.index, worker, block, completions, posts, callTimeoutMs);
+    return new RemoteShard(data.index, worker, block, completions, posts, callTimeoutMs, fd);
   }
 
   get alive(): boolean {

@@ -37,9 +37,16 @@ export interface ShardWorkerData {
   completions: SharedArrayBuffer;
   posts: SharedArrayBuffer;
   provider: ShardProviderOptions;
+  /** The socket of a shard whose thread died, to take over (a replacement); else bind one. */
+  adoptFd?: number;
 }
 
-export type ShardWorkerMessage = { ready: true } | { error: string } | { closed: true };
+/** The worker says: its socket is ready (bound or adopted), it could not start, or it closed. */
+export type ShardWorkerMessage = { ready: true; fd: number } | { error: string } | { closed: true };
+/** The device thread answers `ready` with what every shard holds (SoftRoce.saveObjects), or null for a new device's shard. */
+export interface ShardStart {
+  objects: Uint8Array | null;
+}
 
 /** A record's bytes with its ring header, padded as the ring pads. */
 const RECORD_ROOM = 16 + WCS_PER_RECORD * WC_RECORD_BYTES;
@@ -151,12 +158,16 @@ async function main(): Promise<void> {
   if (data.dirtyLog !== null) dm.dirtyLog = DirtyLog.attach(data.memory, data.dirtyLog);
   let link: BatchedUdpLink;
   try {
-    link = await BatchedUdpLink.open({ ip: data.ip, port: data.port, qpnSteering: data.group });
+    link = await BatchedUdpLink.open({ ip: data.ip, port: data.port, qpnSteering: data.group, adoptFd: data.adoptFd });
   } catch (err) {
     port.postMessage({ error: `shard ${data.index}: ${(err as Error).message}` } satisfies ShardWorkerMessage);
     return;
   }
+  const start = new Promise<ShardStart>((resolve) => port.once('message', resolve));
+  port.postMessage({ ready: true, fd: link.socketFd } satisfies ShardWorkerMessage);
+  const { objects } = await start;
   const roce = new SoftRoce(dm, link, data.provider);
+  if (objects !== null) roce.restoreState(objects);
   const forwarder = new CompletionForwarder(roce, new PacketRing(data.completions));
   const posts = new PacketRing(data.posts);
   const runPosts = (): void => {
@@ -181,7 +192,6 @@ async function main(): Promise<void> {
   }, () => {
     if (closing) server.stop();
   });
-  port.postMessage({ ready: true } satisfies ShardWorkerMessage);
   const postLoop = (async () => {
     while (!closing) {
       const seen = posts.bell;

@@ -1,11 +1,11 @@
 // QP shards: one device's QPs spread over several threads (docs/worker-pool.md, "QP shards").
 // The device keeps its virtqueues, control queue and CQ writing on its own thread and calls this
 // facade as its verbs provider. Behind it are N SoftRoce shards over the device's one shared
-// memory: shard 0 on the device's thread, shards 1..N-1 in worker threads. Each shard holds the
-// QPs whose number modulo N is its index, and its own socket in the VM address's SO_REUSEPORT
-// group, where a BPF program steers every arriving packet by destination QPN to that same shard
-// (BatchedUdpLink's qpnSteering): a QP's requester, responder, completer and timers all run in
-// one thread, its owner, with no lock on the data path.
+// memory (shard-set.ts): shard 0 on the device's thread, shards 1..N-1 in worker threads. Each
+// shard holds the QPs whose number modulo N is its index, and its own socket in the VM address's
+// SO_REUSEPORT group, where a BPF program steers every arriving packet by destination QPN to that
+// same shard (BatchedUdpLink's qpnSteering): a QP's requester, responder, completer and timers all
+// run in one thread, its owner, with no lock on the data path.
 //
 // - PDs, MRs, CQs, SRQs, AHs and GIDs are made on every shard, in the same order, so every shard
 //   numbers them alike (checked: a shard that answers differently undoes the call).
@@ -17,29 +17,34 @@
 //   request at a time); a post the shard refuses comes back as a LOC_QP_OP_ERR completion rather
 //   than as an exception. Control calls are synchronous (call-channel.ts), and a shard runs every
 //   post queued before a call first, so a call never overtakes a post.
-// - Not yet: saving the state (R9) across shards, and surviving a shard's death; both are
-//   refused or reported, never half done (docs/worker-pool.md).
+// - A worker shard that dies is replaced (shard-set.ts). Its QPs' state died with it: every work
+//   request they had outstanding completes with WR_FLUSH_ERR (qp-ledger.ts) and they read as ERR,
+//   as if the QP had failed; moved to RESET, a QP is made again on the successor and can be
+//   connected anew. Nothing is lost, nothing waits forever.
+// - Not yet: saving the state (R9) across shards: refused (NOT_SUPPORTED), never half done.
 import type { DeviceMemory } from '../../memory/device-memory.js';
 import type { DirtyLog } from '../../migration/dirty-log.js';
-import { type PacketRing } from '../../backend/packet-ring.js';
+import type { PacketRing } from '../../backend/packet-ring.js';
 import { registerCodedError } from '../../backend/call-channel.js';
 import { MAX_QPN_STEERING } from '../../net/batched-udp-link.js';
 import { VerbsError, VerbsErrorCode, invalid } from '../errors.js';
 import type { Link } from '../link.js';
+import { QpAttr, QpState } from '../qp-state.js';
 import { SoftCq } from '../soft/cq.js';
 import { MAX_QPN, MIN_QPN } from '../soft/options.js';
 import { SoftRoce } from '../soft/soft-roce.js';
 import type { SoftRoceCounters } from '../soft/state/parts.js';
+import { WcOpcode, WcStatus, wcOpcodeOf } from '../types.js';
 import type {
   AddressVector, CreateQpOptions, DeviceLimits, MrKeys, PhysicalRegistration, ProviderCapabilities, QpAttributes, RecvWr, SendWr, Verbs,
   WorkCompletion,
 } from '../verbs.js';
-import { RemoteShard } from './remote-shard.js';
-import { type ShardCounters, callShard, shardCounters } from './shard-methods.js';
-import type { ShardProviderOptions } from './shard-worker.js';
 import { POST_RECV, POST_SEND } from './post-codec.js';
+import { QpLedger, flushedWc } from './qp-ledger.js';
+import { ShardSet } from './shard-set.js';
+import { type ShardCounters, shardCounters } from './shard-methods.js';
+import type { ShardProviderOptions } from './shard-worker.js';
 import { RECORD_OVERRUN, RECORD_REFUSED, REFUSED_BYTES, WC_RECORD_BYTES, decodeWc } from './wc-codec.js';
-import { WcStatus } from '../types.js';
 
 registerCodedError('VerbsError', VerbsErrorCode, (code, message) => new VerbsError(code, message));
 
@@ -58,42 +63,32 @@ export interface ShardedVerbsOptions {
 
 interface QpPlace {
   shard: number;
-  pd: number;
-  sendCq: number;
-  recvCq: number;
-  srq: number | undefined;
-}
-
-interface Shard {
-  call(method: string, args: unknown[]): unknown;
+  options: CreateQpOptions;
+  /** Outstanding work of a QP in a worker shard (null on shard 0, which lives as long as this facade). */
+  ledger: QpLedger | null;
+  /** The QP's attributes after its last change, for a QP whose shard died (it reads as ERR). */
+  attrs: QpAttributes | null;
+  /** Its shard died with its state: it reads as ERR until moved to RESET. */
+  lost: boolean;
 }
 
 export class ShardedVerbs implements Verbs {
   readonly name = 'soft-roce-sharded';
   readonly capabilities: ProviderCapabilities;
   readonly limits: DeviceLimits;
-  private readonly shards: Shard[];
   private readonly cqs = new Map<number, SoftCq>();
   private readonly qps = new Map<number, QpPlace>();
   private readonly completionHandlers: ((cq: number) => void)[] = [];
   private qpnCursor = MIN_QPN;
   private closed = false;
-  /** Why a shard was lost, if one was: the device's QPs there no longer run. */
-  lost: string | null = null;
   /** Resolves when every worker shard has stopped (after close). */
   stopped: Promise<void> = Promise.resolve();
 
-  private constructor(readonly local: SoftRoce, private readonly remotes: RemoteShard[]) {
-    this.shards = [{ call: (m, a) => callShard(local, m, a) }, ...remotes];
+  private constructor(readonly local: SoftRoce, private readonly set: ShardSet) {
     this.capabilities = Object.freeze({ ...local.capabilities, saveState: false });
     this.limits = local.limits;
     local.onCompletion((cq) => this.pullLocal(cq));
-    for (const r of remotes) {
-      r.onLost = (why) => {
-        this.lost ??= why;
-      };
-      void this.readCompletions(r);
-    }
+    set.attach({ drain: (ring) => this.drainRing(ring), lost: (index) => this.shardLost(index) });
   }
 
   /**
@@ -105,41 +100,26 @@ export class ShardedVerbs implements Verbs {
     if (!Number.isInteger(n) || n < 2 || n > MAX_SHARDS) throw new RangeError(`QP shards must be an integer in [2, ${MAX_SHARDS}], got ${n}`);
     const provider = options.provider ?? {};
     const local = new SoftRoce(dm, link, provider);
-    // Each worker shard allocates its tables in a window of the arena of its own.
-    const windowBytes = Math.floor(dm.layout.arenaBytes / (n + 1) / 65536) * 65536;
-    const windows: number[] = [];
-    const remotes: RemoteShard[] = [];
     try {
-      for (let i = 1; i < n; i++) {
-        const off = dm.arena.alloc(windowBytes, 4096);
-        windows.push(off);
-        remotes.push(await RemoteShard.start({
-          index: i, group: n, ip: link.localIp, port: link.localPort, memory: dm.memory, layout: dm.layout,
-          arena: { off, bytes: windowBytes }, dirtyLog: options.dirtyLog?.placement ?? null, provider,
-        }, options.callTimeoutMs));
-      }
+      return new ShardedVerbs(local, await ShardSet.open(dm, link, local, { shards: n, provider, dirtyLog: options.dirtyLog, callTimeoutMs: options.callTimeoutMs }));
     } catch (err) {
       local.close();
-      await Promise.all(remotes.map((r) => r.stop()));
-      for (const off of windows) dm.arena.release(off);
       throw err;
     }
-    const verbs = new ShardedVerbs(local, remotes);
-    verbs.arenaWindows = windows;
-    verbs.dm = dm;
-    return verbs;
   }
 
-  private arenaWindows: number[] = [];
-  private dm: DeviceMemory | null = null;
-
   get shardCount(): number {
-    return this.shards.length;
+    return this.set.count;
   }
 
   /** The shard that runs QP `qpn` (whose packets the kernel steers to it). */
   shardOf(qpn: number): number {
-    return (qpn >>> 0) % this.shards.length;
+    return (qpn >>> 0) % this.set.count;
+  }
+
+  /** Worker shards that died, successors started, and why the last one was lost. */
+  get losses(): { lost: number; replaced: number; last: string | null } {
+    return { lost: this.set.lostCount, replaced: this.set.replacedCount, last: this.set.lastLoss };
   }
 
   // ---- objects every shard holds ---------------------------------------------------------------
@@ -149,7 +129,7 @@ export class ShardedVerbs implements Verbs {
   }
 
   deallocPd(pd: number): void {
-    for (const [qpn, q] of this.qps) if (q.pd === pd) throw new VerbsError(VerbsErrorCode.Busy, `PD ${pd} is used by QP ${qpn}`);
+    for (const [qpn, q] of this.qps) if (q.options.pd === pd) throw new VerbsError(VerbsErrorCode.Busy, `PD ${pd} is used by QP ${qpn}`);
     this.onEvery('deallocPd', [pd]);
   }
 
@@ -177,7 +157,7 @@ export class ShardedVerbs implements Verbs {
   }
 
   destroyCq(cq: number): void {
-    for (const [qpn, q] of this.qps) if (q.sendCq === cq || q.recvCq === cq) throw new VerbsError(VerbsErrorCode.Busy, `CQ ${cq} is used by QP ${qpn}`);
+    for (const [qpn, q] of this.qps) if (q.options.sendCq === cq || q.options.recvCq === cq) throw new VerbsError(VerbsErrorCode.Busy, `CQ ${cq} is used by QP ${qpn}`);
     this.onEvery('destroyCq', [cq]);
     this.cqs.delete(cq);
   }
@@ -201,11 +181,11 @@ export class ShardedVerbs implements Verbs {
   }
 
   modifySrq(srq: number, limit: number): void {
-    this.shards[0].call('modifySrq', [srq, limit]);
+    this.set.call(0, 'modifySrq', [srq, limit]);
   }
 
   destroySrq(srq: number): void {
-    for (const [qpn, q] of this.qps) if (q.srq === srq) throw new VerbsError(VerbsErrorCode.Busy, `SRQ ${srq} is used by QP ${qpn}`);
+    for (const [qpn, q] of this.qps) if (q.options.srq === srq) throw new VerbsError(VerbsErrorCode.Busy, `SRQ ${srq} is used by QP ${qpn}`);
     this.onEvery('destroySrq', [srq]);
   }
 
@@ -228,7 +208,7 @@ export class ShardedVerbs implements Verbs {
   // ---- QPs: each on its own shard --------------------------------------------------------------
 
   createQp(options: CreateQpOptions): number {
-    const n = this.shards.length;
+    const n = this.set.count;
     let qpn: number;
     if (options.qpn !== undefined) {
       qpn = options.qpn;
@@ -240,44 +220,66 @@ export class ShardedVerbs implements Verbs {
     } else {
       qpn = this.pickQpn(options.srq === undefined ? null : 0);
     }
-    const shard = qpn % n;
-    const made = this.shards[shard].call('createQp', [{ ...options, qpn }]) as number;
-    if (made !== qpn) throw new VerbsError(VerbsErrorCode.IoError, `shard ${shard} made QP ${made} when asked for ${qpn}`);
-    this.qps.set(qpn, { shard, pd: options.pd, sendCq: options.sendCq, recvCq: options.recvCq, srq: options.srq });
+    const place: QpPlace = { shard: qpn % n, options: { ...options, cap: { ...options.cap } }, ledger: null, attrs: null, lost: false };
+    this.make(qpn, place);
+    this.qps.set(qpn, place);
     return qpn;
   }
 
   modifyQp(qpn: number, attrs: Partial<QpAttributes>, mask: number): void {
-    this.onQp(qpn, 'modifyQp', [qpn, attrs, mask]);
+    const place = this.place(qpn);
+    const to = (mask & QpAttr.STATE) !== 0 ? attrs.qpState : undefined;
+    if (place.lost) {
+      // The QP's state died with its shard: it is in ERR, from where only RESET (made again on the
+      // successor) leads on, and ERR itself changes nothing.
+      if (to === QpState.Err) return;
+      if (to !== QpState.Reset) throw invalid(`QP ${qpn} is in ERR (its shard was lost): only a move to RESET or ERR is allowed`);
+      this.make(qpn, place);
+      place.lost = false;
+      return;
+    }
+    this.set.call(place.shard, 'modifyQp', [qpn, attrs, mask]);
+    if (place.ledger !== null) place.attrs = this.set.call(place.shard, 'queryQp', [qpn]) as QpAttributes;
   }
 
   queryQp(qpn: number): QpAttributes {
-    return this.onQp(qpn, 'queryQp', [qpn]) as QpAttributes;
+    const place = this.place(qpn);
+    if (place.lost) return { ...place.attrs!, qpState: QpState.Err, curQpState: QpState.Err };
+    return this.set.call(place.shard, 'queryQp', [qpn]) as QpAttributes;
   }
 
   destroyQp(qpn: number): void {
-    this.onQp(qpn, 'destroyQp', [qpn]);
+    const place = this.place(qpn);
+    if (!place.lost) this.set.call(place.shard, 'destroyQp', [qpn]);
     this.qps.delete(qpn);
   }
 
   postSend(qpn: number, wrs: SendWr[]): void {
-    this.post(qpn, 'postSend', wrs);
+    const place = this.place(qpn);
+    if (place.shard === 0) return this.local.postSend(qpn, wrs);
+    if (place.lost) return this.flushNow(wrs.map((wr) => flushedWc(qpn, wr.wrId, wcOpcodeOf(wr.opcode))), place.options.sendCq);
+    this.set.post(place.shard, qpn, POST_SEND, wrs);
+    for (const wr of wrs) place.ledger!.postedSend(wr.wrId, wcOpcodeOf(wr.opcode));
   }
 
   postRecv(qpn: number, wrs: RecvWr[]): void {
-    this.post(qpn, 'postRecv', wrs);
+    const place = this.place(qpn);
+    if (place.shard === 0) return this.local.postRecv(qpn, wrs);
+    if (place.lost) return this.flushNow(wrs.map((wr) => flushedWc(qpn, wr.wrId, WcOpcode.Recv)), place.options.recvCq);
+    this.set.post(place.shard, qpn, POST_RECV, wrs);
+    for (const wr of wrs) place.ledger!.postedRecv(wr.wrId);
   }
 
   postSrqRecv(srq: number, wrs: RecvWr[]): void {
-    this.shards[0].call('postSrqRecv', [srq, wrs]);
+    this.local.postSrqRecv(srq, wrs);
   }
 
   suspendQp(qpn: number, policy: 'rnr-nak' | 'drop'): void {
-    this.onQp(qpn, 'suspendQp', [qpn, policy]);
+    this.onLiveQp(qpn, 'suspendQp', [qpn, policy]);
   }
 
   resumeQp(qpn: number): void {
-    this.onQp(qpn, 'resumeQp', [qpn]);
+    this.onLiveQp(qpn, 'resumeQp', [qpn]);
   }
 
   saveState(): Uint8Array {
@@ -290,13 +292,12 @@ export class ShardedVerbs implements Verbs {
 
   // ---- counters and lifecycle -------------------------------------------------------------------
 
-  /** Each shard's counters and packet counts, shard 0 first (a lost shard's are zeros). */
+  /** Each shard's counters and packet counts, shard 0 first (a shard not running reads as zeros). */
   shardCounters(): ShardCounters[] {
-    return this.shards.map((s, i) => {
+    return Array.from({ length: this.set.count }, (_, i) => {
       if (i === 0) return shardCounters(this.local);
-      const r = this.remotes[i - 1];
-      if (!r.alive) return { dropped: [], events: [], internalErrors: 0, lastInternalError: null, sent: 0, received: 0 };
-      return s.call('counters', []) as ShardCounters;
+      if (!this.set.live(i)) return { dropped: [], events: [], internalErrors: 0, lastInternalError: null, sent: 0, received: 0 };
+      return this.set.call(i, 'counters', []) as ShardCounters;
     });
   }
 
@@ -312,12 +313,9 @@ export class ShardedVerbs implements Verbs {
     return out;
   }
 
-  /** End worker shard `index` at once, as a crash would (what the tests use to lose one). */
-  async killShard(index: number): Promise<void> {
-    const r = this.remotes[index - 1];
-    if (r === undefined) throw new RangeError(`no worker shard ${index}`);
-    await r.terminate();
-    await r.exited;
+  /** End worker shard `index` at once, as a crash would; resolves once its successor runs (what the tests use). */
+  killShard(index: number): Promise<void> {
+    return this.set.kill(index);
   }
 
   /** Stop every shard: shard 0 here at once, the workers after their owed ACKs (await `stopped`). */
@@ -325,11 +323,7 @@ export class ShardedVerbs implements Verbs {
     if (this.closed) return;
     this.closed = true;
     this.local.close();
-    const dm = this.dm;
-    const windows = this.arenaWindows;
-    this.stopped = Promise.all(this.remotes.map((r) => r.stop())).then(() => {
-      if (dm !== null) for (const off of windows) dm.arena.release(off);
-    });
+    this.stopped = this.set.close();
   }
 
   // ---- inside -------------------------------------------------------------------------------
@@ -340,59 +334,76 @@ export class ShardedVerbs implements Verbs {
     return c;
   }
 
-  private onQp(qpn: number, method: string, args: unknown[]): unknown {
+  private place(qpn: number): QpPlace {
     const place = this.qps.get(qpn);
     if (place === undefined) throw new VerbsError(VerbsErrorCode.NoSuchObject, `no QP ${qpn}`);
-    return this.shards[place.shard].call(method, args);
+    return place;
   }
 
-  private post(qpn: number, method: 'postSend' | 'postRecv', wrs: readonly (SendWr | RecvWr)[]): void {
-    const place = this.qps.get(qpn);
-    if (place === undefined) throw new VerbsError(VerbsErrorCode.NoSuchObject, `no QP ${qpn}`);
-    if (place.shard === 0) return void this.shards[0].call(method, [qpn, wrs]);
-    this.remotes[place.shard - 1].post(qpn, method === 'postSend' ? POST_SEND : POST_RECV, wrs);
+  private onLiveQp(qpn: number, method: string, args: unknown[]): unknown {
+    const place = this.place(qpn);
+    if (place.lost) throw invalid(`QP ${qpn} is in ERR (its shard was lost)`);
+    return this.set.call(place.shard, method, args);
   }
 
-  /** A number for a new QP: the next free one from the cursor, on `shard` if one is asked for. */
+  /** Make QP `qpn` on its shard (again, after its shard was lost), in RESET. */
+  private make(qpn: number, place: QpPlace): void {
+    const made = this.set.call(place.shard, 'createQp', [{ ...place.options, qpn }]) as number;
+    if (made !== qpn) throw new VerbsError(VerbsErrorCode.IoError, `shard ${place.shard} made QP ${made} when asked for ${qpn}`);
+    if (place.shard !== 0) {
+      const { maxSendWr, maxRecvWr } = place.options.cap;
+      place.ledger = new QpLedger(qpn, maxSendWr, maxRecvWr);
+      place.attrs = this.set.call(place.shard, 'queryQp', [qpn]) as QpAttributes;
+    }
+  }
+
+  /** A number for a new QP: the next free one from the cursor on a running shard, on `shard` if one is asked for. */
   private pickQpn(shard: number | null): number {
-    const n = this.shards.length;
+    const n = this.set.count;
     const span = MAX_QPN - MIN_QPN + 1;
     for (let i = 0; i < span; i++) {
       const c = this.qpnCursor;
       this.qpnCursor = c === MAX_QPN ? MIN_QPN : c + 1;
-      if (!this.qps.has(c) && (shard === null || c % n === shard)) return c;
+      if (!this.qps.has(c) && (shard === null ? this.set.live(c % n) : c % n === shard)) return c;
     }
     throw new VerbsError(VerbsErrorCode.NoResources, 'no QPN left');
   }
 
+  /** The running shards, shard 0 first. */
+  private live(): number[] {
+    return Array.from({ length: this.set.count }, (_, i) => i).filter((i) => this.set.live(i));
+  }
+
   /**
-   * Make an object on every shard in turn; each must answer as shard 0 did. If one refuses or
-   * answers otherwise, the shards that made it undo it and the call fails as a whole.
+   * Make an object on every running shard in turn; each must answer as shard 0 did. If one refuses
+   * or answers otherwise, the shards that made it undo it and the call fails as a whole. (A shard
+   * being replaced gets the objects from shard 0 when it starts.)
    */
   private everywhere<T>(method: string, args: unknown[], undo: (v: T) => [string, unknown[]], same: (a: T, b: T) => boolean = (a, b) => a === b): T {
-    const first = this.shards[0].call(method, args) as T;
-    for (let i = 1; i < this.shards.length; i++) {
+    const shards = this.live();
+    const first = this.set.call(0, method, args) as T;
+    for (let k = 1; k < shards.length; k++) {
       let v: T;
       try {
-        v = this.shards[i].call(method, args) as T;
+        v = this.set.call(shards[k], method, args) as T;
       } catch (err) {
-        this.undoOn(i, undo(first));
+        this.undoOn(shards.slice(0, k), undo(first));
         throw err;
       }
       if (!same(v, first)) {
         const [m, a] = undo(v);
-        this.shards[i].call(m, a);
-        this.undoOn(i, undo(first));
-        throw new VerbsError(VerbsErrorCode.IoError, `${method}: shard ${i} answered ${JSON.stringify(v)} where shard 0 answered ${JSON.stringify(first)}`);
+        this.set.call(shards[k], m, a);
+        this.undoOn(shards.slice(0, k), undo(first));
+        throw new VerbsError(VerbsErrorCode.IoError, `${method}: shard ${shards[k]} answered ${JSON.stringify(v)} where shard 0 answered ${JSON.stringify(first)}`);
       }
     }
     return first;
   }
 
-  private undoOn(count: number, [method, args]: [string, unknown[]]): void {
-    for (let i = 0; i < count; i++) {
+  private undoOn(shards: number[], [method, args]: [string, unknown[]]): void {
+    for (const i of shards) {
       try {
-        this.shards[i].call(method, args);
+        this.set.call(i, method, args);
       } catch {
         // Best effort: the call failing is what the caller hears about.
       }
@@ -405,10 +416,11 @@ export class ShardedVerbs implements Verbs {
    * means they disagree: an IO_ERROR, which is a bug.
    */
   private onEvery(method: string, args: unknown[]): void {
-    this.shards[0].call(method, args);
-    for (let i = 1; i < this.shards.length; i++) {
+    const shards = this.live();
+    this.set.call(0, method, args);
+    for (const i of shards.slice(1)) {
       try {
-        this.shards[i].call(method, args);
+        this.set.call(i, method, args);
       } catch (err) {
         throw new VerbsError(VerbsErrorCode.IoError, `${method}: shard ${i} refused what shard 0 did: ${(err as Error).message}`);
       }
@@ -431,57 +443,67 @@ export class ShardedVerbs implements Verbs {
     this.notify(cq);
   }
 
-  private async readCompletions(shard: RemoteShard): Promise<void> {
-    const ring = shard.completions;
-    while (!this.closed) {
-      const seen = ring.bell;
-      this.drainRing(ring);
-      if (!shard.alive) break;
-      await ring.wait(seen, 250);
-    }
-  }
-
+  /** A worker shard's completion ring: its completions into the device's CQs, its QPs' ledgers kept. */
   private drainRing(ring: PacketRing): void {
     const touched = new Set<number>();
-    ring.pop((bytes, cqNum, kind) => {
-      if (kind === RECORD_REFUSED) {
-        const cq = this.refused(cqNum, bytes);
-        if (cq !== null) touched.add(cq);
-        return;
-      }
-      const c = this.cqs.get(cqNum);
+    ring.pop((bytes, num, kind) => {
+      if (kind === RECORD_REFUSED) return this.refused(num, bytes, touched);
+      const c = this.cqs.get(num);
       if (c === undefined) return;
-      touched.add(cqNum);
+      touched.add(num);
       if (kind === RECORD_OVERRUN) {
         c.overrun = true;
         return;
       }
       for (let off = 0; off + WC_RECORD_BYTES <= bytes.length; off += WC_RECORD_BYTES) {
         const wc = decodeWc(bytes.subarray(off, off + WC_RECORD_BYTES));
+        this.qps.get(wc.qpNum)?.ledger?.completed(wc);
         c.push(wc, wc.solicited === true);
       }
     });
     for (const cq of touched) this.notify(cq);
   }
 
-  /** Work requests of QP `qpn` a shard refused at posting: LOC_QP_OP_ERR completions, as the device's own refusals. Returns a CQ touched. */
-  private refused(qpn: number, bytes: Uint8Array): number | null {
+  /** Work requests of QP `qpn` a shard refused at posting: LOC_QP_OP_ERR completions, as the device's own refusals. */
+  private refused(qpn: number, bytes: Uint8Array, touched: Set<number>): void {
     const place = this.qps.get(qpn);
-    if (place === undefined) return null;
+    if (place === undefined) return;
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    let touched: number | null = null;
     for (let off = 0; off + REFUSED_BYTES <= bytes.length; off += REFUSED_BYTES) {
       const recv = view.getUint32(off + 12, true) === 1;
-      const cq = recv ? place.recvCq : place.sendCq;
+      const cq = recv ? place.options.recvCq : place.options.sendCq;
+      const wc: WorkCompletion = { ...flushedWc(qpn, view.getBigUint64(off, true), view.getUint32(off + 8, true)), status: WcStatus.LocQpOpErr };
+      place.ledger?.completed(wc);
       const c = this.cqs.get(cq);
       if (c === undefined) continue;
-      c.push({
-        wrId: view.getBigUint64(off, true), status: WcStatus.LocQpOpErr, opcode: view.getUint32(off + 8, true), vendorErr: 0, byteLen: 0, immData: 0,
-        qpNum: qpn, srcQp: 0, wcFlags: 0, pkeyIndex: 0, slid: 0, sl: 0, dlidPathBits: 0,
-      }, false);
-      touched = cq;
+      c.push(wc, false);
+      touched.add(cq);
     }
-    return touched;
+  }
+
+  /** A worker shard died: its QPs fail, every work request they had outstanding completing with WR_FLUSH_ERR. */
+  private shardLost(index: number): void {
+    const touched = new Set<number>();
+    for (const place of this.qps.values()) {
+      if (place.shard !== index || place.lost) continue;
+      place.lost = true;
+      const { sends, recvs } = place.ledger!.flush();
+      for (const [wcs, cq] of [[sends, place.options.sendCq], [recvs, place.options.recvCq]] as const) {
+        const c = this.cqs.get(cq);
+        if (c === undefined || wcs.length === 0) continue;
+        for (const wc of wcs) c.push(wc, false);
+        touched.add(cq);
+      }
+    }
+    for (const cq of touched) this.notify(cq);
+  }
+
+  /** Work posted to a QP in ERR completes at once with WR_FLUSH_ERR (told from a later turn, as a provider would). */
+  private flushNow(wcs: WorkCompletion[], cq: number): void {
+    const c = this.cqs.get(cq);
+    if (c === undefined) return;
+    for (const wc of wcs) c.push(wc, false);
+    queueMicrotask(() => this.notify(cq));
   }
 
   private notify(cq: number): void {

@@ -371,6 +371,22 @@ export class SoftRoce implements Verbs {
   }
 
   /**
+   * The objects a new shard of this device starts from (src/nic/shard): R9's state without the
+   * QPs, the completions queued, the SRQs' receives and the counters, which are each shard's own.
+   * restoreState takes it.
+   */
+  saveObjects(): Uint8Array {
+    const st = captureSoftRoce(this.parts());
+    return encodeSoftRoceState({
+      ...st,
+      cqs: st.cqs.map((cq) => ({ ...cq, armed: 'none', overrun: false, entries: [] })),
+      srqs: st.srqs.map((srq) => ({ ...srq, wqes: [] })),
+      qps: [],
+      counters: { dropped: [], events: [], internalErrors: 0, packetsSent: 0, packetsReceived: 0 },
+    });
+  }
+
+  /**
    * R9: rebuild every resource of a saved state on this provider, which must hold no objects
    * and be bound to the same address. Everything is checked before anything is built; a refused
    * state (StateError) leaves the provider as it was. QPs that were sending come back SUSPENDED.
