@@ -9,6 +9,8 @@ import { runHost } from './host.js';
 import { runPcapCheck } from './pcap-check.js';
 import { runRingPump } from './ring-pump.js';
 import { runWorkerCrashCli } from './worker-crash.js';
+import { runQpShardsCli } from './qp-shards.js';
+import { QP_SHARDS_DEFAULTS } from '../demo/qp-shards.js';
 import { WORKER_CRASH_DEFAULTS } from '../demo/worker-crash.js';
 import { PINGPONG_DEFAULTS, pingpongMtu, runPingpong } from './pingpong.js';
 
@@ -159,6 +161,23 @@ program
     process.exitCode = await runWorkerCrashCli({
       workers: f.workers, qps: f.qps, ops: f.ops, bytes: f.messageSize, window: WORKER_CRASH_DEFAULTS.window, kills: f.kills,
       ips: [f.vmIps[0], f.vmIps[1]], socket: f.socket, rings: f.rings, json: f.json === true,
+    });
+  });
+
+program
+  .command('qp-shards')
+  .description('QP shards: two VMs run their QPs in several threads each, the kernel steering every packet to its QP\'s thread; checked traffic, then a worker shard terminated under traffic (needs the native addon)')
+  .option('--shards <n>', 'QP shards per VM (2..64): the device\'s thread and n-1 workers', positiveInt, QP_SHARDS_DEFAULTS.shards)
+  .option('--qps <n>', 'RC QP pairs', positiveInt, QP_SHARDS_DEFAULTS.qps)
+  .option('--ops <n>', 'operations per QP (RDMA WRITE and SEND alternately)', positiveInt, QP_SHARDS_DEFAULTS.ops)
+  .option('--message-size <bytes>', 'bytes per operation', positiveInt, QP_SHARDS_DEFAULTS.bytes)
+  .option('--no-kill', 'do not terminate a worker shard')
+  .option('--vm-ips <a,b>', 'the two VMs\' addresses', ipList(2), QP_SHARDS_DEFAULTS.ips)
+  .option('--json', 'print one JSON object')
+  .action(async (f: { shards: number; qps: number; ops: number; messageSize: number; kill: boolean; vmIps: string[]; json?: boolean }) => {
+    if (f.shards < 2) throw new InvalidArgumentError('--shards must be at least 2');
+    process.exitCode = await runQpShardsCli({
+      shards: f.shards, qps: f.qps, ops: f.ops, bytes: f.messageSize, window: QP_SHARDS_DEFAULTS.window, kill: f.kill, ips: [f.vmIps[0], f.vmIps[1]], json: f.json === true,
     });
   });
 

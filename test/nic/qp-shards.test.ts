@@ -6,11 +6,9 @@
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { runCheckedTraffic } from '../../src/demo/checked-traffic.js';
-import { ACCESS, DATA, IOVA, type PairGuest, connectPair, vmGuest } from '../../src/demo/durable-pair.js';
-import { AttrMask, CqeStatus, SendFlag, SendOpcode } from '../../src/device/abi.js';
-import { connectRc } from '../../src/host/connect.js';
-import { gpa } from '../../src/memory/gpa.js';
-import { Stream, fillPayload, findPayloadMismatch, payloadKey } from '../../src/workload/pattern.js';
+import { type PairGuest, connectPair, vmGuest } from '../../src/demo/durable-pair.js';
+import { reconnectPairs, writesThroughKill } from '../../src/demo/shard-kill.js';
+import { CqeStatus } from '../../src/device/abi.js';
 import { Vm } from '../../src/host/vm.js';
 import { VerbsError, VerbsErrorCode } from '../../src/nic/errors.js';
 import { QpAttr, QpState, QpType } from '../../src/nic/qp-state.js';
@@ -60,64 +58,6 @@ async function vm(ip: string, qpShards: number): Promise<Vm> {
   const v = await Vm.open({ ip, qpShards });
   open.push(v);
   return v;
-}
-
-const WRITE_BYTES = 4096;
-const placeOf = (q: number, k: number): number => (k * 4 + q) * WRITE_BYTES;
-const keyOf = (q: number, k: number): number => payloadKey(0x5ead, 0, q, Stream.Write, k);
-
-/**
- * `ops` WRITEs on each of a's QPs to b, 8 in flight per QP, calling `kill` once a third have
- * completed; posting stops on a QP whose completion failed. Every work request posted must
- * complete exactly once and in posting order. Returns each QP's completion statuses.
- */
-async function writesThroughKill(a: PairGuest, b: PairGuest, ops: number, kill: () => Promise<void>): Promise<CqeStatus[][]> {
-  const qps = a.qps.length;
-  const index = new Map(a.qps.map((qp, i) => [qp.qpn, i]));
-  const posted = new Array<number>(qps).fill(0);
-  const statuses: CqeStatus[][] = a.qps.map(() => []);
-  const failed = new Array<boolean>(qps).fill(false);
-  const payload = new Uint8Array(WRITE_BYTES);
-  let killed: Promise<void> | null = null;
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    for (let q = 0; q < qps; q++) {
-      const wrs = [];
-      while (!failed[q] && posted[q] < ops && posted[q] - statuses[q].length < 8) {
-        const k = posted[q]++;
-        fillPayload(payload, keyOf(q, k));
-        a.device.dm.guest.write(gpa(DATA + placeOf(q, k)), payload);
-        const at = IOVA + placeOf(q, k);
-        wrs.push({ wrId: BigInt(k), opcode: SendOpcode.RdmaWrite, flags: SendFlag.SIGNALED, remoteAddr: at, rkey: b.rkey, sgList: [{ addr: at, length: WRITE_BYTES, lkey: a.lkey }] });
-      }
-      if (wrs.length > 0) a.qps[q].postSend(wrs);
-    }
-    for (const c of a.cq.poll()) {
-      const q = index.get(c.qpNum)!;
-      assert.equal(c.wrId, BigInt(statuses[q].length), `QP ${q}: completions in posting order, none lost or repeated`);
-      statuses[q].push(c.status);
-      if (c.status !== CqeStatus.Success) failed[q] = true;
-    }
-    const done = statuses.reduce((n, st) => n + st.length, 0);
-    if (killed === null && done >= (qps * ops) / 3) killed = kill();
-    if (killed !== null && posted.every((p, q) => statuses[q].length === p && (p === ops || failed[q]))) break;
-    if (Date.now() > deadline) assert.fail(`stalled: ${JSON.stringify(statuses.map((st) => st.length))} of ${JSON.stringify(posted)} completed`);
-    await sleep(1);
-  }
-  await killed;
-  if (a.cq.poll().length > 0) assert.fail('a completion beyond the work posted');
-  return statuses;
-}
-
-/** Connect again, from RESET, the pairs `which` names. */
-async function reconnect(a: PairGuest, b: PairGuest, which: boolean[]): Promise<void> {
-  const attrs = { access: ACCESS, timeout: 12, retryCnt: 7, rnrRetry: 7 };
-  for (const [i, qa] of a.qps.entries()) {
-    if (!which[i]) continue;
-    const qb = b.qps[i];
-    await connectRc(qa, 0x3000 + i, { ip: b.device.ip, qpn: qb.qpn, psn: 0x7000 + i }, attrs);
-    await connectRc(qb, 0x7000 + i, { ip: a.device.ip, qpn: qa.qpn, psn: 0x3000 + i }, attrs);
-  }
 }
 
 /**
@@ -259,34 +199,22 @@ describe('QP shards', { concurrency: false }, () => {
     const s = a.verbs as ShardedVerbs;
     const onShard1 = ga.qps.map((qp) => s.shardOf(qp.qpn) === 1);
     assert.deepEqual(onShard1.filter(Boolean).length, 2);
-    const run = await writesThroughKill(ga, gb, 300, () => s.killShard(1));
-    for (const [q, statuses] of run.entries()) {
-      assert.equal(statuses.length > 0, true);
-      const firstBad = statuses.findIndex((st) => st !== CqeStatus.Success);
+    const { statuses, bytesVerified } = await writesThroughKill(ga, gb, 300, () => s.killShard(1));
+    for (const [q, st] of statuses.entries()) {
+      const firstBad = st.findIndex((x) => x !== CqeStatus.Success);
       if (!onShard1[q]) {
         assert.equal(firstBad, -1, `QP ${q} on the shard that lived completed every WRITE`);
-        assert.equal(statuses.length, 300);
+        assert.equal(st.length, 300);
         continue;
       }
       assert.ok(firstBad >= 0, `QP ${q} on the killed shard failed`);
-      assert.ok(statuses.slice(firstBad).every((st) => st === CqeStatus.WrFlushErr), `QP ${q}: after its shard died, only flushed work`);
+      assert.ok(st.slice(firstBad).every((x) => x === CqeStatus.WrFlushErr), `QP ${q}: after its shard died, only flushed work`);
     }
-    // The WRITEs that completed well landed, on every QP.
-    const scratch = new Uint8Array(WRITE_BYTES);
-    for (const [q, statuses] of run.entries()) {
-      for (let k = 0; k < statuses.length && statuses[k] === CqeStatus.Success; k++) {
-        const got = b.dm.guest.slice(gpa(DATA + placeOf(q, k)), WRITE_BYTES);
-        assert.equal(findPayloadMismatch(got, keyOf(q, k), scratch), -1, `QP ${q} WRITE ${k} landed`);
-      }
-    }
+    // The WRITEs that completed well landed (writesThroughKill compared them), on every QP.
+    assert.equal(bytesVerified, statuses.flat().filter((x) => x === CqeStatus.Success).length * 4096);
     assert.deepEqual({ lost: s.losses.lost, replaced: s.losses.replaced }, { lost: 1, replaced: 1 });
     // Reset and reconnect the failed pairs: checked traffic on every QP, the successor's included.
-    for (const [q, failed] of onShard1.entries()) {
-      if (!failed) continue;
-      await ga.qps[q].modify(AttrMask.STATE, { qpState: QpState.Reset });
-      await gb.qps[q].modify(AttrMask.STATE, { qpState: QpState.Reset });
-    }
-    await reconnect(ga, gb, onShard1);
+    await reconnectPairs(ga, gb, onShard1);
     await traffic(a, b, 4, 100, { ga, gb });
   }));
 });
