@@ -153,19 +153,48 @@ constexpr int64_t kMaxSteerGroup = 64;
 // 24-bit destination QPN, big-endian as BPF_LD|BPF_ABS loads it. A datagram shorter than 8 bytes
 // makes the load fail, which ends a classic program with 0: it goes to member 0. An index at or
 // above the group's current size (not all bound yet, or one closed) makes the kernel hash instead.
-void AttachQpnSteering(const Napi::Env& env, int fd, uint32_t group) {
-  sock_filter code[] = {
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 4),
-      BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0xffffff),
-      BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, group),
-      BPF_STMT(BPF_RET | BPF_A, 0),
-  };
-  sock_fprog prog{};
-  prog.len = sizeof code / sizeof code[0];
-  prog.filter = code;
-  if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof prog) != 0) {
-    CloseAndThrowErrno(env, fd, "setsockopt");
+// With `overrides` (pairs of QPN and member index), each listed QPN goes to its member instead, by
+// a compare and a return per pair ahead of the modulo. Returns errno, 0 on success.
+int AttachQpnSteering(int fd, uint32_t group, const uint32_t* overrides = nullptr, size_t pairs = 0) {
+  std::vector<sock_filter> code;
+  code.reserve(4 + 2 * pairs);
+  code.push_back(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 4));
+  code.push_back(BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0xffffff));
+  for (size_t i = 0; i < pairs; i++) {
+    code.push_back(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, overrides[2 * i], 0, 1));
+    code.push_back(BPF_STMT(BPF_RET | BPF_K, overrides[2 * i + 1]));
   }
+  code.push_back(BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, group));
+  code.push_back(BPF_STMT(BPF_RET | BPF_A, 0));
+  sock_fprog prog{};
+  prog.len = static_cast<unsigned short>(code.size());
+  prog.filter = code.data();
+  return setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof prog) != 0 ? errno : 0;
+}
+
+// Most QPNs a steering program may send elsewhere than their modulo: two instructions each, under
+// the kernel's 4096 (BPF_MAXINSNS).
+constexpr size_t kMaxSteerOverrides = 2000;
+
+// udpSteer(fd, steerGroup, overrides): replace the steering program of the group `fd` is a member
+// of (any member will do; the program is the group's) with one for `steerGroup` members where the
+// QPNs in `overrides` (a Uint32Array of QPN, member pairs; QPN below 2^24, member below
+// steerGroup) go to their member and every other QPN to QPN mod steerGroup.
+Napi::Value UdpSteer(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  const int fd = GetFd(env, info[0], "fd");
+  const uint32_t group = static_cast<uint32_t>(GetInt(env, info[1], "steerGroup", kMinSteerGroup, kMaxSteerGroup));
+  size_t words = 0;
+  const uint32_t* o = GetUint32s(env, info[2], "overrides", &words);
+  if (words % 2 != 0 || words / 2 > kMaxSteerOverrides) {
+    throw Napi::RangeError::New(env, "overrides must be QPN, member pairs, at most " + std::to_string(kMaxSteerOverrides));
+  }
+  for (size_t i = 0; i < words; i += 2) {
+    if (o[i] > 0xffffff || o[i + 1] >= group) throw Napi::RangeError::New(env, "override " + std::to_string(i / 2) + " names a QPN or member out of range");
+  }
+  const int err = AttachQpnSteering(fd, group, o, words / 2);
+  if (err != 0) ThrowErrno(env, "setsockopt", err);
+  return env.Undefined();
 }
 
 // udpBind(address, port, steerGroup?): a non-blocking, close-on-exec UDP socket bound to IPv4
@@ -202,7 +231,13 @@ Napi::Value UdpBind(const Napi::CallbackInfo& info) {
   if (bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
     CloseAndThrowErrno(env, fd, "bind");
   }
-  if (steer) AttachQpnSteering(env, fd, group);
+  if (steer) {
+    const int err = AttachQpnSteering(fd, group);
+    if (err != 0) {
+      close(fd);
+      ThrowErrno(env, "setsockopt", err);
+    }
+  }
   return Napi::Number::New(env, fd);
 }
 
@@ -292,6 +327,7 @@ Napi::Value UdpRecvMany(const Napi::CallbackInfo& info) {
 
 void RegisterUdp(Napi::Env env, Napi::Object exports) {
   exports.Set("udpBind", Napi::Function::New(env, UdpBind, "udpBind"));
+  exports.Set("udpSteer", Napi::Function::New(env, UdpSteer, "udpSteer"));
   exports.Set("udpLocalAddress", Napi::Function::New(env, UdpLocalAddress, "udpLocalAddress"));
   exports.Set("udpSendMany", Napi::Function::New(env, UdpSendMany, "udpSendMany"));
   exports.Set("udpRecvMany", Napi::Function::New(env, UdpRecvMany, "udpRecvMany"));

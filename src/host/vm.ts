@@ -84,6 +84,8 @@ export interface VmOptions {
    * go with `link`, `openSocket`, `lossy`, `capturePath` or `wrapLink`, nor migrate yet.
    */
   qpShards?: number;
+  /** With qpShards: move QPs from busy shards to idle ones this often (ShardedVerbs.balance). */
+  qpBalanceMs?: number;
 }
 
 export class Vm extends GuestVm {
@@ -120,7 +122,7 @@ export class Vm extends GuestVm {
     const { dirtyLog, cpuLog, cpuMemory } = Vm.logs(dm);
     let verbs: SoftRoce | ShardedVerbs;
     try {
-      verbs = shards === 1 ? new SoftRoce(dm, link, options.provider) : await ShardedVerbs.open(dm, link, { shards, provider: shardProvider(options.provider), dirtyLog });
+      verbs = shards === 1 ? new SoftRoce(dm, link, options.provider) : await ShardedVerbs.open(dm, link, { shards, provider: shardProvider(options.provider), dirtyLog, balanceEveryMs: options.qpBalanceMs });
     } catch (err) {
       await link.close();
       throw err;

@@ -87,6 +87,11 @@ export interface NativeAddon {
    * steering"). A bad steerGroup, or one with port 0, is a RangeError before any socket is made.
    */
   udpBind(address: string, port: number, steerGroup?: number): number;
+  /**
+   * Replace the steering program of the group `fd` belongs to: the QPNs in `overrides` (QPN,
+   * member pairs, at most 2000) go to their member, every other QPN to QPN mod steerGroup.
+   */
+  udpSteer(fd: number, steerGroup: number, overrides: Uint32Array): void;
   /** setsockopt of an int option, on any socket (a node:dgram one's fd too); values >= 0. */
   socketSetOption(fd: number, name: SocketOptionName, value: number): void;
   /** getsockopt of an int option (buffer sizes as Linux reports them: twice what was set, capped). */

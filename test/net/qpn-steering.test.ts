@@ -86,6 +86,35 @@ describe('QPN steering (BatchedUdpLink qpnSteering)', () => {
     }));
   }
 
+  it('udpSteer sends the QPNs it lists to their member and the rest by modulo; bad overrides are refused', withNative(async (addon) => {
+    const ip = '127.0.45.5';
+    const links: BatchedUdpLink[] = [];
+    try {
+      await openGroup(ip, 3, links);
+      // Through any member: the program is the group's. 0x20 (home 2) to 0, 0x21 (home 0) to 1.
+      addon.udpSteer(links[1].socketFd, 3, Uint32Array.from([0x20, 0, 0x21, 1]));
+      const sender = await BatchedUdpLink.open({ ip: SENDER_IP, port: ROCE_UDP_PORT });
+      try {
+        const got = record(links);
+        const qpns = [0x20, 0x21, 0x22, 0x23];
+        qpns.forEach((qpn, i) => sender.send(packet(qpn, i, false), ip));
+        await until(() => got.length >= qpns.length, () => `${got.length} of ${qpns.length} arrived`);
+        const where = new Map(got.map((g) => [bthDqpnAt(g.bytes, 0), g.member]));
+        assert.deepEqual([...qpns].map((q) => where.get(q)), [0, 1, 0x22 % 3, 0x23 % 3]);
+      } finally {
+        await sender.close();
+      }
+      const fd = links[0].socketFd;
+      assert.throws(() => addon.udpSteer(fd, 3, Uint32Array.from([0x20])), RangeError, 'pairs');
+      assert.throws(() => addon.udpSteer(fd, 3, Uint32Array.from([0x20, 3])), RangeError, 'a member past the group');
+      assert.throws(() => addon.udpSteer(fd, 3, Uint32Array.from([0x1000000, 0])), RangeError, 'a QPN past 24 bits');
+      assert.throws(() => addon.udpSteer(fd, 3, new Uint32Array(2 * 2001)), RangeError, 'more than 2000 overrides');
+      assert.throws(() => addon.udpSteer(fd, 1, new Uint32Array(0)), RangeError);
+    } finally {
+      await closeAll(links);
+    }
+  }));
+
   it('sends a datagram too short to hold the QPN word (< 8 bytes) to member 0', withNative(async () => {
     const ip = '127.0.45.4';
     const links: BatchedUdpLink[] = [];

@@ -217,4 +217,85 @@ describe('QP shards', { concurrency: false }, () => {
     await reconnectPairs(ga, gb, onShard1);
     await traffic(a, b, 4, 100, { ga, gb });
   }));
+
+  it('any shard takes any QP: QPs moved round the shards under checked traffic, under their ownership words', withNative(async () => {
+    const a = await vm('127.0.46.12', 3);
+    const b = await vm('127.0.46.13', 2);
+    const ga = await vmGuest(a, 6);
+    const gb = await vmGuest(b, 6);
+    await connectPair(ga, gb);
+    const sa = a.verbs as ShardedVerbs;
+    const sb = b.verbs as ShardedVerbs;
+    let moves = 0;
+    const marks = [0.15, 0.3, 0.45, 0.6, 0.75];
+    const report = await runCheckedTraffic(ga, gb, {
+      ops: 300, bytes: 4096, window: 16, timeoutMs: 60_000,
+      onProgress: (done) => {
+        if (marks.length === 0 || done < marks[0]) return;
+        marks.shift();
+        // Every QP of both VMs to the next shard, the sender's and the receiver's, while WRITEs and SENDs are in flight.
+        for (const [s, g] of [[sa, ga], [sb, gb]] as const) {
+          for (const qp of g.qps) {
+            const from = s.ownerOf(qp.qpn) as number;
+            s.moveQp(qp.qpn, (from + 1) % s.shardCount);
+            moves++;
+          }
+        }
+      },
+    });
+    assert.equal(report.sendCompletions, 6 * 300);
+    assert.equal(moves, 5 * 12);
+    // Five moves round three shards and round two: each QP ends two shards (mod 3) and one shard (mod 2) from home.
+    for (const qp of ga.qps) assert.equal(sa.ownerOf(qp.qpn), (sa.shardOf(qp.qpn) + 5) % 3);
+    for (const qp of gb.qps) assert.equal(sb.ownerOf(qp.qpn), (sb.shardOf(qp.qpn) + 5) % 2);
+    assert.deepEqual([...sa.placement()].map(([qpn, shard]) => sa.ownerOf(qpn) === shard), ga.qps.map(() => true));
+    // Away from home, the kernel steers a QP's packets to where it runs now: checked traffic again, and no shard saw a packet for a QP it does not hold.
+    const before = [sa.shardCounters(), sb.shardCounters()];
+    await runCheckedTraffic(ga, gb, { ops: 100, bytes: 4096, window: 16, timeoutMs: 60_000 });
+    for (const [k, s] of [sa, sb].entries()) {
+      s.shardCounters().forEach((c, i) => {
+        const unknown = (x: ShardCounters): number => x.dropped.find(([why]) => why === 'unknown QPN')?.[1] ?? 0;
+        assert.equal(unknown(c) - unknown(before[k][i]), 0, `shard ${i} got no packet for a QP it does not hold`);
+      });
+    }
+    // A QP that is not connected cannot move; one cannot move to a shard that does not exist. Neither changes its word.
+    const pd = sa.allocPd();
+    const cq = sa.createCq(8);
+    const idle = sa.createQp({ type: QpType.Rc, pd, sendCq: cq, recvCq: cq, cap: { maxSendWr: 1, maxRecvWr: 1, maxSendSge: 1, maxRecvSge: 1, maxInlineBytes: 0 }, sigAll: false });
+    const home = sa.ownerOf(idle);
+    assert.throws(() => sa.moveQp(idle, ((home as number) + 1) % 3), (e: unknown) => e instanceof VerbsError && e.code === VerbsErrorCode.InvalidArgument);
+    assert.throws(() => sa.moveQp(ga.qps[0].qpn, 7), (e: unknown) => e instanceof VerbsError && e.code === VerbsErrorCode.InvalidArgument);
+    assert.equal(sa.ownerOf(idle), home);
+    sa.destroyQp(idle);
+    assert.equal(sa.ownerOf(idle), null);
+  }));
+
+  it('work stealing: two busy QPs on one shard are spread by balance(), idle ones stay, traffic stays checked', withNative(async () => {
+    const a = await vm('127.0.46.14', 2);
+    const b = await vm('127.0.46.15', 2);
+    const ga = await vmGuest(a, 4);
+    const gb = await vmGuest(b, 4);
+    await connectPair(ga, gb);
+    const s = a.verbs as ShardedVerbs;
+    // The busy pairs: a's QPs 0 and 2, both on shard 0 (QPNs are handed out in turn round the shards).
+    const busy = [0, 2];
+    assert.deepEqual(busy.map((i) => s.ownerOf(ga.qps[i].qpn)), [0, 0]);
+    const only = (g: PairGuest): PairGuest => ({ ...g, qps: busy.map((i) => g.qps[i]) });
+    s.balance();
+    await runCheckedTraffic(only(ga), only(gb), { ops: 200, bytes: 4096, window: 16, timeoutMs: 60_000 });
+    const moves = s.balance();
+    assert.equal(moves.length, 1, `one busy QP moves: ${JSON.stringify(moves)}`);
+    assert.equal(moves[0].from, 0);
+    assert.equal(moves[0].to, 1);
+    assert.ok(busy.map((i) => ga.qps[i].qpn).includes(moves[0].qpn));
+    assert.deepEqual(new Set(busy.map((i) => s.ownerOf(ga.qps[i].qpn))), new Set([0, 1]), 'the busy QPs on two shards now');
+    assert.deepEqual([1, 3].map((i) => s.ownerOf(ga.qps[i].qpn)), [1, 1], 'idle QPs stay');
+    const before = s.shardCounters();
+    await runCheckedTraffic(only(ga), only(gb), { ops: 200, bytes: 4096, window: 16, timeoutMs: 60_000 });
+    const after = s.shardCounters();
+    for (const i of [0, 1]) assert.ok(after[i].sent - before[i].sent >= 200, `shard ${i} now sends a busy QP's WRITEs and SENDs`);
+    // Even work: nothing more to move.
+    assert.deepEqual(s.balance(), []);
+    assert.equal(s.balanceMoves, 1);
+  }));
 });

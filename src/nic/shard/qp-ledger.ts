@@ -15,6 +15,8 @@ export function flushedWc(qpn: number, wrId: bigint, opcode: WcOpcode): WorkComp
 export class QpLedger {
   private readonly sends = new Fifo<{ wrId: bigint; opcode: WcOpcode }>();
   private readonly recvs = new Fifo<bigint>();
+  /** Completions since takeWork last looked: the QP's recent work, for balancing. */
+  private work = 0;
 
   /**
    * `maxSendWr` and `maxRecvWr` are the QP's queue depths: the provider holds no more than that
@@ -42,6 +44,7 @@ export class QpLedger {
    * retires the unsignaled sends posted before it, which complete without one.
    */
   completed(wc: WorkCompletion): void {
+    this.work++;
     if (isReceive(wc.opcode)) {
       if (this.recvs.length > 0 && this.recvs.at(0) === wc.wrId) this.recvs.shift();
       return;
@@ -51,6 +54,13 @@ export class QpLedger {
       for (let j = 0; j <= i; j++) this.sends.shift();
       return;
     }
+  }
+
+  /** Completions since the last call. */
+  takeWork(): number {
+    const w = this.work;
+    this.work = 0;
+    return w;
   }
 
   /** Every work request still outstanding, completed with WR_FLUSH_ERR (sends, then receives), and forgotten. */

@@ -14,7 +14,8 @@ import type { Link } from '../link.js';
 import type { SoftRoce } from '../soft/soft-roce.js';
 import type { RecvWr, SendWr } from '../verbs.js';
 import { RemoteShard } from './remote-shard.js';
-import { callShard } from './shard-methods.js';
+import { type ShardContext, callShard } from './shard-methods.js';
+import { QpOwners } from './qp-owners.js';
 import type { ShardProviderOptions, ShardWorkerData } from './shard-worker.js';
 
 /** Replacements of one shard that may fail in a row before it is given up. */
@@ -56,7 +57,25 @@ export class ShardSet {
   /** Why the last shard was lost, if one was. */
   lastLoss: string | null = null;
 
-  private constructor(readonly local: SoftRoce, private readonly slots: Slot[], private readonly dm: DeviceMemory, private readonly callTimeoutMs: number | undefined) {}
+  private readonly localCtx: ShardContext;
+
+  private constructor(
+    readonly local: SoftRoce,
+    private readonly slots: Slot[],
+    private readonly dm: DeviceMemory,
+    private readonly callTimeoutMs: number | undefined,
+    /** Which shard runs each QP (qp-owners.ts), shared with every shard. */
+    readonly owners: QpOwners,
+  ) {
+    this.localCtx = {
+      roce: local, index: 0, owners,
+      // Shard 0's completions are the facade's to pull, on this thread.
+      flushCompletions: () => 0,
+      steer: () => {
+        throw new VerbsError(VerbsErrorCode.NotSupported, 'shard 0 does not hold its socket itself; a worker shard replaces the steering program');
+      },
+    };
+  }
 
   /** Shard 0 over `local`, whose link is the group's first member, and a worker for each other. */
   static async open(dm: DeviceMemory, link: Link, local: SoftRoce, o: ShardSetOptions): Promise<ShardSet> {
@@ -64,12 +83,13 @@ export class ShardSet {
     // Each worker shard allocates its tables in a window of the arena of its own.
     const windowBytes = Math.floor(dm.layout.arenaBytes / (n + 1) / 65536) * 65536;
     const slots: Slot[] = [];
+    const owners = new QpOwners();
     try {
       for (let i = 1; i < n; i++) {
         const window = dm.arena.alloc(windowBytes, 4096);
         const spec = {
           index: i, group: n, ip: link.localIp, port: link.localPort, memory: dm.memory, layout: dm.layout,
-          arena: { off: window, bytes: windowBytes }, dirtyLog: o.dirtyLog?.placement ?? null, provider: o.provider,
+          arena: { off: window, bytes: windowBytes }, dirtyLog: o.dirtyLog?.placement ?? null, provider: o.provider, owners: owners.buffer,
         };
         const slot: Slot = { remote: null, spec, window, orphanFd: null, replacing: null, failedStarts: 0, startedAt: performance.now() };
         slots.push(slot);
@@ -80,7 +100,7 @@ export class ShardSet {
       for (const s of slots) dm.arena.release(s.window);
       throw err;
     }
-    return new ShardSet(local, slots, dm, o.callTimeoutMs);
+    return new ShardSet(local, slots, dm, o.callTimeoutMs, owners);
   }
 
   /** Start reading completions into `sink`, which also hears of lost shards. */
@@ -99,12 +119,26 @@ export class ShardSet {
   }
 
   call(index: number, method: string, args: unknown[]): unknown {
-    if (index === 0) return callShard(this.local, method, args);
+    if (index === 0) return callShard(this.localCtx, method, args);
     return this.remote(index).call(method, args);
   }
 
   post(index: number, qpn: number, kind: 0 | 1, wrs: readonly (SendWr | RecvWr)[]): void {
     this.remote(index).post(qpn, kind, wrs);
+  }
+
+  /** Worker shard `index`'s completion ring into the sink now (a QP leaving it takes its completions along first). */
+  drainNow(index: number): void {
+    const r = this.slots[index - 1]?.remote;
+    if (r !== null && r !== undefined) this.sink?.drain(r.completions);
+  }
+
+  /** Replace the group's steering program, through a running worker shard (any member sets the group's). */
+  steer(overrides: number[]): void {
+    for (let i = 1; i < this.count; i++) {
+      if (this.live(i)) return void this.call(i, 'steer', [overrides]);
+    }
+    throw new VerbsError(VerbsErrorCode.IoError, 'no worker shard runs to change the steering program through');
   }
 
   /** End worker shard `index` at once, as a crash would; resolves once its successor runs (or could not). */

@@ -16,7 +16,9 @@ import { BatchedUdpLink } from '../../net/batched-udp-link.js';
 import { SoftRoce } from '../soft/soft-roce.js';
 import type { SendWr } from '../verbs.js';
 import type { SoftRoceOptions } from '../soft/options.js';
-import { callShard } from './shard-methods.js';
+import { type ShardContext, callShard } from './shard-methods.js';
+import { QpOwners } from './qp-owners.js';
+import { nativeStatus } from '../../native/addon.js';
 import { POST_SEND, decodeRecvWrs, decodeSendWrs } from './post-codec.js';
 import { RECORD_OVERRUN, RECORD_REFUSED, RECORD_WCS, REFUSED_BYTES, WCS_PER_RECORD, WC_RECORD_BYTES, encodeWc } from './wc-codec.js';
 import { WcOpcode, wcOpcodeOf } from '../types.js';
@@ -39,6 +41,8 @@ export interface ShardWorkerData {
   provider: ShardProviderOptions;
   /** The socket of a shard whose thread died, to take over (a replacement); else bind one. */
   adoptFd?: number;
+  /** The device's QP ownership words (qp-owners.ts). */
+  owners: SharedArrayBuffer;
 }
 
 /** The worker says: its socket is ready (bound or adopted), it could not start, or it closed. */
@@ -84,6 +88,13 @@ class CompletionForwarder {
     list.push(...wrs);
     this.refusedWrs.set(qpn, list);
     this.schedule(false);
+  }
+
+  /** Push what it can now, from `cqs` too; how many CQs and refusals it still holds (the ring was full). */
+  flushNow(cqs: readonly number[]): number {
+    for (const cq of cqs) this.pending.add(cq);
+    this.flush();
+    return this.pending.size + this.refusedWrs.size;
   }
 
   private flush(): void {
@@ -182,13 +193,22 @@ async function main(): Promise<void> {
     });
   };
   let closing = false;
+  const native = nativeStatus();
+  const ctx: ShardContext = {
+    roce, index: data.index, owners: new QpOwners(data.owners),
+    flushCompletions: (cqs) => forwarder.flushNow(cqs),
+    steer: (overrides) => {
+      if (!native.available) throw new Error(native.reason);
+      native.addon.udpSteer(link.socketFd, data.group, overrides);
+    },
+  };
   const server = new CallServer(ControlBlock.attach(data.block), (call) => {
     runPosts();
     if (call.method === 'close') {
       closing = true;
       return null;
     }
-    return callShard(roce, call.method, call.args);
+    return callShard(ctx, call.method, call.args);
   }, () => {
     if (closing) server.stop();
   });

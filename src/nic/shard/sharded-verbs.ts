@@ -42,6 +42,7 @@ import type {
 import { POST_RECV, POST_SEND } from './post-codec.js';
 import { QpLedger, flushedWc } from './qp-ledger.js';
 import { ShardSet } from './shard-set.js';
+import { OWNER_SLOTS } from './qp-owners.js';
 import { type ShardCounters, shardCounters } from './shard-methods.js';
 import type { ShardProviderOptions } from './shard-worker.js';
 import { RECORD_OVERRUN, RECORD_REFUSED, REFUSED_BYTES, WC_RECORD_BYTES, decodeWc } from './wc-codec.js';
@@ -59,13 +60,24 @@ export interface ShardedVerbsOptions {
   dirtyLog?: DirtyLog;
   /** Milliseconds a call into a worker shard may wait to be taken. */
   callTimeoutMs?: number;
+  /** Balance the shards' work (balance()) this often; absent: only when asked. */
+  balanceEveryMs?: number;
+}
+
+/** A QP moved by balance(): from which shard to which, and its completions since the last balance. */
+export interface QpMove {
+  qpn: number;
+  from: number;
+  to: number;
+  work: number;
 }
 
 interface QpPlace {
+  /** The shard that runs it, as its ownership word says (qp-owners.ts). */
   shard: number;
   options: CreateQpOptions;
-  /** Outstanding work of a QP in a worker shard (null on shard 0, which lives as long as this facade). */
-  ledger: QpLedger | null;
+  /** Its outstanding work, to be flushed if a worker shard running it dies. */
+  ledger: QpLedger;
   /** The QP's attributes after its last change, for a QP whose shard died (it reads as ERR). */
   attrs: QpAttributes | null;
   /** Its shard died with its state: it reads as ERR until moved to RESET. */
@@ -81,6 +93,9 @@ export class ShardedVerbs implements Verbs {
   private readonly completionHandlers: ((cq: number) => void)[] = [];
   private qpnCursor = MIN_QPN;
   private closed = false;
+  private balancer: NodeJS.Timeout | null = null;
+  /** QPs balance() moved, in all. */
+  balanceMoves = 0;
   /** Resolves when every worker shard has stopped (after close). */
   stopped: Promise<void> = Promise.resolve();
 
@@ -100,8 +115,15 @@ export class ShardedVerbs implements Verbs {
     if (!Number.isInteger(n) || n < 2 || n > MAX_SHARDS) throw new RangeError(`QP shards must be an integer in [2, ${MAX_SHARDS}], got ${n}`);
     const provider = options.provider ?? {};
     const local = new SoftRoce(dm, link, provider);
+    const every = options.balanceEveryMs;
+    if (every !== undefined && !(Number.isInteger(every) && every >= 1)) throw new RangeError(`balanceEveryMs must be a positive integer, got ${every}`);
     try {
-      return new ShardedVerbs(local, await ShardSet.open(dm, link, local, { shards: n, provider, dirtyLog: options.dirtyLog, callTimeoutMs: options.callTimeoutMs }));
+      const verbs = new ShardedVerbs(local, await ShardSet.open(dm, link, local, { shards: n, provider, dirtyLog: options.dirtyLog, callTimeoutMs: options.callTimeoutMs }));
+      if (every !== undefined) {
+        verbs.balancer = setInterval(() => verbs.balanceQuietly(), every);
+        verbs.balancer.unref();
+      }
+      return verbs;
     } catch (err) {
       local.close();
       throw err;
@@ -214,14 +236,22 @@ export class ShardedVerbs implements Verbs {
       qpn = options.qpn;
       if (!Number.isInteger(qpn) || qpn < MIN_QPN || qpn > MAX_QPN) throw invalid(`QPN ${qpn} outside [${MIN_QPN}, ${MAX_QPN}]`);
       if (this.qps.has(qpn)) throw new VerbsError(VerbsErrorCode.Exists, `QPN ${qpn} is taken`);
+      if (!this.set.owners.free(qpn)) throw new VerbsError(VerbsErrorCode.Exists, `QPN ${qpn} shares its ownership word with a live QP (QPNs equal modulo ${OWNER_SLOTS})`);
       if (options.srq !== undefined && qpn % n !== 0) {
         throw new VerbsError(VerbsErrorCode.NotSupported, `QP ${qpn} would run on shard ${qpn % n}, but a QP on an SRQ must run on shard 0 with its SRQ (a QPN that is a multiple of ${n})`);
       }
     } else {
       qpn = this.pickQpn(options.srq === undefined ? null : 0);
     }
-    const place: QpPlace = { shard: qpn % n, options: { ...options, cap: { ...options.cap } }, ledger: null, attrs: null, lost: false };
-    this.make(qpn, place);
+    const { maxSendWr, maxRecvWr } = options.cap;
+    const place: QpPlace = { shard: qpn % n, options: { ...options, cap: { ...options.cap } }, ledger: new QpLedger(qpn, maxSendWr, maxRecvWr), attrs: null, lost: false };
+    if (!this.set.owners.claim(qpn, place.shard)) throw new VerbsError(VerbsErrorCode.Exists, `QPN ${qpn}'s ownership word is taken`);
+    try {
+      this.make(qpn, place);
+    } catch (err) {
+      this.set.owners.clear(qpn);
+      throw err;
+    }
     this.qps.set(qpn, place);
     return qpn;
   }
@@ -239,7 +269,7 @@ export class ShardedVerbs implements Verbs {
       return;
     }
     this.set.call(place.shard, 'modifyQp', [qpn, attrs, mask]);
-    if (place.ledger !== null) place.attrs = this.set.call(place.shard, 'queryQp', [qpn]) as QpAttributes;
+    if (place.shard !== 0) place.attrs = this.set.call(place.shard, 'queryQp', [qpn]) as QpAttributes;
   }
 
   queryQp(qpn: number): QpAttributes {
@@ -252,22 +282,129 @@ export class ShardedVerbs implements Verbs {
     const place = this.place(qpn);
     if (!place.lost) this.set.call(place.shard, 'destroyQp', [qpn]);
     this.qps.delete(qpn);
+    this.set.owners.clear(qpn);
+    if (place.shard !== this.shardOf(qpn)) this.steer();
+  }
+
+  /**
+   * Move QP `qpn` to shard `to` while it runs: any shard can take any QP. The QP is suspended
+   * (R6, answering requests with RNR NAK) on its owner, which flushes the completions it made so
+   * far, saves the QP's state (R9) and gives it up under its ownership word; `to` takes the word
+   * and loads the state, the kernel's steering program sends the QP's packets to `to` from then
+   * on, and the QP resumes there (a sequence NAK sends its peer back to the expected PSN). Its
+   * completions stay in order and none is lost or repeated. The QP must be connected (RTR, RTS or
+   * SQD). If `to` refuses it, it goes back to its owner.
+   */
+  moveQp(qpn: number, to: number): void {
+    const place = this.place(qpn);
+    const from = place.shard;
+    if (!Number.isInteger(to) || to < 0 || to >= this.set.count) throw invalid(`no shard ${to}`);
+    if (to === from) return;
+    if (place.lost) throw invalid(`QP ${qpn} is in ERR (its shard was lost)`);
+    if (!this.set.live(to)) throw new VerbsError(VerbsErrorCode.IoError, `shard ${to} is not running`);
+    this.set.call(from, 'suspendQp', [qpn, 'rnr-nak']);
+    // Every completion the QP made on `from` reaches its CQ before any it makes on `to`.
+    if (from === 0) {
+      this.pullLocal(place.options.sendCq);
+      this.pullLocal(place.options.recvCq);
+    } else {
+      for (let i = 0; i < 1000; i++) {
+        const held = this.set.call(from, 'flushCompletions', [[place.options.sendCq, place.options.recvCq]]) as number;
+        this.set.drainNow(from);
+        if (held === 0) break;
+      }
+    }
+    const saved = this.set.call(from, 'takeQp', [qpn]) as Uint8Array;
+    try {
+      this.set.call(to, 'loadQp', [qpn, saved]);
+      place.shard = to;
+    } catch (err) {
+      this.set.call(from, 'loadQp', [qpn, saved]);
+      this.set.call(from, 'resumeQp', [qpn]);
+      throw err;
+    }
+    this.steer();
+    this.set.call(to, 'resumeQp', [qpn]);
+    if (to !== 0) place.attrs = this.set.call(to, 'queryQp', [qpn]) as QpAttributes;
+  }
+
+  /**
+   * Work stealing at QP grain: QPs move from the busiest running shard to the idlest while a
+   * single move makes their work since the last balance more even. Work is completions (each
+   * QP's ledger counts them). A QP that cannot move (not connected) stays. Returns the moves.
+   */
+  balance(): QpMove[] {
+    const load = new Map<number, number>();
+    for (let i = 0; i < this.set.count; i++) if (this.set.live(i)) load.set(i, 0);
+    const work = new Map<number, number>();
+    for (const [qpn, p] of this.qps) {
+      const w = p.ledger.takeWork();
+      if (p.lost || !load.has(p.shard)) continue;
+      work.set(qpn, w);
+      load.set(p.shard, load.get(p.shard)! + w);
+    }
+    const moves: QpMove[] = [];
+    const stuck = new Set<number>();
+    for (let round = 0; round < this.qps.size && load.size > 1; round++) {
+      const byLoad = [...load].sort((x, y) => y[1] - x[1]);
+      const [busiest, most] = byLoad[0];
+      const [idlest, least] = byLoad[byLoad.length - 1];
+      const gap = most - least;
+      // The QP whose work is nearest half the gap, and below the gap (so the move narrows it).
+      let best: number | null = null;
+      for (const [qpn, w] of work) {
+        if (this.qps.get(qpn)?.shard !== busiest || stuck.has(qpn) || w <= 0 || w >= gap) continue;
+        if (best === null || Math.abs(gap / 2 - w) < Math.abs(gap / 2 - work.get(best)!)) best = qpn;
+      }
+      if (best === null) break;
+      try {
+        this.moveQp(best, idlest);
+      } catch {
+        stuck.add(best);
+        continue;
+      }
+      const w = work.get(best)!;
+      load.set(busiest, most - w);
+      load.set(idlest, least + w);
+      moves.push({ qpn: best, from: busiest, to: idlest, work: w });
+    }
+    this.balanceMoves += moves.length;
+    return moves;
+  }
+
+  private balanceQuietly(): void {
+    if (this.closed) return;
+    try {
+      this.balance();
+    } catch {
+      // A shard lost meanwhile: its QPs are ERR, the next balance works with what runs.
+    }
+  }
+
+  /** What QP `qpn`'s ownership word says: the shard that runs it, 'moving', or null. */
+  ownerOf(qpn: number): number | 'moving' | null {
+    return this.set.owners.owner(qpn);
+  }
+
+  /** The shard of every QP, by QPN (its ownership word). */
+  placement(): Map<number, number> {
+    return new Map([...this.qps].map(([qpn, p]) => [qpn, p.shard]));
   }
 
   postSend(qpn: number, wrs: SendWr[]): void {
     const place = this.place(qpn);
-    if (place.shard === 0) return this.local.postSend(qpn, wrs);
     if (place.lost) return this.flushNow(wrs.map((wr) => flushedWc(qpn, wr.wrId, wcOpcodeOf(wr.opcode))), place.options.sendCq);
-    this.set.post(place.shard, qpn, POST_SEND, wrs);
-    for (const wr of wrs) place.ledger!.postedSend(wr.wrId, wcOpcodeOf(wr.opcode));
+    if (place.shard === 0) this.local.postSend(qpn, wrs);
+    else this.set.post(place.shard, qpn, POST_SEND, wrs);
+    for (const wr of wrs) place.ledger.postedSend(wr.wrId, wcOpcodeOf(wr.opcode));
   }
 
   postRecv(qpn: number, wrs: RecvWr[]): void {
     const place = this.place(qpn);
-    if (place.shard === 0) return this.local.postRecv(qpn, wrs);
     if (place.lost) return this.flushNow(wrs.map((wr) => flushedWc(qpn, wr.wrId, WcOpcode.Recv)), place.options.recvCq);
-    this.set.post(place.shard, qpn, POST_RECV, wrs);
-    for (const wr of wrs) place.ledger!.postedRecv(wr.wrId);
+    if (place.shard === 0) this.local.postRecv(qpn, wrs);
+    else this.set.post(place.shard, qpn, POST_RECV, wrs);
+    for (const wr of wrs) place.ledger.postedRecv(wr.wrId);
   }
 
   postSrqRecv(srq: number, wrs: RecvWr[]): void {
@@ -322,6 +459,7 @@ export class ShardedVerbs implements Verbs {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.balancer !== null) clearInterval(this.balancer);
     this.local.close();
     this.stopped = this.set.close();
   }
@@ -350,11 +488,9 @@ export class ShardedVerbs implements Verbs {
   private make(qpn: number, place: QpPlace): void {
     const made = this.set.call(place.shard, 'createQp', [{ ...place.options, qpn }]) as number;
     if (made !== qpn) throw new VerbsError(VerbsErrorCode.IoError, `shard ${place.shard} made QP ${made} when asked for ${qpn}`);
-    if (place.shard !== 0) {
-      const { maxSendWr, maxRecvWr } = place.options.cap;
-      place.ledger = new QpLedger(qpn, maxSendWr, maxRecvWr);
-      place.attrs = this.set.call(place.shard, 'queryQp', [qpn]) as QpAttributes;
-    }
+    const { maxSendWr, maxRecvWr } = place.options.cap;
+    place.ledger = new QpLedger(qpn, maxSendWr, maxRecvWr);
+    if (place.shard !== 0) place.attrs = this.set.call(place.shard, 'queryQp', [qpn]) as QpAttributes;
   }
 
   /** A number for a new QP: the next free one from the cursor on a running shard, on `shard` if one is asked for. */
@@ -364,9 +500,16 @@ export class ShardedVerbs implements Verbs {
     for (let i = 0; i < span; i++) {
       const c = this.qpnCursor;
       this.qpnCursor = c === MAX_QPN ? MIN_QPN : c + 1;
-      if (!this.qps.has(c) && (shard === null ? this.set.live(c % n) : c % n === shard)) return c;
+      if (!this.qps.has(c) && this.set.owners.free(c) && (shard === null ? this.set.live(c % n) : c % n === shard)) return c;
     }
     throw new VerbsError(VerbsErrorCode.NoResources, 'no QPN left');
+  }
+
+  /** Tell the kernel where every QP away from its home shard (QPN mod N) runs now. */
+  private steer(): void {
+    const overrides: number[] = [];
+    for (const [qpn, p] of this.qps) if (p.shard !== this.shardOf(qpn)) overrides.push(qpn, p.shard);
+    this.set.steer(overrides);
   }
 
   /** The running shards, shard 0 first. */
@@ -434,7 +577,10 @@ export class ShardedVerbs implements Verbs {
     try {
       for (;;) {
         const wcs = this.local.pollCq(cq, 256);
-        for (const wc of wcs) c.push(wc, wc.solicited === true);
+        for (const wc of wcs) {
+          this.qps.get(wc.qpNum)?.ledger.completed(wc);
+          c.push(wc, wc.solicited === true);
+        }
         if (wcs.length < 256) break;
       }
     } catch {
@@ -457,7 +603,7 @@ export class ShardedVerbs implements Verbs {
       }
       for (let off = 0; off + WC_RECORD_BYTES <= bytes.length; off += WC_RECORD_BYTES) {
         const wc = decodeWc(bytes.subarray(off, off + WC_RECORD_BYTES));
-        this.qps.get(wc.qpNum)?.ledger?.completed(wc);
+        this.qps.get(wc.qpNum)?.ledger.completed(wc);
         c.push(wc, wc.solicited === true);
       }
     });
@@ -473,7 +619,7 @@ export class ShardedVerbs implements Verbs {
       const recv = view.getUint32(off + 12, true) === 1;
       const cq = recv ? place.options.recvCq : place.options.sendCq;
       const wc: WorkCompletion = { ...flushedWc(qpn, view.getBigUint64(off, true), view.getUint32(off + 8, true)), status: WcStatus.LocQpOpErr };
-      place.ledger?.completed(wc);
+      place.ledger.completed(wc);
       const c = this.cqs.get(cq);
       if (c === undefined) continue;
       c.push(wc, false);
@@ -487,7 +633,7 @@ export class ShardedVerbs implements Verbs {
     for (const place of this.qps.values()) {
       if (place.shard !== index || place.lost) continue;
       place.lost = true;
-      const { sends, recvs } = place.ledger!.flush();
+      const { sends, recvs } = place.ledger.flush();
       for (const [wcs, cq] of [[sends, place.options.sendCq], [recvs, place.options.recvCq]] as const) {
         const c = this.cqs.get(cq);
         if (c === undefined || wcs.length === 0) continue;

@@ -240,6 +240,16 @@ export class SoftQp {
   }
 
   /** Destroy: flush what is outstanding, stop the timers, and ignore all later events. */
+  /**
+   * Leave this provider without completing anything: the QP's state was saved (it is SUSPENDED,
+   * so it has no timers and does nothing) and lives on in another shard of the device.
+   */
+  detach(): void {
+    this.stopRetryTimer();
+    this.stopRnrTimer();
+    this.destroyed = true;
+  }
+
   destroy(): void {
     if (this.state !== QpState.Reset) this.enterError();
     this.t.state = QpState.Err;

@@ -31,9 +31,10 @@ import { SoftSrq } from './srq.js';
 import { SoftWire } from './wire.js';
 import { PathMtu } from '../types.js';
 import type { SoftAh, SoftRoceCounters, SoftRoceParts } from './state/parts.js';
-import { captureSoftRoce } from './state/capture.js';
-import { encodeSoftRoceState } from './state/codec.js';
-import { inspectSoftRoce, restoreSoftRoce } from './state/rebuild.js';
+import { captureQp, captureSoftRoce } from './state/capture.js';
+import { checkQp } from './state/check.js';
+import { decodeSoftRoceState, encodeSoftRoceState } from './state/codec.js';
+import { inspectSoftRoce, loadQp as loadSavedQp, restoreSoftRoce } from './state/rebuild.js';
 
 const U64_MASK = (1n << 64n) - 1n;
 
@@ -384,6 +385,64 @@ export class SoftRoce implements Verbs {
       qps: [],
       counters: { dropped: [], events: [], internalErrors: 0, packetsSent: 0, packetsReceived: 0 },
     });
+  }
+
+  /**
+   * One QP's whole state: R9's records with only this QP (and no other object), for moving it to
+   * another shard of this device (src/nic/shard). It must be SUSPENDED (R6), so it does nothing
+   * and its state holds still. It stays here until detachQp.
+   */
+  saveQp(qpn: number): Uint8Array {
+    const qp = this.qp(qpn);
+    if (qp.state !== QpState.Suspended) throw invalid(`QP ${qpn} must be SUSPENDED to be saved alone`);
+    const ids = { pd: this.pdIds, cq: this.cqIds, qp: this.qpIds, srq: this.srqIds, ah: this.ahIds };
+    return encodeSoftRoceState({
+      localIp: this.link.localIp, portMtu: this.portMtu,
+      allocators: { pd: ids.pd.cursor, cq: ids.cq.cursor, qp: ids.qp.cursor, srq: ids.srq.cursor, ah: ids.ah.cursor, keys: { cursor: this.mrs.keyState().cursor, tags: [] } },
+      gids: [], pds: [], mrs: [], cqs: [], srqs: [], ahs: [], qps: [captureQp(qp)],
+      counters: { dropped: [], events: [], internalErrors: 0, packetsSent: 0, packetsReceived: 0 },
+    });
+  }
+
+  /** Remove a QP saved with saveQp, completing nothing: it runs on elsewhere. */
+  detachQp(qpn: number): void {
+    const qp = this.qp(qpn);
+    if (qp.state !== QpState.Suspended) throw invalid(`QP ${qpn} must be SUSPENDED to leave`);
+    qp.detach();
+    qp.sendCq.users--;
+    qp.recvCq.users--;
+    if (qp.srq !== null) qp.srq.users--;
+    this.qps.delete(qpn);
+    this.qpIds.release(qpn);
+  }
+
+  /**
+   * Take in a QP another shard of this device saved (saveQp), SUSPENDED as it was; resumeQp sets
+   * it going. Its CQs, SRQ, PD and any MR its responder is writing into must be here (every shard
+   * holds the same objects). StateError or VerbsError if not; nothing is kept then.
+   */
+  loadQp(state: Uint8Array): number {
+    if (this.closed) throw new VerbsError(VerbsErrorCode.InvalidArgument, 'the provider is closed');
+    const s = decodeSoftRoceState(state);
+    const others = s.pds.length + s.mrs.length + s.cqs.length + s.srqs.length + s.ahs.length + s.gids.length;
+    if (s.qps.length !== 1 || others !== 0) throw invalid(`a saved QP holds one QP and nothing else, not ${s.qps.length} QPs and ${others} other objects`);
+    if (s.localIp !== this.link.localIp) throw invalid(`a QP saved on ${s.localIp} cannot run on ${this.link.localIp}`);
+    const q = s.qps[0];
+    if (this.qps.has(q.qpn)) throw new VerbsError(VerbsErrorCode.Exists, `QP ${q.qpn} is here already`);
+    this.pd(q.pd);
+    const sendCq = this.cq(q.sendCq);
+    const recvCq = this.cq(q.recvCq);
+    const srq = q.srq === 0 ? null : this.srq(q.srq);
+    checkQp(q, this.limits, this.portMtu, new Set(this.mrs.list().map((mr) => mr.key)), `QP ${q.qpn}`, srq === null ? q.cap.maxRecvSge : srq.maxSge);
+    this.qpIds.reserve(q.qpn);
+    const options = { type: q.type, pd: q.pd, sendCq: q.sendCq, recvCq: q.recvCq, srq: q.srq === 0 ? undefined : q.srq, cap: { ...q.cap }, sigAll: q.sigAll, qpn: q.qpn };
+    const qp = new SoftQp(q.qpn, options, sendCq, recvCq, srq, this.env);
+    loadSavedQp(qp, q, this.mrs);
+    sendCq.users++;
+    recvCq.users++;
+    if (srq !== null) srq.users++;
+    this.qps.set(q.qpn, qp);
+    return q.qpn;
   }
 
   /**

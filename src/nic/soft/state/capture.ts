@@ -41,7 +41,7 @@ export function captureSoftRoce(p: SoftRoceParts): SoftRoceState {
   };
 }
 
-function captureQp(qp: SoftQp): SoftQpState {
+export function captureQp(qp: SoftQp): SoftQpState {
   const t = qp.t;
   const o = qp.options;
   const r = t.resp;

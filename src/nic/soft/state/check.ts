@@ -127,7 +127,7 @@ function sges(list: readonly Sge[], max: number, what: string): void {
   if (list.length > max) throw inconsistent(`${what}: ${list.length} SGEs exceed its ${max}`);
 }
 
-function checkQp(q: SoftQpState, L: DeviceLimits, portMtu: PathMtu, mrKeys: ReadonlySet<number>, what: string, recvSge: number): void {
+export function checkQp(q: SoftQpState, L: DeviceLimits, portMtu: PathMtu, mrKeys: ReadonlySet<number>, what: string, recvSge: number): void {
   within(`${what} max send WRs`, q.cap.maxSendWr, L.maxQpWr);
   within(`${what} max receive WRs`, q.cap.maxRecvWr, L.maxQpWr);
   within(`${what} max send SGEs`, q.cap.maxSendSge, L.maxSge);

@@ -141,7 +141,7 @@ function install(p: SoftRoceParts, s: SoftRoceState, tables: readonly PageTable[
 }
 
 /** Put the QP's saved state into a new SoftQp; QPs that were sending come back SUSPENDED (R6). */
-function loadQp(qp: SoftQp, q: SoftQpState, mrs: MrTable): void {
+export function loadQp(qp: SoftQp, q: SoftQpState, mrs: MrTable): void {
   const t = qp.t;
   Object.assign(qp.rec, { ...q.attrs, ahAttr: { ...q.attrs.ahAttr } });
   Object.assign(t.attrs, transportAttrsOf(qp.rec));
