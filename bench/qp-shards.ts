@@ -6,8 +6,9 @@
 // rounds in alternating order (this machine drifts by half within a minute), and each pair's rate
 // is its messages over its seconds across all rounds ('shards-2/shards-1').
 // Then what a control call into a worker shard costs against the same call on the device's own
-// shard (queryQp: the synchronous call channel's round trip), the overhead every post to a QP in a
-// worker shard pays.
+// shard (queryQp: the synchronous call channel's round trip), and what moving a connected QP
+// between the device's thread and a worker costs (moveQp: suspend, flush its completions, save,
+// load, re-steer, resume).
 import { setImmediate as turn } from 'node:timers/promises';
 import { CqeStatus, SendFlag, SendOpcode } from '../src/device/abi.js';
 import { IOVA, type PairGuest, connectPair, vmGuest } from '../src/demo/durable-pair.js';
@@ -141,12 +142,26 @@ async function callRows(vm: Vm): Promise<BenchRow[]> {
   }
 }
 
+/** A connected, idle QP moved between shard 0 and shard 1 and back, MOVES times. */
+async function moveRows(p: Pair): Promise<BenchRow[]> {
+  const s = p.vms[0].verbs as ShardedVerbs;
+  const qpn = p.a.qps[0].qpn;
+  const MOVES = 40;
+  const started = performance.now();
+  for (let i = 0; i < MOVES; i++) {
+    s.moveQp(qpn, ((s.ownerOf(qpn) as number) + 1) % 2);
+    await turn();
+  }
+  const seconds = (performance.now() - started) / 1000;
+  return [{ suite: SUITE, name: 'moveQp of a connected idle QP, device thread <-> worker', engine: 'shards-2', unit: 'move', opsPerSec: MOVES / seconds, msPerMove: round2((seconds * 1000) / MOVES) }];
+}
+
 export async function qpShardRows(): Promise<BenchRow[]> {
   const one = await openPair('127.0.47.1', '127.0.47.2', 1);
   let two: Pair | null = null;
   try {
     two = await openPair('127.0.47.3', '127.0.47.4', 2);
-    return [...(await pairedRows(one, two)), ...(await callRows(two.vms[0]))];
+    return [...(await pairedRows(one, two)), ...(await callRows(two.vms[0])), ...(await moveRows(two))];
   } finally {
     for (const vm of [...one.vms, ...(two?.vms ?? [])]) await vm.close();
   }

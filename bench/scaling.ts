@@ -27,6 +27,7 @@ import { HostPool } from '../src/host/pool/host-pool.js';
 import type { StreamEndpoint, StreamRun } from '../src/host/write-stream.js';
 import { createLogger } from '../src/observe/log.js';
 import { ringHopRows } from './ring-hop.js';
+import { qpShardRows } from './qp-shards.js';
 
 const SUITE = 'scaling';
 const PAIRS = 2;
@@ -247,5 +248,7 @@ export default async function scaling(): Promise<BenchRow[]> {
   rows.push(...(await pairedRatio()));
   rows.push(...(await ringHopRows()));
   rows.push(await moveCost('worker'), await moveCost('main'));
+  // One VM's QPs over threads (QP shards): the same question at QP grain.
+  rows.push(...(await qpShardRows()));
   return ratios(rows);
 }

@@ -166,18 +166,19 @@ program
 
 program
   .command('qp-shards')
-  .description('QP shards: two VMs run their QPs in several threads each, the kernel steering every packet to its QP\'s thread; checked traffic, then a worker shard terminated under traffic (needs the native addon)')
+  .description('QP shards: two VMs run their QPs in several threads each, the kernel steering every packet to its QP\'s thread; checked traffic while every QP moves round the shards, then a worker shard terminated under traffic (needs the native addon)')
   .option('--shards <n>', 'QP shards per VM (2..64): the device\'s thread and n-1 workers', positiveInt, QP_SHARDS_DEFAULTS.shards)
   .option('--qps <n>', 'RC QP pairs', positiveInt, QP_SHARDS_DEFAULTS.qps)
   .option('--ops <n>', 'operations per QP (RDMA WRITE and SEND alternately)', positiveInt, QP_SHARDS_DEFAULTS.ops)
   .option('--message-size <bytes>', 'bytes per operation', positiveInt, QP_SHARDS_DEFAULTS.bytes)
+  .option('--moves <n>', 'times every QP moves to the next shard during the traffic', nonNegativeInt, QP_SHARDS_DEFAULTS.moves)
   .option('--no-kill', 'do not terminate a worker shard')
   .option('--vm-ips <a,b>', 'the two VMs\' addresses', ipList(2), QP_SHARDS_DEFAULTS.ips)
   .option('--json', 'print one JSON object')
-  .action(async (f: { shards: number; qps: number; ops: number; messageSize: number; kill: boolean; vmIps: string[]; json?: boolean }) => {
+  .action(async (f: { shards: number; qps: number; ops: number; messageSize: number; moves: number; kill: boolean; vmIps: string[]; json?: boolean }) => {
     if (f.shards < 2) throw new InvalidArgumentError('--shards must be at least 2');
     process.exitCode = await runQpShardsCli({
-      shards: f.shards, qps: f.qps, ops: f.ops, bytes: f.messageSize, window: QP_SHARDS_DEFAULTS.window, kill: f.kill, ips: [f.vmIps[0], f.vmIps[1]], json: f.json === true,
+      shards: f.shards, qps: f.qps, ops: f.ops, bytes: f.messageSize, window: QP_SHARDS_DEFAULTS.window, kill: f.kill, moves: f.moves, ips: [f.vmIps[0], f.vmIps[1]], json: f.json === true,
     });
   });
 

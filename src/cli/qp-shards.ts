@@ -4,7 +4,8 @@ import { type QpShardsOptions, runQpShards } from '../demo/qp-shards.js';
 
 const SCOPE =
   'vrdma qp-shards: two VMs run their QPs in several threads each (QP shards), every packet steered by the kernel to the\n' +
-  'thread that owns its QP; checked RDMA traffic runs between them, and a worker shard is terminated under traffic.';
+  'thread that owns its QP; checked RDMA traffic runs between them while every QP moves from shard to shard, and a worker\n' +
+  'shard is terminated under traffic.';
 
 /** Returns the process exit status. */
 export async function runQpShardsCli(options: QpShardsOptions & { json: boolean }): Promise<number> {
@@ -12,7 +13,7 @@ export async function runQpShardsCli(options: QpShardsOptions & { json: boolean 
   try {
     const report = await runQpShards(options, options.json ? undefined : (line) => console.log(line));
     if (options.json) console.log(JSON.stringify(report));
-    else console.log(`\nverified: ${report.completions} work requests completed once and in order on ${report.qps} QPs, ${report.bytesVerified.toLocaleString('en-US')} bytes checked, in ${report.seconds} s`);
+    else console.log(`\nverified: ${report.completions} work requests completed once and in order on ${report.qps} QPs through ${report.qpMoves} QP moves, ${report.bytesVerified.toLocaleString('en-US')} bytes checked, in ${report.seconds} s`);
     return 0;
   } catch (err) {
     console.error(`FAILED: ${(err as Error).message}`);

@@ -1,5 +1,5 @@
-// `vrdma qp-shards` as a user runs it: two VMs with their QPs in 3 threads each, checked traffic,
-// a worker shard terminated under traffic and the failed QPs recovered, reported as JSON; bad
+// `vrdma qp-shards` as a user runs it: two VMs with their QPs in 3 threads each, checked traffic
+// while every QP moves round the shards, a worker shard terminated under traffic and the failed QPs recovered, reported as JSON; bad
 // options refused. Needs the native addon (the steering group); addresses 127.0.38.11-12.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -18,7 +18,8 @@ describe('vrdma qp-shards', () => {
     const r = JSON.parse(stdout.trim()) as QpShardsReport;
     assert.equal(r.verified, true);
     assert.equal(r.shards, 3);
-    assert.deepEqual(r.sender.map((s) => s.qps), [2, 2, 2], 'each thread runs the QPs whose number modulo 3 is its index');
+    assert.equal(r.qpMoves, 3 * 12, 'every QP of both VMs moved three times during the traffic');
+    assert.deepEqual(r.sender.map((s) => s.qps), [2, 2, 2], 'three moves round three shards: each QP back on the shard its number names');
     for (const s of r.sender) assert.ok(s.packetsSent > 0 && s.packetsReceived > 0, `shard ${s.shard} carried packets`);
     assert.ok(r.kill !== null);
     assert.equal(r.kill.shard, 2);
