@@ -301,4 +301,21 @@ describe('QP shards', { concurrency: false }, () => {
     assert.deepEqual(s.balance(), []);
     assert.equal(s.balanceMoves, 1);
   }));
+
+  it('work stealing on a timer (qpBalanceMs): the busy QPs end up on different shards while checked traffic runs', withNative(async () => {
+    const a = await Vm.open({ ip: '127.0.46.16', qpShards: 2, qpBalanceMs: 20 });
+    open.push(a);
+    const b = await vm('127.0.46.17', 1);
+    const ga = await vmGuest(a, 4);
+    const gb = await vmGuest(b, 4);
+    await connectPair(ga, gb);
+    const s = a.verbs as ShardedVerbs;
+    const busy = [0, 2];
+    const only = (g: PairGuest): PairGuest => ({ ...g, qps: busy.map((i) => g.qps[i]) });
+    for (let round = 0; round < 20 && s.balanceMoves === 0; round++) {
+      await runCheckedTraffic(only(ga), only(gb), { ops: 100, bytes: 4096, window: 16, timeoutMs: 60_000 });
+    }
+    assert.ok(s.balanceMoves >= 1, 'the balancer moved a busy QP');
+    assert.deepEqual(new Set(busy.map((i) => s.ownerOf(ga.qps[i].qpn))), new Set([0, 1]));
+  }));
 });

@@ -330,8 +330,9 @@ export class ShardedVerbs implements Verbs {
 
   /**
    * Work stealing at QP grain: QPs move from the busiest running shard to the idlest while a
-   * single move makes their work since the last balance more even. Work is completions (each
-   * QP's ledger counts them). A QP that cannot move (not connected) stays. Returns the moves.
+   * single move makes their work since the last balance more even and the gap is worth a move
+   * (above a quarter of all the work, and 64 completions). Work is completions (each QP's ledger
+   * counts them). A QP that cannot move (not connected) stays. Returns the moves.
    */
   balance(): QpMove[] {
     const load = new Map<number, number>();
@@ -345,11 +346,15 @@ export class ShardedVerbs implements Verbs {
     }
     const moves: QpMove[] = [];
     const stuck = new Set<number>();
+    // A move pauses its QP for a moment: none for a gap within a quarter of the work (or 64 completions).
+    const total = [...load.values()].reduce((x, y) => x + y, 0);
+    const worth = Math.max(64, total / 4);
     for (let round = 0; round < this.qps.size && load.size > 1; round++) {
       const byLoad = [...load].sort((x, y) => y[1] - x[1]);
       const [busiest, most] = byLoad[0];
       const [idlest, least] = byLoad[byLoad.length - 1];
       const gap = most - least;
+      if (gap <= worth) break;
       // The QP whose work is nearest half the gap, and below the gap (so the move narrows it).
       let best: number | null = null;
       for (const [qpn, w] of work) {
