@@ -15,6 +15,7 @@
         "src/crc32.cc",
         "src/region.cc",
         "src/fd.cc",
+        "src/fd_watch.cc",
         "src/eventfd.cc",
         "src/mapping.cc",
         "src/unix_socket.cc",

@@ -5,13 +5,14 @@
 
 namespace {
 
-constexpr int kAbiVersion = 2;
+constexpr int kAbiVersion = 3;
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("abiVersion", Napi::Number::New(env, kAbiVersion));
   vrdma::RegisterCrc32(env, exports);
   vrdma::RegisterRegion(env, exports);
   vrdma::RegisterFd(env, exports);
+  vrdma::RegisterFdWatch(env, exports);
   vrdma::RegisterEventFd(env, exports);
   vrdma::RegisterMapping(env, exports);
   vrdma::RegisterUnixSocket(env, exports);

@@ -8,6 +8,7 @@ namespace vrdma {
 void RegisterCrc32(Napi::Env env, Napi::Object exports);
 void RegisterRegion(Napi::Env env, Napi::Object exports);
 void RegisterFd(Napi::Env env, Napi::Object exports);
+void RegisterFdWatch(Napi::Env env, Napi::Object exports);
 void RegisterEventFd(Napi::Env env, Napi::Object exports);
 void RegisterMapping(Napi::Env env, Napi::Object exports);
 void RegisterUnixSocket(Napi::Env env, Napi::Object exports);

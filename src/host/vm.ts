@@ -115,7 +115,7 @@ export class Vm extends GuestVm {
     const driverBytes = options.driverBytes ?? DEFAULT_DRIVER_BYTES;
     if (DRIVER_AREA_GPA + driverBytes >= ramBytes) throw new RangeError(`ramBytes ${ramBytes} leaves no room for data past the driver area`);
     const shards = Vm.shardsOf(options);
-    const { address, link } = await Vm.links(shards === 1 ? options : { ...options, openSocket: () => BatchedUdpLink.open({ ip: options.ip, port: options.port, qpnSteering: shards }) });
+    const { address, link } = await Vm.links(shards === 1 ? options : { ...options, openSocket: () => BatchedUdpLink.open({ ip: options.ip, port: options.port, qpnSteering: shards, readiness: 'loop' }) });
     if (options.bindAddress ?? true) await address.bind();
     const dm = DeviceMemory.create({ ramBytes, arenaBytes: ARENA_BYTES });
     dm.addRegion(0, ramBytes);

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { NativeError, NativeErrorCode } from './errors.js';
 
 /** Must equal kAbiVersion in native/src/addon.cc; a different number means a stale build. */
-export const NATIVE_ABI_VERSION = 2;
+export const NATIVE_ABI_VERSION = 3;
 
 /**
  * The addon's exports. Byte arguments are any TypedArray or DataView, over an ArrayBuffer or a
@@ -87,6 +87,11 @@ export interface NativeAddon {
    * steering"). A bad steerGroup, or one with port 0, is a RangeError before any socket is made.
    */
   udpBind(address: string, port: number, steerGroup?: number): number;
+  /**
+   * Input readiness of `fd` on this thread's event loop (libuv uv_poll, level-triggered):
+   * onReadable() runs from the loop while the fd has input left unread, until stop().
+   */
+  FdWatch: new (fd: number, onReadable: () => void) => { stop(): void };
   /**
    * Replace the steering program of the group `fd` belongs to: the QPNs in `overrides` (QPN,
    * member pairs, at most 2000) go to their member, every other QPN to QPN mod steerGroup.

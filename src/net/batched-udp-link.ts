@@ -54,6 +54,12 @@ export interface BatchedUdpLinkOptions {
    * alone); from then on the link owns it.
    */
   readonly adoptFd?: number;
+  /**
+   * Who watches the socket for input: a thread of its own blocked in poll(2) that posts a message
+   * per burst ('thread', the default, readiness.ts), or this thread's event loop through the
+   * addon's FdWatch ('loop': no thread and no message; what QP shards use).
+   */
+  readonly readiness?: 'thread' | 'loop';
 }
 
 
@@ -62,6 +68,7 @@ export class BatchedUdpLink implements Link {
   private closed = false;
   private closing: Promise<void> | null = null;
   private watcher: ReadinessWatcher | null = null;
+  private loopWatch: { stop(): void } | null = null;
   private readonly stats = zeroBatchedCounters();
   private readonly sender: MmsgSender;
   private readonly receiver: MmsgReceiver;
@@ -136,7 +143,12 @@ export class BatchedUdpLink implements Link {
     }
     const link = new BatchedUdpLink(native, fd, opts.ip, native.udpLocalAddress(fd).port, maxPacket, slots, arena);
     try {
-      link.watcher = await ReadinessWatcher.start(fd, () => link.drain(), (err) => (link.watcherError = err.message));
+      if (opts.readiness === 'loop') {
+        // Level-triggered: what one call leaves unread calls again from the next turn.
+        link.loopWatch = new native.FdWatch(fd, () => void link.receiver.drain(link.handler, RECV_ROUNDS, link.isOpen));
+      } else {
+        link.watcher = await ReadinessWatcher.start(fd, () => link.drain(), (err) => (link.watcherError = err.message));
+      }
     } catch (err) {
       native.closeFd(fd);
       throw err;
@@ -205,6 +217,7 @@ export class BatchedUdpLink implements Link {
       this.sender.flush();
       this.closed = true;
       this.closing = (async () => {
+        this.loopWatch?.stop();
         await this.watcher?.close();
         this.native.closeFd(this.fd);
       })();

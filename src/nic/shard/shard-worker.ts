@@ -169,7 +169,7 @@ async function main(): Promise<void> {
   if (data.dirtyLog !== null) dm.dirtyLog = DirtyLog.attach(data.memory, data.dirtyLog);
   let link: BatchedUdpLink;
   try {
-    link = await BatchedUdpLink.open({ ip: data.ip, port: data.port, qpnSteering: data.group, adoptFd: data.adoptFd });
+    link = await BatchedUdpLink.open({ ip: data.ip, port: data.port, qpnSteering: data.group, adoptFd: data.adoptFd, readiness: 'loop' });
   } catch (err) {
     port.postMessage({ error: `shard ${data.index}: ${(err as Error).message}` } satisfies ShardWorkerMessage);
     return;
