@@ -32,12 +32,6 @@ export interface PairGuest {
 
 export interface DurableGuest extends PairGuest {
   device: DurableDevice;
-  guest: RdmaGuest;
-  pd: number;
-  cq: GuestCq;
-  qps: GuestQp[];
-  lkey: number;
-  rkey: number;
 }
 
 /** Run `fn` with a backend pool made with `options`, and close the pool however it ends. */

@@ -123,6 +123,8 @@ describe('QP shards', { concurrency: false }, () => {
         (e: unknown) => e instanceof VerbsError && e.code === VerbsErrorCode.NotSupported);
       const onSrq = s.createQp({ type: QpType.Rc, pd, sendCq: cq, recvCq: cq, srq, cap, sigAll: false });
       assert.equal(s.shardOf(onSrq), 0);
+      assert.throws(() => s.moveQp(onSrq, 1), (e: unknown) => e instanceof VerbsError && e.code === VerbsErrorCode.NotSupported, 'it stays with its SRQ');
+      assert.equal(s.ownerOf(onSrq), 0);
       assert.throws(() => s.destroyCq(cq), (e: unknown) => e instanceof VerbsError && e.code === VerbsErrorCode.Busy);
       assert.throws(() => s.deallocPd(9999), (e: unknown) => e instanceof VerbsError && e.code === VerbsErrorCode.NoSuchObject);
       const odd = s.createQp({ type: QpType.Rc, pd, sendCq: cq, recvCq: cq, cap: { ...cap, maxRecvWr: 4 }, sigAll: false, qpn: 0x41 });

@@ -1,15 +1,19 @@
 // QP shards: one device's QPs spread over several threads (docs/worker-pool.md, "QP shards").
 // The device keeps its virtqueues, control queue and CQ writing on its own thread and calls this
 // facade as its verbs provider. Behind it are N SoftRoce shards over the device's one shared
-// memory (shard-set.ts): shard 0 on the device's thread, shards 1..N-1 in worker threads. Each
-// shard holds the QPs whose number modulo N is its index, and its own socket in the VM address's
-// SO_REUSEPORT group, where a BPF program steers every arriving packet by destination QPN to that
-// same shard (BatchedUdpLink's qpnSteering): a QP's requester, responder, completer and timers all
-// run in one thread, its owner, with no lock on the data path.
+// memory (shard-set.ts): shard 0 on the device's thread, shards 1..N-1 in worker threads. Each QP
+// runs in one shard, its owner, named by its ownership word in shared memory (qp-owners.ts): at
+// first its home, QPN mod N. Each shard holds its own socket in the VM address's SO_REUSEPORT
+// group, where a BPF program steers every arriving packet by destination QPN to the QP's owner
+// (BatchedUdpLink's qpnSteering; udpSteer for QPs away from home): a QP's requester, responder,
+// completer and timers all run in its owner's thread, with no lock on the data path.
 //
 // - PDs, MRs, CQs, SRQs, AHs and GIDs are made on every shard, in the same order, so every shard
 //   numbers them alike (checked: a shard that answers differently undoes the call).
-// - A QP is made on its own shard; a QP on an SRQ lives on shard 0 with the SRQ's receives.
+// - A QP is made on its home shard; a QP on an SRQ lives on shard 0 with the SRQ's receives.
+// - Any shard takes any connected QP (moveQp): suspended, its completions brought home, saved,
+//   handed over by compare-and-exchange of its word, loaded, re-steered and resumed. balance()
+//   moves QPs from busy shards to idle ones (work stealing at QP grain).
 // - A shard's completions come back in per-shard rings in shared memory, a CQ's batch per record,
 //   and are queued in this facade's CQs in the order each shard made them, so each QP's
 //   completions stay in order; a CQ gathers from every shard.
@@ -113,10 +117,10 @@ export class ShardedVerbs implements Verbs {
   static async open(dm: DeviceMemory, link: Link, options: ShardedVerbsOptions): Promise<ShardedVerbs> {
     const n = options.shards;
     if (!Number.isInteger(n) || n < 2 || n > MAX_SHARDS) throw new RangeError(`QP shards must be an integer in [2, ${MAX_SHARDS}], got ${n}`);
-    const provider = options.provider ?? {};
-    const local = new SoftRoce(dm, link, provider);
     const every = options.balanceEveryMs;
     if (every !== undefined && !(Number.isInteger(every) && every >= 1)) throw new RangeError(`balanceEveryMs must be a positive integer, got ${every}`);
+    const provider = options.provider ?? {};
+    const local = new SoftRoce(dm, link, provider);
     try {
       const verbs = new ShardedVerbs(local, await ShardSet.open(dm, link, local, { shards: n, provider, dirtyLog: options.dirtyLog, callTimeoutMs: options.callTimeoutMs }));
       if (every !== undefined) {
@@ -185,13 +189,11 @@ export class ShardedVerbs implements Verbs {
   }
 
   pollCq(cq: number, max: number): WorkCompletion[] {
-    if (!Number.isInteger(max) || max < 0) throw invalid(`poll count ${max} is not a count`);
     return this.cq(cq).poll(max);
   }
 
   reqNotifyCq(cq: number, solicitedOnly: boolean): void {
-    const c = this.cq(cq);
-    c.armed = solicitedOnly && c.armed !== 'all' ? 'solicited' : 'all';
+    this.cq(cq).arm(solicitedOnly);
   }
 
   onCompletion(handler: (cq: number) => void): void {
@@ -292,8 +294,9 @@ export class ShardedVerbs implements Verbs {
    * far, saves the QP's state (R9) and gives it up under its ownership word; `to` takes the word
    * and loads the state, the kernel's steering program sends the QP's packets to `to` from then
    * on, and the QP resumes there (a sequence NAK sends its peer back to the expected PSN). Its
-   * completions stay in order and none is lost or repeated. The QP must be connected (RTR, RTS or
-   * SQD). If `to` refuses it, it goes back to its owner.
+   * completions stay in order and none is lost or repeated. The QP must be connected (RTR, RTS,
+   * SQD or SQE) and not on an SRQ (whose receives are shard 0's). If anything on the way fails,
+   * the QP goes back to running on its owner.
    */
   moveQp(qpn: number, to: number): void {
     const place = this.place(qpn);
@@ -302,19 +305,26 @@ export class ShardedVerbs implements Verbs {
     if (to === from) return;
     if (place.lost) throw invalid(`QP ${qpn} is in ERR (its shard was lost)`);
     if (!this.set.live(to)) throw new VerbsError(VerbsErrorCode.IoError, `shard ${to} is not running`);
+    if (place.options.srq !== undefined) throw new VerbsError(VerbsErrorCode.NotSupported, `QP ${qpn} receives from SRQ ${place.options.srq}, which lives on shard 0`);
     this.set.call(from, 'suspendQp', [qpn, 'rnr-nak']);
-    // Every completion the QP made on `from` reaches its CQ before any it makes on `to`.
-    if (from === 0) {
-      this.pullLocal(place.options.sendCq);
-      this.pullLocal(place.options.recvCq);
-    } else {
-      for (let i = 0; i < 1000; i++) {
-        const held = this.set.call(from, 'flushCompletions', [[place.options.sendCq, place.options.recvCq]]) as number;
-        this.set.drainNow(from);
-        if (held === 0) break;
+    let saved: Uint8Array;
+    try {
+      // Every completion the QP made on `from` reaches its CQ before any it makes on `to`.
+      if (from === 0) {
+        this.pullLocal(place.options.sendCq);
+        this.pullLocal(place.options.recvCq);
+      } else {
+        for (let i = 0; i < 1000; i++) {
+          const held = this.set.call(from, 'flushCompletions', [[place.options.sendCq, place.options.recvCq]]) as number;
+          this.set.drainNow(from);
+          if (held === 0) break;
+        }
       }
+      saved = this.set.call(from, 'takeQp', [qpn]) as Uint8Array;
+    } catch (err) {
+      this.set.call(from, 'resumeQp', [qpn]);
+      throw err;
     }
-    const saved = this.set.call(from, 'takeQp', [qpn]) as Uint8Array;
     try {
       this.set.call(to, 'loadQp', [qpn, saved]);
       place.shard = to;
@@ -323,8 +333,11 @@ export class ShardedVerbs implements Verbs {
       this.set.call(from, 'resumeQp', [qpn]);
       throw err;
     }
-    this.steer();
-    this.set.call(to, 'resumeQp', [qpn]);
+    try {
+      this.steer();
+    } finally {
+      this.set.call(to, 'resumeQp', [qpn]);
+    }
     if (to !== 0) place.attrs = this.set.call(to, 'queryQp', [qpn]) as QpAttributes;
   }
 
@@ -399,17 +412,22 @@ export class ShardedVerbs implements Verbs {
   postSend(qpn: number, wrs: SendWr[]): void {
     const place = this.place(qpn);
     if (place.lost) return this.flushNow(wrs.map((wr) => flushedWc(qpn, wr.wrId, wcOpcodeOf(wr.opcode))), place.options.sendCq);
-    if (place.shard === 0) this.local.postSend(qpn, wrs);
-    else this.set.post(place.shard, qpn, POST_SEND, wrs);
-    for (const wr of wrs) place.ledger.postedSend(wr.wrId, wcOpcodeOf(wr.opcode));
+    if (place.shard !== 0) this.set.post(place.shard, qpn, POST_SEND, wrs);
+    for (const wr of wrs) {
+      // Shard 0 refuses a work request by throwing: those before it stay posted, as the ledger says.
+      if (place.shard === 0) this.local.postSend(qpn, [wr]);
+      place.ledger.postedSend(wr.wrId, wcOpcodeOf(wr.opcode));
+    }
   }
 
   postRecv(qpn: number, wrs: RecvWr[]): void {
     const place = this.place(qpn);
     if (place.lost) return this.flushNow(wrs.map((wr) => flushedWc(qpn, wr.wrId, WcOpcode.Recv)), place.options.recvCq);
-    if (place.shard === 0) this.local.postRecv(qpn, wrs);
-    else this.set.post(place.shard, qpn, POST_RECV, wrs);
-    for (const wr of wrs) place.ledger.postedRecv(wr.wrId);
+    if (place.shard !== 0) this.set.post(place.shard, qpn, POST_RECV, wrs);
+    for (const wr of wrs) {
+      if (place.shard === 0) this.local.postRecv(qpn, [wr]);
+      place.ledger.postedRecv(wr.wrId);
+    }
   }
 
   postSrqRecv(srq: number, wrs: RecvWr[]): void {

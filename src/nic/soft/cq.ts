@@ -45,7 +45,13 @@ export class SoftCq {
     for (const wc of entries) this.entries.push({ ...wc });
   }
 
+  /** reqNotifyCq: the next completion (or the next solicited one) fires an event. */
+  arm(solicitedOnly: boolean): void {
+    this.armed = solicitedOnly && this.armed !== 'all' ? 'solicited' : 'all';
+  }
+
   poll(max: number): WorkCompletion[] {
+    if (!Number.isInteger(max) || max < 0) throw new VerbsError(VerbsErrorCode.InvalidArgument, `poll count ${max} is not a count`);
     if (this.overrun) throw new VerbsError(VerbsErrorCode.IoError, `CQ ${this.handle} overran its ${this.depth} entries`);
     const out: WorkCompletion[] = [];
     while (out.length < max && this.entries.length > 0) out.push(this.entries.shift() as WorkCompletion);

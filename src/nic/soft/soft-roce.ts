@@ -189,13 +189,11 @@ export class SoftRoce implements Verbs {
   }
 
   pollCq(cq: number, max: number): WorkCompletion[] {
-    if (!Number.isInteger(max) || max < 0) throw invalid(`poll count ${max} is not a count`);
     return this.cq(cq).poll(max);
   }
 
   reqNotifyCq(cq: number, solicitedOnly: boolean): void {
-    const c = this.cq(cq);
-    c.armed = solicitedOnly && c.armed !== 'all' ? 'solicited' : 'all';
+    this.cq(cq).arm(solicitedOnly);
   }
 
   onCompletion(handler: (cq: number) => void): void {
