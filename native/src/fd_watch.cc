@@ -21,10 +21,15 @@ struct Watch {
   napi_ref callback = nullptr;
   napi_async_context context = nullptr;
   bool stopped = false;
+  // The JavaScript object's pointer to this watch, cleared when the watch is freed first (its
+  // environment ended before the object was collected).
+  Watch** owner = nullptr;
 };
 
 void Closed(uv_handle_t* handle) {
-  delete static_cast<Watch*>(handle->data);
+  Watch* w = static_cast<Watch*>(handle->data);
+  if (w->owner != nullptr) *w->owner = nullptr;
+  delete w;
 }
 
 void Cleanup(void* arg);
@@ -97,16 +102,22 @@ class FdWatch : public Napi::ObjectWrap<FdWatch> {
       throw Napi::Error::New(env, std::string("uv_poll_start: ") + uv_strerror(started));
     }
     watch_ = w;
+    w->owner = &watch_;
   }
 
   ~FdWatch() override {
-    if (watch_ != nullptr && !watch_->stopped) StopWatch(watch_, false);
+    if (watch_ == nullptr) return;
+    watch_->owner = nullptr;
+    if (!watch_->stopped) StopWatch(watch_, false);
   }
 
  private:
   // stop(): no more callbacks; the fd is the caller's to close (after this).
   Napi::Value Stop(const Napi::CallbackInfo& info) {
-    if (watch_ != nullptr) StopWatch(watch_, false);
+    if (watch_ != nullptr) {
+      watch_->owner = nullptr;
+      StopWatch(watch_, false);
+    }
     watch_ = nullptr;
     return info.Env().Undefined();
   }

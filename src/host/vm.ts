@@ -202,8 +202,8 @@ export class Vm extends GuestVm {
     const n = options.qpShards ?? 1;
     if (!Number.isInteger(n) || n < 1 || n > MAX_SHARDS) throw new RangeError(`qpShards must be an integer in [1, ${MAX_SHARDS}], got ${n}`);
     if (n === 1) return 1;
-    const clash = (['link', 'openSocket', 'lossy', 'capturePath', 'wrapLink'] as const).filter((k) => options[k] !== undefined);
-    if (options.bindAddress === false) clash.push('bindAddress' as never);
+    const clash: string[] = (['link', 'openSocket', 'lossy', 'capturePath', 'wrapLink'] as const).filter((k) => options[k] !== undefined);
+    if (options.bindAddress === false) clash.push('bindAddress');
     if (clash.length > 0) throw new RangeError(`qpShards ${n} does not go with ${clash.join(', ')}: every shard holds its own socket on the VM's address`);
     return n;
   }

@@ -1,6 +1,6 @@
 // A QP shard in a worker thread: a SoftRoce over the device's shared memory, with its own socket
-// in the VM address's steering group (BatchedUdpLink's qpnSteering), so the kernel hands it the
-// packets of the QPs whose number modulo the group size is its index. It serves the device
+// in the VM address's steering group (BatchedUdpLink's qpnSteering), watched from its own event
+// loop, so the kernel hands it the packets of the QPs it owns. It serves the device
 // thread's synchronous calls (call-channel.ts over its control block), runs the work requests
 // posted to it through its post ring (all those queued before any call, so a call never overtakes
 // a post), and pushes its completions, a CQ's batch per record, into a completion ring in shared
