@@ -20,6 +20,7 @@
 // measured a minute apart unreliable. So the two-workers-over-one ratio is also measured in paired
 // rounds: a one-worker pool and a two-worker pool stay open side by side, the same streams run on
 // each in turn, and each round's ratio is taken from two runs a second apart ('pool-2/pool-1').
+// Last, the same question at QP grain: one VM's QPs over two threads against one (qp-shards.ts).
 import type { BenchRow } from './harness.js';
 import { HostAgent, type WorkloadEndpoint, agentOps, ramBytesFor } from '../src/host/agent.js';
 import { DEFAULT_WORKLOAD, type WorkloadConfig } from '../src/workload/config.js';
