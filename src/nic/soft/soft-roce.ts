@@ -230,11 +230,7 @@ export class SoftRoce implements Verbs {
     within('max inline bytes', cap.maxInlineBytes, L.maxInlineBytes);
     if (this.qps.size >= L.maxQp) throw new VerbsError(VerbsErrorCode.NoResources, `no more than ${L.maxQp} QPs`);
     const qpn = o.qpn === undefined ? this.qpIds.allocate() : this.qpIds.reserve(o.qpn);
-    const qp = new SoftQp(qpn, { ...o, cap: { ...cap } }, sendCq, recvCq, srq, this.env);
-    sendCq.users++;
-    recvCq.users++;
-    if (srq !== null) srq.users++;
-    this.qps.set(qpn, qp);
+    this.keep(new SoftQp(qpn, { ...o, cap: { ...cap } }, sendCq, recvCq, srq, this.env));
     return qpn;
   }
 
@@ -249,11 +245,24 @@ export class SoftRoce implements Verbs {
   destroyQp(qpn: number): void {
     const qp = this.qp(qpn);
     qp.destroy();
+    this.forget(qp);
+  }
+
+  /** A QP built here joins the provider: its CQs and SRQ count it, its number is taken. */
+  private keep(qp: SoftQp): void {
+    qp.sendCq.users++;
+    qp.recvCq.users++;
+    if (qp.srq !== null) qp.srq.users++;
+    this.qps.set(qp.qpn, qp);
+  }
+
+  /** A QP leaves the provider (destroyed, or moved elsewhere). */
+  private forget(qp: SoftQp): void {
     qp.sendCq.users--;
     qp.recvCq.users--;
     if (qp.srq !== null) qp.srq.users--;
-    this.qps.delete(qpn);
-    this.qpIds.release(qpn);
+    this.qps.delete(qp.qpn);
+    this.qpIds.release(qp.qpn);
   }
 
   // ---- SRQs ---------------------------------------------------------------------------------
@@ -407,11 +416,7 @@ export class SoftRoce implements Verbs {
     const qp = this.qp(qpn);
     if (qp.state !== QpState.Suspended) throw invalid(`QP ${qpn} must be SUSPENDED to leave`);
     qp.detach();
-    qp.sendCq.users--;
-    qp.recvCq.users--;
-    if (qp.srq !== null) qp.srq.users--;
-    this.qps.delete(qpn);
-    this.qpIds.release(qpn);
+    this.forget(qp);
   }
 
   /**
@@ -427,6 +432,7 @@ export class SoftRoce implements Verbs {
     if (s.localIp !== this.link.localIp) throw invalid(`a QP saved on ${s.localIp} cannot run on ${this.link.localIp}`);
     const q = s.qps[0];
     if (this.qps.has(q.qpn)) throw new VerbsError(VerbsErrorCode.Exists, `QP ${q.qpn} is here already`);
+    if (this.qps.size >= this.limits.maxQp) throw new VerbsError(VerbsErrorCode.NoResources, `no more than ${this.limits.maxQp} QPs`);
     this.pd(q.pd);
     const sendCq = this.cq(q.sendCq);
     const recvCq = this.cq(q.recvCq);
@@ -436,10 +442,7 @@ export class SoftRoce implements Verbs {
     const options = { type: q.type, pd: q.pd, sendCq: q.sendCq, recvCq: q.recvCq, srq: q.srq === 0 ? undefined : q.srq, cap: { ...q.cap }, sigAll: q.sigAll, qpn: q.qpn };
     const qp = new SoftQp(q.qpn, options, sendCq, recvCq, srq, this.env);
     loadSavedQp(qp, q, this.mrs);
-    sendCq.users++;
-    recvCq.users++;
-    if (srq !== null) srq.users++;
-    this.qps.set(q.qpn, qp);
+    this.keep(qp);
     return q.qpn;
   }
 
