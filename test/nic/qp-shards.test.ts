@@ -2,7 +2,9 @@
 // its QPs in 2 or 4 threads, each shard with its own socket in the VM address's steering group,
 // drive checked RC traffic (WRITEs and SENDs, every completion checked in posting order per QP,
 // every byte compared) through real virtqueues and UDP. Each shard must carry its own QPs'
-// packets; the facade's refusals and the lifecycle are checked too. Addresses 127.0.46.x.
+// packets; QPs move between shards under traffic (by hand and by the balancer); a worker shard is
+// killed under traffic and replaced; the facade's refusals and the lifecycle are checked too.
+// Addresses 127.0.46.x.
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { runCheckedTraffic } from '../../src/demo/checked-traffic.js';
