@@ -322,4 +322,44 @@ describe('QP shards', { concurrency: false }, () => {
     assert.ok(s.balanceMoves >= 1, 'the balancer moved a busy QP');
     assert.deepEqual(new Set(busy.map((i) => s.ownerOf(ga.qps[i].qpn))), new Set([0, 1]));
   }));
+
+  it('stress: 16 QP pairs over 4 shards each, QPs moved to random shards ten times under checked traffic', withNative(async () => {
+    const a = await vm('127.0.46.18', 4);
+    const b = await vm('127.0.46.19', 4);
+    const ga = await vmGuest(a, 16);
+    const gb = await vmGuest(b, 16);
+    await connectPair(ga, gb);
+    const sides = [[a.verbs as ShardedVerbs, ga], [b.verbs as ShardedVerbs, gb]] as const;
+    // A fixed sequence of pseudo-random choices (xorshift), so a failure replays.
+    let x = 0x9e3779b9;
+    const next = (n: number): number => {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      return (x >>> 0) % n;
+    };
+    const marks = Array.from({ length: 10 }, (_, i) => (i + 1) / 11);
+    let moves = 0;
+    const report = await runCheckedTraffic(ga, gb, {
+      ops: 120, bytes: 1024, window: 8, timeoutMs: 120_000,
+      onProgress: (done) => {
+        if (marks.length === 0 || done < marks[0]) return;
+        marks.shift();
+        for (const [s, g] of sides) {
+          for (let k = 0; k < 6; k++) {
+            const qpn = g.qps[next(g.qps.length)].qpn;
+            const to = next(4);
+            if (to !== s.ownerOf(qpn)) moves++;
+            s.moveQp(qpn, to);
+          }
+        }
+      },
+    });
+    assert.equal(report.sendCompletions, 16 * 120);
+    assert.ok(moves >= 60, `${moves} QPs changed shards`);
+    for (const [s, g] of sides) {
+      for (const qp of g.qps) assert.equal(s.ownerOf(qp.qpn), s.placement().get(qp.qpn), 'every word says where its QP runs');
+      assert.equal(s.counters.internalErrors, 0);
+    }
+  }));
 });
