@@ -192,6 +192,20 @@ describe('QP shards', { concurrency: false }, () => {
     // The successor's socket (the dead shard's, adopted) was closed with the rest.
     const plain = await BatchedUdpLink.open({ ip: '127.0.46.8' });
     await plain.close();
+    // Closed while a successor is starting: everything stops, and the address is free again.
+    const dm = DeviceMemory.create({ ramBytes: 4 << 20, arenaBytes: 4 << 20 });
+    dm.addRegion(0, 4 << 20);
+    const link = await BatchedUdpLink.open({ ip: '127.0.46.8', qpnSteering: 2 });
+    const s = await ShardedVerbs.open(dm, link, { shards: 2 });
+    const killing = s.killShard(1);
+    for (let i = 0; i < 500 && s.losses.lost === 0; i++) await sleep(2);
+    assert.equal(s.losses.lost, 1);
+    s.close();
+    await link.close();
+    const settled = await Promise.race([Promise.all([s.stopped, killing]).then(() => true), sleep(10_000).then(() => false)]);
+    assert.ok(settled, 'closing while a successor starts ends');
+    const again = await BatchedUdpLink.open({ ip: '127.0.46.8' });
+    await again.close();
   }));
 
   it('a worker shard killed under traffic: its QPs fail cleanly, the others finish, and reset and reconnected they all run again', withNative(async () => {

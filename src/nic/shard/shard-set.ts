@@ -207,17 +207,9 @@ export class ShardSet {
     }
     const fd = slot.orphanFd!;
     slot.replacing = (async () => {
+      let r: RemoteShard;
       try {
-        const r = await RemoteShard.start({ ...slot.spec, adoptFd: fd }, this.callTimeoutMs, () => this.local.saveObjects());
-        slot.orphanFd = null;
-        slot.startedAt = performance.now();
-        if (this.closed) {
-          slot.remote = r;
-          return;
-        }
-        slot.remote = r;
-        this.replacedCount++;
-        this.watch(index, r);
+        r = await RemoteShard.start({ ...slot.spec, adoptFd: fd }, this.callTimeoutMs, () => this.local.saveObjects());
       } catch (err) {
         slot.failedStarts++;
         this.lastLoss = `QP shard ${index} could not be replaced: ${(err as Error).message}`;
@@ -225,7 +217,14 @@ export class ShardSet {
         if (!this.closed) this.replace(index, slot);
         return;
       }
+      slot.orphanFd = null;
+      slot.startedAt = performance.now();
+      slot.remote = r;
       slot.replacing = null;
+      // Closed meanwhile: close() stops it with the rest.
+      if (this.closed) return;
+      this.replacedCount++;
+      this.watch(index, r);
     })();
   }
 }
