@@ -63,11 +63,18 @@ export class PacketRing {
 
   /** Producer: whether a record of `length` bytes fits now. */
   fits(length: number): boolean {
-    const need = align8(RECORD_HEADER + length);
-    const head = Atomics.load(this.words, HEAD) >>> 0;
+    return this.skipFor(align8(RECORD_HEADER + length), Atomics.load(this.words, HEAD) >>> 0) >= 0;
+  }
+
+  /**
+   * For a record of `need` bytes (padded) written at `head`: the bytes skipped to the start first
+   * (0 unless it would cross the end), or -1 if it does not fit now.
+   */
+  private skipFor(need: number, head: number): number {
     const used = (head - (Atomics.load(this.words, TAIL) >>> 0)) >>> 0;
     const toEnd = this.capacity - (head % this.capacity);
-    return need <= this.capacity && used + (toEnd < need ? toEnd : 0) + need <= this.capacity;
+    const skip = toEnd < need ? toEnd : 0;
+    return need <= this.capacity && used + skip + need <= this.capacity ? skip : -1;
   }
 
   /**
@@ -95,14 +102,12 @@ export class PacketRing {
   push(bytes: Uint8Array, ip: number, port: number): boolean {
     const need = align8(RECORD_HEADER + bytes.length);
     const head = Atomics.load(this.words, HEAD) >>> 0;
-    const used = (head - (Atomics.load(this.words, TAIL) >>> 0)) >>> 0;
-    let at = head % this.capacity;
-    const toEnd = this.capacity - at;
-    const skip = toEnd < need ? toEnd : 0;
-    if (need > this.capacity || used + skip + need > this.capacity) {
+    const skip = this.skipFor(need, head);
+    if (skip < 0) {
       Atomics.add(this.words, DROPPED, 1);
       return false;
     }
+    let at = head % this.capacity;
     if (skip > 0) {
       this.view.setUint32(at, SKIP, true);
       at = 0;
