@@ -32,6 +32,7 @@ export class RemoteShard {
   onLost: (why: string) => void = () => {};
   private stopping = false;
   private scratch = new Uint8Array(4096);
+  private view = new DataView(this.scratch.buffer);
   private bellDue = false;
 
   private constructor(
@@ -109,10 +110,12 @@ export class RemoteShard {
     if (this.gone !== null) throw new VerbsError(VerbsErrorCode.IoError, this.gone);
     let size = 0;
     for (const wr of wrs) size += kind === POST_SEND ? sendWrBytes(wr as SendWr) : recvWrBytes(wr);
-    if (size > this.scratch.length) this.scratch = new Uint8Array(Math.max(size, 2 * this.scratch.length));
-    const view = new DataView(this.scratch.buffer);
+    if (size > this.scratch.length) {
+      this.scratch = new Uint8Array(Math.max(size, 2 * this.scratch.length));
+      this.view = new DataView(this.scratch.buffer);
+    }
     let off = 0;
-    for (const wr of wrs) off = kind === POST_SEND ? encodeSendWr(this.scratch, view, off, wr as SendWr) : encodeRecvWr(view, off, wr);
+    for (const wr of wrs) off = kind === POST_SEND ? encodeSendWr(this.scratch, this.view, off, wr as SendWr) : encodeRecvWr(this.view, off, wr);
     if (!this.posts.fits(size) && !this.posts.waitForRoom(size, POST_ROOM_MS)) {
       throw new VerbsError(VerbsErrorCode.NoResources, `shard ${this.index}'s post ring stayed full for ${POST_ROOM_MS} ms`);
     }

@@ -20,7 +20,7 @@ import { type ShardContext, callShard } from './shard-methods.js';
 import { QpOwners } from './qp-owners.js';
 import { nativeStatus } from '../../native/addon.js';
 import { POST_SEND, decodeRecvWrs, decodeSendWrs } from './post-codec.js';
-import { RECORD_OVERRUN, RECORD_REFUSED, RECORD_WCS, REFUSED_BYTES, WCS_PER_RECORD, WC_RECORD_BYTES, encodeWc } from './wc-codec.js';
+import { RECORD_OVERRUN, RECORD_REFUSED, RECORD_WCS, REFUSED_BYTES, type RefusedWr, WCS_PER_RECORD, WC_RECORD_BYTES, encodeRefused, encodeWc } from './wc-codec.js';
 import { WcOpcode, wcOpcodeOf } from '../types.js';
 
 /** The provider options that cross to a worker (functions and kernel instances do not). */
@@ -52,14 +52,14 @@ export interface ShardStart {
   objects: Uint8Array | null;
 }
 
-/** A record's bytes with its ring header, padded as the ring pads. */
-const RECORD_ROOM = 16 + WCS_PER_RECORD * WC_RECORD_BYTES;
+/** The largest record a shard pushes: a CQ's batch of completions. */
+const RECORD_BYTES = WCS_PER_RECORD * WC_RECORD_BYTES;
 
 /** Moves a shard's completions into its ring; CQs whose completions do not fit yet wait for room. */
 class CompletionForwarder {
   private readonly pending = new Set<number>();
-  /** Work requests refused at posting, by QP: [wrId, completion opcode, receive]. */
-  private readonly refusedWrs = new Map<number, [bigint, number, boolean][]>();
+  /** Work requests refused at posting, by QP. */
+  private readonly refusedWrs = new Map<number, RefusedWr[]>();
   private scheduled = false;
   private readonly scratch = new Uint8Array(WCS_PER_RECORD * WC_RECORD_BYTES);
   private readonly view = new DataView(this.scratch.buffer);
@@ -83,7 +83,7 @@ class CompletionForwarder {
   }
 
   /** Report work requests of `qpn` the shard refused, as completions (sharded-verbs.ts makes them). */
-  refused(qpn: number, wrs: [bigint, number, boolean][]): void {
+  refused(qpn: number, wrs: RefusedWr[]): void {
     const list = this.refusedWrs.get(qpn) ?? [];
     list.push(...wrs);
     this.refusedWrs.set(qpn, list);
@@ -97,22 +97,21 @@ class CompletionForwarder {
     return this.pending.size + this.refusedWrs.size;
   }
 
+  /** Whether the ring has no room for another full record: then what was pushed is rung and the rest waits a millisecond. */
+  private full(pushed: boolean): boolean {
+    if (this.ring.fits(RECORD_BYTES)) return false;
+    if (pushed) this.ring.ring();
+    this.schedule(true);
+    return true;
+  }
+
   private flush(): void {
     let pushed = false;
     for (const [qpn, list] of this.refusedWrs) {
       while (list.length > 0) {
-        if (this.ring.capacity - this.ring.pending < 2 * RECORD_ROOM) {
-          if (pushed) this.ring.ring();
-          this.schedule(true);
-          return;
-        }
+        if (this.full(pushed)) return;
         const batch = list.splice(0, WCS_PER_RECORD);
-        const view = new DataView(this.scratch.buffer);
-        batch.forEach(([wrId, opcode, recv], i) => {
-          view.setBigUint64(i * REFUSED_BYTES, BigInt.asUintN(64, wrId), true);
-          view.setUint32(i * REFUSED_BYTES + 8, opcode, true);
-          view.setUint32(i * REFUSED_BYTES + 12, recv ? 1 : 0, true);
-        });
+        batch.forEach((r, i) => encodeRefused(this.view, i * REFUSED_BYTES, r));
         this.ring.push(this.scratch.subarray(0, batch.length * REFUSED_BYTES), qpn, RECORD_REFUSED);
         pushed = true;
       }
@@ -120,11 +119,7 @@ class CompletionForwarder {
     }
     for (const cq of this.pending) {
       for (;;) {
-        if (this.ring.capacity - this.ring.pending < 2 * RECORD_ROOM) {
-          if (pushed) this.ring.ring();
-          this.schedule(true);
-          return;
-        }
+        if (this.full(pushed)) return;
         let wcs;
         try {
           wcs = this.roce.pollCq(cq, WCS_PER_RECORD);
@@ -150,13 +145,13 @@ class CompletionForwarder {
 function runPost(roce: SoftRoce, forwarder: CompletionForwarder, qpn: number, kind: number, bytes: Uint8Array): void {
   const send = kind === POST_SEND;
   const wrs = send ? decodeSendWrs(bytes) : decodeRecvWrs(bytes);
-  const refused: [bigint, number, boolean][] = [];
+  const refused: RefusedWr[] = [];
   for (const wr of wrs) {
     try {
       if (send) roce.postSend(qpn, [wr as SendWr]);
       else roce.postRecv(qpn, [wr]);
     } catch {
-      refused.push([wr.wrId, send ? wcOpcodeOf((wr as SendWr).opcode) : WcOpcode.Recv, !send]);
+      refused.push({ wrId: wr.wrId, opcode: send ? wcOpcodeOf((wr as SendWr).opcode) : WcOpcode.Recv, recv: !send });
     }
   }
   if (refused.length > 0) forwarder.refused(qpn, refused);

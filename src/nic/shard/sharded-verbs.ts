@@ -49,7 +49,7 @@ import { ShardSet } from './shard-set.js';
 import { OWNER_SLOTS } from './qp-owners.js';
 import { type ShardCounters, shardCounters } from './shard-methods.js';
 import type { ShardProviderOptions } from './shard-worker.js';
-import { RECORD_OVERRUN, RECORD_REFUSED, REFUSED_BYTES, WC_RECORD_BYTES, decodeWc } from './wc-codec.js';
+import { RECORD_OVERRUN, RECORD_REFUSED, WC_RECORD_BYTES, decodeRefused, decodeWc } from './wc-codec.js';
 
 registerCodedError('VerbsError', VerbsErrorCode, (code, message) => new VerbsError(code, message));
 
@@ -637,11 +637,9 @@ export class ShardedVerbs implements Verbs {
   private refused(qpn: number, bytes: Uint8Array, touched: Set<number>): void {
     const place = this.qps.get(qpn);
     if (place === undefined) return;
-    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    for (let off = 0; off + REFUSED_BYTES <= bytes.length; off += REFUSED_BYTES) {
-      const recv = view.getUint32(off + 12, true) === 1;
-      const cq = recv ? place.options.recvCq : place.options.sendCq;
-      const wc: WorkCompletion = { ...flushedWc(qpn, view.getBigUint64(off, true), view.getUint32(off + 8, true)), status: WcStatus.LocQpOpErr };
+    for (const r of decodeRefused(bytes)) {
+      const cq = r.recv ? place.options.recvCq : place.options.sendCq;
+      const wc: WorkCompletion = { ...flushedWc(qpn, r.wrId, r.opcode), status: WcStatus.LocQpOpErr };
       place.ledger.completed(wc);
       const c = this.cqs.get(cq);
       if (c === undefined) continue;

@@ -19,6 +19,30 @@ export const RECORD_OVERRUN = 1;
 export const RECORD_REFUSED = 2;
 export const REFUSED_BYTES = 16;
 
+/** A work request a shard refused at posting: its id, its completion's opcode, whether a receive. */
+export interface RefusedWr {
+  wrId: bigint;
+  opcode: WcOpcode;
+  recv: boolean;
+}
+
+/** Write `r` at `off` of `view` (REFUSED_BYTES bytes). */
+export function encodeRefused(view: DataView, off: number, r: RefusedWr): void {
+  view.setBigUint64(off, BigInt.asUintN(64, r.wrId), true);
+  view.setUint32(off + 8, r.opcode, true);
+  view.setUint32(off + 12, r.recv ? 1 : 0, true);
+}
+
+/** The refused work requests a RECORD_REFUSED record holds. */
+export function decodeRefused(bytes: Uint8Array): RefusedWr[] {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const out: RefusedWr[] = [];
+  for (let off = 0; off + REFUSED_BYTES <= bytes.length; off += REFUSED_BYTES) {
+    out.push({ wrId: view.getBigUint64(off, true), opcode: view.getUint32(off + 8, true) as WcOpcode, recv: view.getUint32(off + 12, true) === 1 });
+  }
+  return out;
+}
+
 const U32_FIELDS = ['status', 'opcode', 'vendorErr', 'byteLen', 'immData', 'qpNum', 'srcQp', 'wcFlags', 'pkeyIndex', 'slid', 'sl', 'dlidPathBits'] as const;
 
 /** Write `wc` at `off` of `view` (WC_RECORD_BYTES bytes). */
