@@ -92,12 +92,15 @@ async function setUp(guest: RdmaGuest, qps: number, shape: GuestShape): Promise<
 
 /** Connect a's QP i with b's QP i, for every i. */
 export async function connectPair(a: PairGuest, b: PairGuest): Promise<void> {
+  for (let i = 0; i < a.qps.length; i++) await connectQps(a, b, i, 0x100 * (i + 1), 0x900 * (i + 1));
+}
+
+/** Connect a's QP i (first PSN psnA) with b's QP i (psnB), both in RESET. */
+export async function connectQps(a: PairGuest, b: PairGuest, i: number, psnA: number, psnB: number): Promise<void> {
   // Local ACK timeout 12 (16.8 ms, IBTA 4.096 µs × 2^12): with the retransmission backoff, a peer keeps
   // retrying for about 0.75 s, longer than a device takes to come back from its journal.
   const attrs = { access: ACCESS, timeout: 12, retryCnt: 7, rnrRetry: 7 };
-  for (const [i, qa] of a.qps.entries()) {
-    const qb = b.qps[i];
-    await connectRc(qa, 0x100 * (i + 1), { ip: b.device.ip, qpn: qb.qpn, psn: 0x900 * (i + 1) }, attrs);
-    await connectRc(qb, 0x900 * (i + 1), { ip: a.device.ip, qpn: qa.qpn, psn: 0x100 * (i + 1) }, attrs);
-  }
+  const [qa, qb] = [a.qps[i], b.qps[i]];
+  await connectRc(qa, psnA, { ip: b.device.ip, qpn: qb.qpn, psn: psnB }, attrs);
+  await connectRc(qb, psnB, { ip: a.device.ip, qpn: qa.qpn, psn: psnA }, attrs);
 }

@@ -5,12 +5,11 @@
 // once (TrafficError). A QP whose completion fails is posted to no more; the run ends when every
 // work request posted has completed. WRITEs that completed well are compared at b.
 import { AttrMask, CqeStatus, SendFlag, SendOpcode } from '../device/abi.js';
-import { connectRc } from '../host/connect.js';
 import { gpa } from '../memory/gpa.js';
 import { QpState } from '../nic/qp-state.js';
 import { Stream, fillPayload, findPayloadMismatch, payloadKey } from '../workload/pattern.js';
 import { TrafficError } from './checked-traffic.js';
-import { ACCESS, DATA, DATA_BYTES, IOVA, type PairGuest } from './durable-pair.js';
+import { DATA, DATA_BYTES, IOVA, type PairGuest, connectQps } from './durable-pair.js';
 
 const WRITE_BYTES = 4096;
 const WINDOW = 8;
@@ -77,13 +76,10 @@ export async function writesThroughKill(a: PairGuest, b: PairGuest, ops: number,
 
 /** Reset the pairs `which` names on both sides and connect them again (new PSNs). */
 export async function reconnectPairs(a: PairGuest, b: PairGuest, which: readonly boolean[]): Promise<void> {
-  const attrs = { access: ACCESS, timeout: 12, retryCnt: 7, rnrRetry: 7 };
-  for (const [i, qa] of a.qps.entries()) {
+  for (let i = 0; i < a.qps.length; i++) {
     if (!which[i]) continue;
-    const qb = b.qps[i];
-    await qa.modify(AttrMask.STATE, { qpState: QpState.Reset });
-    await qb.modify(AttrMask.STATE, { qpState: QpState.Reset });
-    await connectRc(qa, 0x3000 + i, { ip: b.device.ip, qpn: qb.qpn, psn: 0x7000 + i }, attrs);
-    await connectRc(qb, 0x7000 + i, { ip: a.device.ip, qpn: qa.qpn, psn: 0x3000 + i }, attrs);
+    await a.qps[i].modify(AttrMask.STATE, { qpState: QpState.Reset });
+    await b.qps[i].modify(AttrMask.STATE, { qpState: QpState.Reset });
+    await connectQps(a, b, i, 0x3000 + i, 0x7000 + i);
   }
 }

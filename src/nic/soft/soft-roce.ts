@@ -32,6 +32,7 @@ import { SoftWire } from './wire.js';
 import { PathMtu } from '../types.js';
 import type { SoftAh, SoftRoceCounters, SoftRoceParts } from './state/parts.js';
 import { captureQp, captureSoftRoce } from './state/capture.js';
+import { emptyCounters } from './state/types.js';
 import { checkQp } from './state/check.js';
 import { decodeSoftRoceState, encodeSoftRoceState } from './state/codec.js';
 import { inspectSoftRoce, loadQp as loadSavedQp, restoreSoftRoce } from './state/rebuild.js';
@@ -390,7 +391,7 @@ export class SoftRoce implements Verbs {
       cqs: st.cqs.map((cq) => ({ ...cq, armed: 'none', overrun: false, entries: [] })),
       srqs: st.srqs.map((srq) => ({ ...srq, wqes: [] })),
       qps: [],
-      counters: { dropped: [], events: [], internalErrors: 0, packetsSent: 0, packetsReceived: 0 },
+      counters: emptyCounters(),
     });
   }
 
@@ -407,7 +408,7 @@ export class SoftRoce implements Verbs {
       localIp: this.link.localIp, portMtu: this.portMtu,
       allocators: { pd: ids.pd.cursor, cq: ids.cq.cursor, qp: ids.qp.cursor, srq: ids.srq.cursor, ah: ids.ah.cursor, keys: { cursor: this.mrs.keyState().cursor, tags: [] } },
       gids: [], pds: [], mrs: [], cqs: [], srqs: [], ahs: [], qps: [captureQp(qp)],
-      counters: { dropped: [], events: [], internalErrors: 0, packetsSent: 0, packetsReceived: 0 },
+      counters: emptyCounters(),
     });
   }
 

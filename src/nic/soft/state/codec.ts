@@ -5,7 +5,7 @@ import { FieldReader, StateKind, StateWriter, dispatch, inconsistent, openState 
 import { readAllocators, readAh, readCounters, readCq, readGid, readMr, readProvider, readSrq, writeAh, writeAllocators, writeCounters, writeCq, writeGid, writeMr, writeProvider, writeSrq } from './object-codec.js';
 import { readQp, writeQp } from './qp-codec.js';
 import { PROVIDER_RECORD_NAMES, ProviderRecord as R } from './records.js';
-import type { SoftRoceState } from './types.js';
+import { type SoftRoceState, emptyCounters } from './types.js';
 
 export function encodeSoftRoceState(s: SoftRoceState): Uint8Array {
   const w = new StateWriter(StateKind.Provider);
@@ -28,7 +28,7 @@ export function decodeSoftRoceState(buf: Uint8Array): SoftRoceState {
   const out: Omit<SoftRoceState, 'localIp' | 'portMtu'> = {
     allocators: { pd: 0, cq: 0, qp: 0, srq: 0, ah: 0, keys: { cursor: 0, tags: [] } },
     gids: [], pds: [], mrs: [], cqs: [], srqs: [], ahs: [], qps: [],
-    counters: { dropped: [], events: [], internalErrors: 0, packetsSent: 0, packetsReceived: 0 },
+    counters: emptyCounters(),
   };
   const seen = new Set<number>();
   const once = (type: R, fn: (r: FieldReader) => void) => (r: FieldReader) => {

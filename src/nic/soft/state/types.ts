@@ -61,6 +61,11 @@ export interface SoftCountersState {
   packetsReceived: number;
 }
 
+/** Counters of a state that carries none (a new shard's objects, one QP on its way). */
+export function emptyCounters(): SoftCountersState {
+  return { dropped: [], events: [], internalErrors: 0, packetsSent: 0, packetsReceived: 0 };
+}
+
 /** The responder's state with its references as numbers: the RDMA WRITE's MR by its key. */
 export interface SavedResponder {
   psn: number;
