@@ -11,7 +11,7 @@ import { runCheckedTraffic } from '../../src/demo/checked-traffic.js';
 import { type PairGuest, connectPair, vmGuest } from '../../src/demo/durable-pair.js';
 import { reconnectPairs, writesThroughKill } from '../../src/demo/shard-kill.js';
 import { CqeStatus } from '../../src/device/abi.js';
-import { Vm } from '../../src/host/vm.js';
+import { Vm, type VmOptions } from '../../src/host/vm.js';
 import { VerbsError, VerbsErrorCode } from '../../src/nic/errors.js';
 import { QpAttr, QpState, QpType } from '../../src/nic/qp-state.js';
 import { DeviceMemory } from '../../src/memory/device-memory.js';
@@ -56,10 +56,20 @@ afterEach(async () => {
   for (const vm of open.splice(0)) await vm.close();
 });
 
-async function vm(ip: string, qpShards: number): Promise<Vm> {
-  const v = await Vm.open({ ip, qpShards });
+async function vm(ip: string, qpShards: number, more: Omit<VmOptions, 'ip' | 'qpShards'> = {}): Promise<Vm> {
+  const v = await Vm.open({ ...more, ip, qpShards });
   open.push(v);
   return v;
+}
+
+/** VM a (`shardsA` shards) and VM b (`shardsB`), with `qps` QP pairs set up and connected. */
+async function connected(ipA: string, shardsA: number, ipB: string, shardsB: number, qps: number, moreA: Omit<VmOptions, 'ip' | 'qpShards'> = {}): Promise<{ a: Vm; b: Vm; ga: PairGuest; gb: PairGuest }> {
+  const a = await vm(ipA, shardsA, moreA);
+  const b = await vm(ipB, shardsB);
+  const ga = await vmGuest(a, qps);
+  const gb = await vmGuest(b, qps);
+  await connectPair(ga, gb);
+  return { a, b, ga, gb };
 }
 
 /**
@@ -209,11 +219,7 @@ describe('QP shards', { concurrency: false }, () => {
   }));
 
   it('a worker shard killed under traffic: its QPs fail cleanly, the others finish, and reset and reconnected they all run again', withNative(async () => {
-    const a = await vm('127.0.46.10', 2);
-    const b = await vm('127.0.46.11', 2);
-    const ga = await vmGuest(a, 4);
-    const gb = await vmGuest(b, 4);
-    await connectPair(ga, gb);
+    const { a, b, ga, gb } = await connected('127.0.46.10', 2, '127.0.46.11', 2, 4);
     const s = a.verbs as ShardedVerbs;
     // One of shard 0's QPs moves onto shard 1 first: it dies with the shard it runs on now.
     const moved = ga.qps.find((qp) => s.ownerOf(qp.qpn) === 0)!;
@@ -240,11 +246,7 @@ describe('QP shards', { concurrency: false }, () => {
   }));
 
   it('any shard takes any QP: QPs moved round the shards under checked traffic, under their ownership words', withNative(async () => {
-    const a = await vm('127.0.46.12', 3);
-    const b = await vm('127.0.46.13', 2);
-    const ga = await vmGuest(a, 6);
-    const gb = await vmGuest(b, 6);
-    await connectPair(ga, gb);
+    const { a, b, ga, gb } = await connected('127.0.46.12', 3, '127.0.46.13', 2, 6);
     const sa = a.verbs as ShardedVerbs;
     const sb = b.verbs as ShardedVerbs;
     let moves = 0;
@@ -292,11 +294,7 @@ describe('QP shards', { concurrency: false }, () => {
   }));
 
   it('work stealing: two busy QPs on one shard are spread by balance(), idle ones stay, traffic stays checked', withNative(async () => {
-    const a = await vm('127.0.46.14', 2);
-    const b = await vm('127.0.46.15', 2);
-    const ga = await vmGuest(a, 4);
-    const gb = await vmGuest(b, 4);
-    await connectPair(ga, gb);
+    const { a, ga, gb } = await connected('127.0.46.14', 2, '127.0.46.15', 2, 4);
     const s = a.verbs as ShardedVerbs;
     // The busy pairs: a's QPs 0 and 2, both on shard 0 (QPNs are handed out in turn round the shards).
     const busy = [0, 2];
@@ -321,12 +319,7 @@ describe('QP shards', { concurrency: false }, () => {
   }));
 
   it('work stealing on a timer (qpBalanceMs): the busy QPs end up on different shards while checked traffic runs', withNative(async () => {
-    const a = await Vm.open({ ip: '127.0.46.16', qpShards: 2, qpBalanceMs: 20 });
-    open.push(a);
-    const b = await vm('127.0.46.17', 1);
-    const ga = await vmGuest(a, 4);
-    const gb = await vmGuest(b, 4);
-    await connectPair(ga, gb);
+    const { a, ga, gb } = await connected('127.0.46.16', 2, '127.0.46.17', 1, 4, { qpBalanceMs: 20 });
     const s = a.verbs as ShardedVerbs;
     const busy = [0, 2];
     const only = (g: PairGuest): PairGuest => ({ ...g, qps: busy.map((i) => g.qps[i]) });
@@ -338,11 +331,7 @@ describe('QP shards', { concurrency: false }, () => {
   }));
 
   it('stress: 16 QP pairs over 4 shards each, QPs moved to random shards ten times under checked traffic', withNative(async () => {
-    const a = await vm('127.0.46.18', 4);
-    const b = await vm('127.0.46.19', 4);
-    const ga = await vmGuest(a, 16);
-    const gb = await vmGuest(b, 16);
-    await connectPair(ga, gb);
+    const { a, b, ga, gb } = await connected('127.0.46.18', 4, '127.0.46.19', 4, 16);
     const sides = [[a.verbs as ShardedVerbs, ga], [b.verbs as ShardedVerbs, gb]] as const;
     // A fixed sequence of pseudo-random choices (xorshift), so a failure replays.
     let x = 0x9e3779b9;
