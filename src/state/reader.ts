@@ -52,6 +52,10 @@ export class FieldReader {
   u64(name: string): bigint {
     return this.view.getBigUint64(this.take(8, name), true);
   }
+  /** An IEEE 754 double (FieldWriter.f64). */
+  f64(name: string): number {
+    return this.view.getFloat64(this.take(8, name), true);
+  }
   /** A u64 that must be exact as a number (below 2^53). */
   u64n(name: string): number {
     const at = this.take(8, name);

@@ -8,7 +8,8 @@ import { ControlBlock } from '../../backend/control-block.js';
 import { PacketRing } from '../../backend/packet-ring.js';
 import { VerbsError, VerbsErrorCode } from '../errors.js';
 import type { RecvWr, SendWr } from '../verbs.js';
-import { POST_RECV, POST_SEND, encodeRecvWr, encodeSendWr, recvWrBytes, sendWrBytes } from './post-codec.js';
+import { FieldWriter } from '../../state/index.js';
+import { POST_RECV, POST_SEND, encodeRecvWr, encodeSendWr } from './post-codec.js';
 import type { ShardStart, ShardWorkerData, ShardWorkerMessage } from './shard-worker.js';
 
 /** Bytes of a shard's completion ring: room for about 16 k completions. */
@@ -31,8 +32,8 @@ export class RemoteShard {
   /** Called once if the worker goes away without being asked to. */
   onLost: (why: string) => void = () => {};
   private stopping = false;
-  private scratch = new Uint8Array(4096);
-  private view = new DataView(this.scratch.buffer);
+  /** Encodes each post (its buffer kept from one post to the next). */
+  private readonly writer = new FieldWriter(4096);
   private bellDue = false;
 
   private constructor(
@@ -108,18 +109,17 @@ export class RemoteShard {
    */
   post(qpn: number, kind: typeof POST_SEND | typeof POST_RECV, wrs: readonly (SendWr | RecvWr)[]): void {
     if (this.gone !== null) throw new VerbsError(VerbsErrorCode.IoError, this.gone);
-    let size = 0;
-    for (const wr of wrs) size += kind === POST_SEND ? sendWrBytes(wr as SendWr) : recvWrBytes(wr);
-    if (size > this.scratch.length) {
-      this.scratch = new Uint8Array(Math.max(size, 2 * this.scratch.length));
-      this.view = new DataView(this.scratch.buffer);
+    const w = this.writer;
+    w.reset();
+    for (const wr of wrs) {
+      if (kind === POST_SEND) encodeSendWr(w, wr as SendWr);
+      else encodeRecvWr(w, wr);
     }
-    let off = 0;
-    for (const wr of wrs) off = kind === POST_SEND ? encodeSendWr(this.scratch, this.view, off, wr as SendWr) : encodeRecvWr(this.view, off, wr);
-    if (!this.posts.fits(size) && !this.posts.waitForRoom(size, POST_ROOM_MS)) {
+    const bytes = w.finish();
+    if (!this.posts.fits(bytes.length) && !this.posts.waitForRoom(bytes.length, POST_ROOM_MS)) {
       throw new VerbsError(VerbsErrorCode.NoResources, `shard ${this.index}'s post ring stayed full for ${POST_ROOM_MS} ms`);
     }
-    this.posts.push(this.scratch.subarray(0, size), qpn, kind);
+    this.posts.push(bytes, qpn, kind);
     // One wake-up for the posts of this turn.
     if (!this.bellDue) {
       this.bellDue = true;
