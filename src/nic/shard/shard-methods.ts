@@ -44,7 +44,11 @@ const METHODS: Record<string, Method> = {
   createCq: (r, a) => r.createCq(a[0] as number),
   destroyCq: (r, a) => r.destroyCq(a[0] as number),
   createQp: (r, a) => r.createQp(a[0] as any),
-  modifyQp: (r, a) => r.modifyQp(a[0] as number, a[1] as any, a[2] as number),
+  // Answers with the attributes after the change, which the facade keeps for a QP whose shard dies.
+  modifyQp: (r, a) => {
+    r.modifyQp(a[0] as number, a[1] as any, a[2] as number);
+    return r.queryQp(a[0] as number);
+  },
   queryQp: (r, a) => r.queryQp(a[0] as number),
   destroyQp: (r, a) => r.destroyQp(a[0] as number),
   createSrq: (r, a) => r.createSrq(a[0] as number, a[1] as number, a[2] as number, a[3] as number),

@@ -270,8 +270,8 @@ export class ShardedVerbs implements Verbs {
       place.lost = false;
       return;
     }
-    this.set.call(place.shard, 'modifyQp', [qpn, attrs, mask]);
-    if (place.shard !== 0) place.attrs = this.set.call(place.shard, 'queryQp', [qpn]) as QpAttributes;
+    const after = this.set.call(place.shard, 'modifyQp', [qpn, attrs, mask]) as QpAttributes;
+    if (place.shard !== 0) place.attrs = after;
   }
 
   queryQp(qpn: number): QpAttributes {
