@@ -144,7 +144,7 @@ export class ShardSet {
   /** End worker shard `index` at once, as a crash would; resolves once its successor runs (or could not). */
   async kill(index: number): Promise<void> {
     const slot = this.slots[index - 1];
-    if (slot?.remote === null || slot === undefined) throw new RangeError(`no running worker shard ${index}`);
+    if (slot === undefined || slot.remote === null) throw new RangeError(`no running worker shard ${index}`);
     const r = slot.remote;
     await r.terminate();
     await r.exited;
